@@ -1,0 +1,3 @@
+fn main() {
+    println!("fdfs {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,185 @@
+//! Command codes (PROTOCOL.md §2).
+
+/// Response to any request.
+pub const RESP: u8 = 100;
+/// Connection check; empty body, empty reply.
+pub const ACTIVE_TEST: u8 = 111;
+/// Close the connection; no reply.
+pub const QUIT: u8 = 82;
+
+/// Commands served by the tracker.
+pub mod tracker {
+    pub const TRACKER_JOIN_LEADER: u8 = 58;
+    pub const STORAGE_CHANGE_STATUS: u8 = 59;
+    pub const STORAGE_GET_MY_IP: u8 = 60;
+    pub const TRACKER_GET_SYS_FILES_START: u8 = 61;
+    pub const TRACKER_GET_SYS_FILES_END: u8 = 62;
+    pub const TRACKER_GET_ONE_SYS_FILE: u8 = 63;
+    pub const TRACKER_GET_STATUS: u8 = 64;
+    pub const TRACKER_PING_LEADER: u8 = 65;
+    pub const TRACKER_NOTIFY_NEXT_LEADER: u8 = 66;
+    pub const TRACKER_COMMIT_NEXT_LEADER: u8 = 67;
+    pub const TRACKER_NOTIFY_RESELECT_LEADER: u8 = 68;
+    pub const STORAGE_FETCH_STORAGE_IDS: u8 = 69;
+    pub const STORAGE_GET_SERVER_ID: u8 = 70;
+    pub const STORAGE_GET_STATUS: u8 = 71;
+    pub const STORAGE_FETCH_TRUNK_FID: u8 = 72;
+    pub const STORAGE_REPORT_TRUNK_FID: u8 = 73;
+    pub const STORAGE_REPORT_TRUNK_FREE: u8 = 74;
+    pub const STORAGE_PARAMETER_REQ: u8 = 75;
+    pub const STORAGE_REPORT_STATUS: u8 = 76;
+    pub const STORAGE_CHANGELOG_REQ: u8 = 77;
+    pub const STORAGE_REPORT_IP_CHANGED: u8 = 78;
+    pub const STORAGE_SYNC_DEST_QUERY: u8 = 79;
+    pub const STORAGE_JOIN: u8 = 81;
+    pub const STORAGE_BEAT: u8 = 83;
+    pub const STORAGE_REPORT_DISK_USAGE: u8 = 84;
+    pub const STORAGE_REPLICA_CHG: u8 = 85;
+    pub const STORAGE_SYNC_SRC_REQ: u8 = 86;
+    pub const STORAGE_SYNC_DEST_REQ: u8 = 87;
+    pub const STORAGE_SYNC_NOTIFY: u8 = 88;
+    pub const STORAGE_SYNC_REPORT: u8 = 89;
+    pub const SERVER_LIST_ONE_GROUP: u8 = 90;
+    pub const SERVER_LIST_ALL_GROUPS: u8 = 91;
+    pub const SERVER_LIST_STORAGE: u8 = 92;
+    pub const SERVER_DELETE_STORAGE: u8 = 93;
+    pub const SERVER_SET_TRUNK_SERVER: u8 = 94;
+    pub const SERVER_GET_LEADER: u8 = 95;
+    pub const SERVER_TRACKER_CLUSTER_STAT: u8 = 96;
+    pub const SERVER_STORAGE_CLUSTER_STAT: u8 = 97;
+    pub const SERVER_STORAGE_VOLUMN_STAT: u8 = 98;
+    pub const QUERY_STORE_WITHOUT_GROUP_ONE: u8 = 101;
+    pub const QUERY_FETCH_ONE: u8 = 102;
+    pub const QUERY_UPDATE: u8 = 103;
+    pub const QUERY_STORE_WITH_GROUP_ONE: u8 = 104;
+    pub const QUERY_FETCH_ALL: u8 = 105;
+    pub const QUERY_STORE_WITHOUT_GROUP_ALL: u8 = 106;
+    pub const QUERY_STORE_WITH_GROUP_ALL: u8 = 107;
+    pub const SERVER_DELETE_GROUP: u8 = 108;
+    pub const STORAGE_GET_GROUP_NAME: u8 = 109;
+}
+
+/// Commands served by a storage server.
+pub mod storage {
+    pub const REPORT_SERVER_ID: u8 = 9;
+    pub const UPLOAD_FILE: u8 = 11;
+    pub const DELETE_FILE: u8 = 12;
+    pub const SET_METADATA: u8 = 13;
+    pub const DOWNLOAD_FILE: u8 = 14;
+    pub const GET_METADATA: u8 = 15;
+    pub const SYNC_CREATE_FILE: u8 = 16;
+    pub const SYNC_DELETE_FILE: u8 = 17;
+    pub const SYNC_UPDATE_FILE: u8 = 18;
+    pub const SYNC_CREATE_LINK: u8 = 19;
+    pub const CREATE_LINK: u8 = 20;
+    pub const UPLOAD_SLAVE_FILE: u8 = 21;
+    pub const QUERY_FILE_INFO: u8 = 22;
+    pub const UPLOAD_APPENDER_FILE: u8 = 23;
+    pub const APPEND_FILE: u8 = 24;
+    pub const SYNC_APPEND_FILE: u8 = 25;
+    pub const FETCH_ONE_PATH_BINLOG: u8 = 26;
+    pub const TRUNK_ALLOC_SPACE: u8 = 27;
+    pub const TRUNK_ALLOC_CONFIRM: u8 = 28;
+    pub const TRUNK_FREE_SPACE: u8 = 29;
+    pub const TRUNK_SYNC_BINLOG: u8 = 30;
+    pub const TRUNK_GET_BINLOG_SIZE: u8 = 31;
+    pub const TRUNK_DELETE_BINLOG_MARKS: u8 = 32;
+    pub const TRUNK_TRUNCATE_BINLOG_FILE: u8 = 33;
+    pub const MODIFY_FILE: u8 = 34;
+    pub const SYNC_MODIFY_FILE: u8 = 35;
+    pub const TRUNCATE_FILE: u8 = 36;
+    pub const SYNC_TRUNCATE_FILE: u8 = 37;
+    pub const REGENERATE_APPENDER_FILENAME: u8 = 38;
+    pub const SYNC_RENAME_FILE: u8 = 40;
+}
+
+/// The upstream name of a command code, for logs (tracker and storage codes
+/// do not overlap except QUIT, RESP and ACTIVE_TEST).
+pub fn name(code: u8) -> &'static str {
+    use storage as s;
+    use tracker as t;
+    match code {
+        RESP => "RESP",
+        ACTIVE_TEST => "ACTIVE_TEST",
+        QUIT => "QUIT",
+        s::REPORT_SERVER_ID => "REPORT_SERVER_ID",
+        s::UPLOAD_FILE => "UPLOAD_FILE",
+        s::DELETE_FILE => "DELETE_FILE",
+        s::SET_METADATA => "SET_METADATA",
+        s::DOWNLOAD_FILE => "DOWNLOAD_FILE",
+        s::GET_METADATA => "GET_METADATA",
+        s::SYNC_CREATE_FILE => "SYNC_CREATE_FILE",
+        s::SYNC_DELETE_FILE => "SYNC_DELETE_FILE",
+        s::SYNC_UPDATE_FILE => "SYNC_UPDATE_FILE",
+        s::SYNC_CREATE_LINK => "SYNC_CREATE_LINK",
+        s::CREATE_LINK => "CREATE_LINK",
+        s::UPLOAD_SLAVE_FILE => "UPLOAD_SLAVE_FILE",
+        s::QUERY_FILE_INFO => "QUERY_FILE_INFO",
+        s::UPLOAD_APPENDER_FILE => "UPLOAD_APPENDER_FILE",
+        s::APPEND_FILE => "APPEND_FILE",
+        s::SYNC_APPEND_FILE => "SYNC_APPEND_FILE",
+        s::FETCH_ONE_PATH_BINLOG => "FETCH_ONE_PATH_BINLOG",
+        s::TRUNK_ALLOC_SPACE => "TRUNK_ALLOC_SPACE",
+        s::TRUNK_ALLOC_CONFIRM => "TRUNK_ALLOC_CONFIRM",
+        s::TRUNK_FREE_SPACE => "TRUNK_FREE_SPACE",
+        s::TRUNK_SYNC_BINLOG => "TRUNK_SYNC_BINLOG",
+        s::TRUNK_GET_BINLOG_SIZE => "TRUNK_GET_BINLOG_SIZE",
+        s::TRUNK_DELETE_BINLOG_MARKS => "TRUNK_DELETE_BINLOG_MARKS",
+        s::TRUNK_TRUNCATE_BINLOG_FILE => "TRUNK_TRUNCATE_BINLOG_FILE",
+        s::MODIFY_FILE => "MODIFY_FILE",
+        s::SYNC_MODIFY_FILE => "SYNC_MODIFY_FILE",
+        s::TRUNCATE_FILE => "TRUNCATE_FILE",
+        s::SYNC_TRUNCATE_FILE => "SYNC_TRUNCATE_FILE",
+        s::REGENERATE_APPENDER_FILENAME => "REGENERATE_APPENDER_FILENAME",
+        s::SYNC_RENAME_FILE => "SYNC_RENAME_FILE",
+        t::TRACKER_JOIN_LEADER => "TRACKER_JOIN_LEADER",
+        t::STORAGE_CHANGE_STATUS => "STORAGE_CHANGE_STATUS",
+        t::STORAGE_GET_MY_IP => "STORAGE_GET_MY_IP",
+        t::TRACKER_GET_SYS_FILES_START => "TRACKER_GET_SYS_FILES_START",
+        t::TRACKER_GET_SYS_FILES_END => "TRACKER_GET_SYS_FILES_END",
+        t::TRACKER_GET_ONE_SYS_FILE => "TRACKER_GET_ONE_SYS_FILE",
+        t::TRACKER_GET_STATUS => "TRACKER_GET_STATUS",
+        t::TRACKER_PING_LEADER => "TRACKER_PING_LEADER",
+        t::TRACKER_NOTIFY_NEXT_LEADER => "TRACKER_NOTIFY_NEXT_LEADER",
+        t::TRACKER_COMMIT_NEXT_LEADER => "TRACKER_COMMIT_NEXT_LEADER",
+        t::TRACKER_NOTIFY_RESELECT_LEADER => "TRACKER_NOTIFY_RESELECT_LEADER",
+        t::STORAGE_FETCH_STORAGE_IDS => "STORAGE_FETCH_STORAGE_IDS",
+        t::STORAGE_GET_SERVER_ID => "STORAGE_GET_SERVER_ID",
+        t::STORAGE_GET_STATUS => "STORAGE_GET_STATUS",
+        t::STORAGE_FETCH_TRUNK_FID => "STORAGE_FETCH_TRUNK_FID",
+        t::STORAGE_REPORT_TRUNK_FID => "STORAGE_REPORT_TRUNK_FID",
+        t::STORAGE_REPORT_TRUNK_FREE => "STORAGE_REPORT_TRUNK_FREE",
+        t::STORAGE_PARAMETER_REQ => "STORAGE_PARAMETER_REQ",
+        t::STORAGE_REPORT_STATUS => "STORAGE_REPORT_STATUS",
+        t::STORAGE_CHANGELOG_REQ => "STORAGE_CHANGELOG_REQ",
+        t::STORAGE_REPORT_IP_CHANGED => "STORAGE_REPORT_IP_CHANGED",
+        t::STORAGE_SYNC_DEST_QUERY => "STORAGE_SYNC_DEST_QUERY",
+        t::STORAGE_JOIN => "STORAGE_JOIN",
+        t::STORAGE_BEAT => "STORAGE_BEAT",
+        t::STORAGE_REPORT_DISK_USAGE => "STORAGE_REPORT_DISK_USAGE",
+        t::STORAGE_REPLICA_CHG => "STORAGE_REPLICA_CHG",
+        t::STORAGE_SYNC_SRC_REQ => "STORAGE_SYNC_SRC_REQ",
+        t::STORAGE_SYNC_DEST_REQ => "STORAGE_SYNC_DEST_REQ",
+        t::STORAGE_SYNC_NOTIFY => "STORAGE_SYNC_NOTIFY",
+        t::STORAGE_SYNC_REPORT => "STORAGE_SYNC_REPORT",
+        t::SERVER_LIST_ONE_GROUP => "SERVER_LIST_ONE_GROUP",
+        t::SERVER_LIST_ALL_GROUPS => "SERVER_LIST_ALL_GROUPS",
+        t::SERVER_LIST_STORAGE => "SERVER_LIST_STORAGE",
+        t::SERVER_DELETE_STORAGE => "SERVER_DELETE_STORAGE",
+        t::SERVER_SET_TRUNK_SERVER => "SERVER_SET_TRUNK_SERVER",
+        t::SERVER_GET_LEADER => "SERVER_GET_LEADER",
+        t::SERVER_TRACKER_CLUSTER_STAT => "SERVER_TRACKER_CLUSTER_STAT",
+        t::SERVER_STORAGE_CLUSTER_STAT => "SERVER_STORAGE_CLUSTER_STAT",
+        t::SERVER_STORAGE_VOLUMN_STAT => "SERVER_STORAGE_VOLUMN_STAT",
+        t::QUERY_STORE_WITHOUT_GROUP_ONE => "QUERY_STORE_WITHOUT_GROUP_ONE",
+        t::QUERY_FETCH_ONE => "QUERY_FETCH_ONE",
+        t::QUERY_UPDATE => "QUERY_UPDATE",
+        t::QUERY_STORE_WITH_GROUP_ONE => "QUERY_STORE_WITH_GROUP_ONE",
+        t::QUERY_FETCH_ALL => "QUERY_FETCH_ALL",
+        t::QUERY_STORE_WITHOUT_GROUP_ALL => "QUERY_STORE_WITHOUT_GROUP_ALL",
+        t::QUERY_STORE_WITH_GROUP_ALL => "QUERY_STORE_WITH_GROUP_ALL",
+        t::SERVER_DELETE_GROUP => "SERVER_DELETE_GROUP",
+        t::STORAGE_GET_GROUP_NAME => "STORAGE_GET_GROUP_NAME",
+        _ => "UNKNOWN",
+    }
+}
