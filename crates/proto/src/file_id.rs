@@ -225,9 +225,15 @@ impl TrunkSlot {
     }
 }
 
-/// Checks an extension (without the dot): up to 6 chars of `[A-Za-z0-9_.-]`.
+/// Checks an extension (without the dot): up to 6 chars of `[A-Za-z0-9_.-]`,
+/// not starting with a dot (the name would then contain `..` and never
+/// parse again).
 pub fn validate_ext(ext: &str) -> Result<(), FileIdError> {
-    if ext.len() > MAX_EXT_LEN || !ext.bytes().all(is_name_char) {
+    if ext.len() > MAX_EXT_LEN
+        || !ext.bytes().all(is_name_char)
+        || ext.starts_with('.')
+        || ext.contains("..")
+    {
         return Err(FileIdError::BadExt(ext.to_owned()));
     }
     Ok(())
@@ -258,6 +264,11 @@ pub fn ext_part(ext: &str, random: u32) -> Result<String, FileIdError> {
         return Ok(format!("{:07}", random % 10_000_000));
     }
     let width = MAX_EXT_LEN - ext.len();
+    // A 6-character extension leaves no room for digits (`{:00}` would
+    // still print one and make the part 8 characters long).
+    if width == 0 {
+        return Ok(format!(".{ext}"));
+    }
     let digits = format!("{:0width$}", random % 10u32.pow(width as u32));
     Ok(format!("{digits}.{ext}"))
 }
@@ -424,7 +435,13 @@ impl LogicName {
             "M{:02X}/{:02X}/{:02X}/{}",
             self.store_path, self.sub_high, self.sub_low, name
         );
-        LogicName::parse(&logic)
+        let slave = LogicName::parse(&logic)?;
+        // A short prefix and extension can give a name of normal length,
+        // which every reader (ours and upstream's) would take for a master.
+        if slave.kind != FileKind::Slave {
+            return Err(FileIdError::TooShort(logic));
+        }
+        Ok(slave)
     }
 }
 
@@ -592,6 +609,15 @@ mod tests {
         assert!(m.slave("", "jpg").is_err());
         assert!(m.slave("-m", "").is_err());
         assert!(s.slave("_x", "jpg").is_err());
+        // Regression (property test): slave names of normal length or less
+        // are refused, not returned as a "normal" name.
+        assert_eq!(
+            m.slave("12", "b"),
+            Err(FileIdError::TooShort(
+                "M00/00/00/wKgLU17CB62ADy-HAAAAqoZV9hQ12812.b".into()
+            ))
+        );
+        assert!(m.slave("_", "").is_err());
     }
 
     #[test]
@@ -633,6 +659,31 @@ mod tests {
             FileId::parse("group12345678901234/M00/00/00/wKgLU17CB62ADy-HAAAAqoZV9hQ128.zip")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn ext_part_is_always_seven_characters() {
+        assert_eq!(ext_part("", 12345678).unwrap(), "2345678");
+        assert_eq!(ext_part("zip", 128).unwrap(), "128.zip");
+        assert_eq!(ext_part("jpeg", 999).unwrap(), "99.jpeg");
+        // Regression (property test): a 6-character extension used to get
+        // one digit anyway, giving an 8-character part and a name that
+        // parsed as a slave.
+        assert_eq!(ext_part("0a00A0", 5).unwrap(), ".0a00A0");
+        let info = NameInfo {
+            source: SourceServer::Ip(Ipv4Addr::new(0, 0, 0, 1)),
+            timestamp: 0,
+            size_field: NameInfo::size_field_for(0, false, 0),
+            crc32: 0,
+        };
+        let l = LogicName::build(0, 0, 0, info, None, &ext_part("abcdef", 1).unwrap());
+        assert_eq!(l.to_string().len(), NORMAL_LOGIC_LEN);
+        assert_eq!(LogicName::parse(&l.to_string()).unwrap(), l);
+        assert_eq!(l.ext(), "abcdef");
+        // Regression (property test): a leading dot gave `..` in the name.
+        assert_eq!(ext_part(".a", 1), Err(FileIdError::BadExt(".a".into())));
+        assert!(ext_part("a..b", 1).is_err());
+        assert_eq!(ext_part("a.b", 1).unwrap(), "001.a.b");
     }
 
     #[test]
