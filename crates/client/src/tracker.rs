@@ -1,0 +1,258 @@
+//! Tracker queries (PROTOCOL.md §3): where to store, where to fetch, and
+//! the list/admin commands used by monitors.
+
+use std::net::SocketAddr;
+
+use fdfs_proto::cmd::tracker as t;
+use fdfs_proto::errno;
+use fdfs_proto::tracker::{
+    DeleteStorageReq, FetchResp, FileReq, GroupReq, GroupStat, ListStorageReq, StorageStat,
+    StoreAllResp, StoreResp,
+};
+use fdfs_proto::{FileId, GroupName};
+
+use crate::{decode_err, parse_group, parse_id, storage_addr, Client, Error, Result};
+
+/// Where to upload one file (reply to 101/104).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreTarget {
+    pub group: GroupName,
+    pub server: SocketAddr,
+    /// Pass unchanged in the upload request.
+    pub store_path_index: u8,
+}
+
+/// Every writable server of the chosen group (reply to 106/107).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreTargets {
+    pub group: GroupName,
+    pub servers: Vec<SocketAddr>,
+    pub store_path_index: u8,
+}
+
+impl Client {
+    /// Asks a tracker where to upload (101, or 104 when a group is given).
+    pub async fn query_store(&self, group: Option<&str>) -> Result<StoreTarget> {
+        let (op, code, body) = match group {
+            None => (
+                "QUERY_STORE_WITHOUT_GROUP_ONE",
+                t::QUERY_STORE_WITHOUT_GROUP_ONE,
+                Vec::new(),
+            ),
+            Some(g) => {
+                let mut b = Vec::new();
+                GroupReq {
+                    group: parse_group(g)?,
+                }
+                .encode(&mut b);
+                (
+                    "QUERY_STORE_WITH_GROUP_ONE",
+                    t::QUERY_STORE_WITH_GROUP_ONE,
+                    b,
+                )
+            }
+        };
+        let (tracker, reply) = self.tracker_call(op, code, &body).await?;
+        let r = StoreResp::decode(&reply).map_err(decode_err(op, tracker))?;
+        Ok(StoreTarget {
+            server: storage_addr(op, tracker, &r.server)?,
+            group: r.group,
+            store_path_index: r.store_path_index,
+        })
+    }
+
+    /// Asks a tracker for every writable server (106, or 107 with a group).
+    pub async fn query_store_all(&self, group: Option<&str>) -> Result<StoreTargets> {
+        let (op, code, body) = match group {
+            None => (
+                "QUERY_STORE_WITHOUT_GROUP_ALL",
+                t::QUERY_STORE_WITHOUT_GROUP_ALL,
+                Vec::new(),
+            ),
+            Some(g) => {
+                let mut b = Vec::new();
+                GroupReq {
+                    group: parse_group(g)?,
+                }
+                .encode(&mut b);
+                (
+                    "QUERY_STORE_WITH_GROUP_ALL",
+                    t::QUERY_STORE_WITH_GROUP_ALL,
+                    b,
+                )
+            }
+        };
+        let (tracker, reply) = self.tracker_call(op, code, &body).await?;
+        let r = StoreAllResp::decode(&reply).map_err(decode_err(op, tracker))?;
+        let servers = r
+            .servers
+            .iter()
+            .map(|s| storage_addr(op, tracker, s))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(StoreTargets {
+            group: r.group,
+            servers,
+            store_path_index: r.store_path_index,
+        })
+    }
+
+    async fn query_file(&self, op: &'static str, code: u8, id: &FileId) -> Result<Vec<SocketAddr>> {
+        let mut body = Vec::new();
+        FileReq {
+            group: id.group.clone(),
+            filename: id.logic.clone(),
+        }
+        .encode(&mut body);
+        let (tracker, reply) = self.tracker_call(op, code, &body).await?;
+        let r = FetchResp::decode(&reply).map_err(decode_err(op, tracker))?;
+        if r.servers.is_empty() {
+            return Err(Error::Protocol {
+                op,
+                server: tracker,
+                source: fdfs_proto::DecodeError::BadLength {
+                    what: "fetch reply",
+                    got: reply.len(),
+                    expected: "at least one server".into(),
+                },
+            });
+        }
+        r.servers
+            .iter()
+            .map(|s| storage_addr(op, tracker, s))
+            .collect()
+    }
+
+    /// A storage that can serve `file_id` (102).
+    pub async fn query_fetch(&self, file_id: &str) -> Result<SocketAddr> {
+        let id = parse_id(file_id)?;
+        self.query_fetch_id(&id).await
+    }
+
+    pub(crate) async fn query_fetch_id(&self, id: &FileId) -> Result<SocketAddr> {
+        let v = self
+            .query_file("QUERY_FETCH_ONE", t::QUERY_FETCH_ONE, id)
+            .await?;
+        Ok(v[0])
+    }
+
+    /// Every storage that can serve `file_id` (105).
+    pub async fn query_fetch_all(&self, file_id: &str) -> Result<Vec<SocketAddr>> {
+        let id = parse_id(file_id)?;
+        self.query_file("QUERY_FETCH_ALL", t::QUERY_FETCH_ALL, &id)
+            .await
+    }
+
+    /// The storage to send a change of `file_id` to (103): delete,
+    /// metadata, append, modify, truncate, regenerate, slave upload.
+    pub async fn query_update(&self, file_id: &str) -> Result<SocketAddr> {
+        let id = parse_id(file_id)?;
+        self.query_update_id(&id).await
+    }
+
+    pub(crate) async fn query_update_id(&self, id: &FileId) -> Result<SocketAddr> {
+        let v = self.query_file("QUERY_UPDATE", t::QUERY_UPDATE, id).await?;
+        Ok(v[0])
+    }
+
+    /// Statistics of every group (91).
+    pub async fn list_groups(&self) -> Result<Vec<GroupStat>> {
+        let op = "SERVER_LIST_ALL_GROUPS";
+        let (tracker, reply) = self
+            .tracker_call(op, t::SERVER_LIST_ALL_GROUPS, &[])
+            .await?;
+        GroupStat::decode_list(&reply).map_err(decode_err(op, tracker))
+    }
+
+    /// Statistics of one group (90).
+    pub async fn list_group(&self, group: &str) -> Result<GroupStat> {
+        let op = "SERVER_LIST_ONE_GROUP";
+        let mut body = Vec::new();
+        GroupReq {
+            group: parse_group(group)?,
+        }
+        .encode(&mut body);
+        let (tracker, reply) = self
+            .tracker_call(op, t::SERVER_LIST_ONE_GROUP, &body)
+            .await?;
+        let mut v = GroupStat::decode_list(&reply).map_err(decode_err(op, tracker))?;
+        if v.len() != 1 {
+            return Err(Error::Protocol {
+                op,
+                server: tracker,
+                source: fdfs_proto::DecodeError::BadLength {
+                    what: "group stat",
+                    got: reply.len(),
+                    expected: GroupStat::LEN.to_string(),
+                },
+            });
+        }
+        Ok(v.remove(0))
+    }
+
+    /// The storages of a group, or one of them by id (92).
+    pub async fn list_storages(
+        &self,
+        group: &str,
+        storage_id: Option<&str>,
+    ) -> Result<Vec<StorageStat>> {
+        let op = "SERVER_LIST_STORAGE";
+        let req = ListStorageReq {
+            group: parse_group(group)?,
+            storage_id: storage_id.map(check_storage_id).transpose()?,
+        };
+        let mut body = Vec::new();
+        req.encode(&mut body);
+        let (tracker, reply) = self.tracker_call(op, t::SERVER_LIST_STORAGE, &body).await?;
+        StorageStat::decode_list(&reply).map_err(decode_err(op, tracker))
+    }
+
+    /// Removes a storage from a group (93), on every tracker as upstream
+    /// clients do. Succeeds when at least one tracker deleted it and the
+    /// others either did too, did not know it (ENOENT), had already deleted
+    /// it (EALREADY) or could not be reached.
+    pub async fn delete_storage(&self, group: &str, storage_id: &str) -> Result<()> {
+        let op = "SERVER_DELETE_STORAGE";
+        let req = DeleteStorageReq {
+            group: parse_group(group)?,
+            storage_id: check_storage_id(storage_id)?,
+        };
+        let mut body = Vec::new();
+        req.encode(&mut body);
+        let mut done = false;
+        let mut soft: Option<Error> = None;
+        let mut hard: Option<Error> = None;
+        for &tracker in &self.inner.trackers {
+            match self
+                .call(tracker, op, t::SERVER_DELETE_STORAGE, 0, &body, false)
+                .await
+            {
+                Ok(_) => done = true,
+                Err(e)
+                    if matches!(e.errno(), Some(errno::ENOENT) | Some(errno::EALREADY))
+                        || e.is_network() =>
+                {
+                    tracing::debug!(%tracker, error = %e, "delete storage");
+                    soft.get_or_insert(e);
+                }
+                Err(e) => {
+                    hard.get_or_insert(e);
+                }
+            }
+        }
+        match (hard, done, soft) {
+            (Some(e), _, _) => Err(e),
+            (None, true, _) => Ok(()),
+            (None, false, Some(e)) => Err(e),
+            (None, false, None) => unreachable!("at least one tracker"),
+        }
+    }
+}
+
+fn check_storage_id(id: &str) -> Result<String> {
+    fdfs_proto::common::check_id("storage id", id)
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    if id.is_empty() {
+        return Err(Error::InvalidArgument("storage id is empty".into()));
+    }
+    Ok(id.to_owned())
+}
