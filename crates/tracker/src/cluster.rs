@@ -1,0 +1,1225 @@
+//! The tracker's cluster state and every decision made from it.
+//!
+//! Groups of storage servers, each server's status (PROTOCOL.md §7),
+//! reported space, counters and sync progress, and the placement policies
+//! of §8 (which group, server and store path an upload goes to; which
+//! server a download or an update goes to). No sockets and no clock: every
+//! method that depends on time takes `now` (unix seconds), so tests drive
+//! time by hand.
+//!
+//! Two counters tell the service when to persist: `state_version` moves on
+//! every membership or status change (saved at once), `stats_version` on
+//! every beat or report (saved periodically).
+
+use std::collections::BTreeMap;
+
+use fdfs_conf::ReservedSpace;
+use fdfs_proto::server::{
+    status, ChangeFlags, DiskUsage, JoinReq, JoinResp, StorageBrief, SyncInfo, SyncReport,
+};
+use fdfs_proto::tracker::{
+    GroupStat, StatBuff, StorageClusterInfo, StorageClusterStat, StorageStat, VolumeInfo,
+    VolumeStat,
+};
+use fdfs_proto::{FileKind, IpSize, LogicName, ServerAddr, SourceServer};
+
+use crate::error::TrackerError;
+use crate::settings::{Settings, MB};
+
+/// Index of `last_heart_beat_time` in [`StatBuff::counters`].
+const STAT_LAST_HEART_BEAT: usize = 41;
+
+/// One storage server as the tracker knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Storage {
+    /// The IP when `use_storage_id` is off.
+    pub id: String,
+    pub ip: String,
+    pub port: u16,
+    pub status: u8,
+    /// rw_mode of StorageStat: 6 = read and write.
+    pub rw_mode: u8,
+    pub join_time: i64,
+    pub up_time: i64,
+    pub version: String,
+    pub store_path_count: u32,
+    pub subdir_count: u32,
+    pub upload_priority: i64,
+    /// (total MB, free MB) per store path, from REPORT_DISK_USAGE.
+    pub paths: Vec<(i64, i64)>,
+    pub current_write_path: u32,
+    pub last_heartbeat: i64,
+    pub stat: StatBuff,
+    /// Full-sync source assigned to this server ("" = none).
+    pub sync_src_id: String,
+    pub sync_until: i64,
+    /// From this server's SYNC_REPORT: for each peer, the source timestamp
+    /// of the last record this server received from it.
+    pub synced: BTreeMap<String, u32>,
+    /// How much of the changelog this server has been sent (CHANGELOG_REQ).
+    pub changelog_offset: u64,
+    /// Membership or a status in its group changed since this server last
+    /// got the group list (change flag 4).
+    pub needs_group_list: bool,
+}
+
+impl Storage {
+    fn new(id: &str, ip: &str, port: u16) -> Storage {
+        Storage {
+            id: id.to_owned(),
+            ip: ip.to_owned(),
+            port,
+            status: status::INIT,
+            rw_mode: 6,
+            join_time: 0,
+            up_time: 0,
+            version: String::new(),
+            store_path_count: 0,
+            subdir_count: 0,
+            upload_priority: 0,
+            paths: Vec::new(),
+            current_write_path: 0,
+            last_heartbeat: 0,
+            stat: StatBuff::default(),
+            sync_src_id: String::new(),
+            sync_until: 0,
+            synced: BTreeMap::new(),
+            changelog_offset: 0,
+            needs_group_list: true,
+        }
+    }
+
+    pub fn total_mb(&self) -> i64 {
+        self.paths.iter().map(|p| p.0).sum()
+    }
+
+    pub fn free_mb(&self) -> i64 {
+        self.paths.iter().map(|p| p.1).sum()
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.status == status::ACTIVE
+    }
+
+    /// In the readable list: ACTIVE with read permission.
+    pub fn readable(&self) -> bool {
+        self.is_active() && self.rw_mode & 4 != 0
+    }
+
+    /// In the writable list: ACTIVE with write permission.
+    pub fn writable(&self) -> bool {
+        self.is_active() && self.rw_mode & 2 != 0
+    }
+
+    fn addr(&self) -> ServerAddr {
+        ServerAddr {
+            ip: self.ip.clone(),
+            port: self.port,
+        }
+    }
+
+    fn brief(&self) -> StorageBrief {
+        StorageBrief {
+            status: self.status,
+            port: self.port as u32,
+            id: self.id.clone(),
+            ip: self.ip.clone(),
+        }
+    }
+}
+
+/// A group: its servers sorted by id and its round-robin cursors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub name: String,
+    pub port: u16,
+    pub store_path_count: u32,
+    pub subdir_count: u32,
+    pub storages: BTreeMap<String, Storage>,
+    pub current_write_server: usize,
+    pub current_read_server: usize,
+}
+
+impl Group {
+    fn new(name: &str) -> Group {
+        Group {
+            name: name.to_owned(),
+            port: 0,
+            store_path_count: 0,
+            subdir_count: 0,
+            storages: BTreeMap::new(),
+            current_write_server: 0,
+            current_read_server: 0,
+        }
+    }
+
+    fn writable(&self) -> Vec<&Storage> {
+        self.storages.values().filter(|s| s.writable()).collect()
+    }
+
+    fn readable(&self) -> Vec<&Storage> {
+        self.storages.values().filter(|s| s.readable()).collect()
+    }
+
+    /// Group total/free MB: those of the member with the least free space
+    /// (§8.1), among ACTIVE members, else among all that reported.
+    pub fn space(&self) -> (i64, i64) {
+        let pick = |it: &mut dyn Iterator<Item = &Storage>| {
+            it.min_by_key(|s| s.free_mb())
+                .map(|s| (s.total_mb(), s.free_mb()))
+        };
+        pick(&mut self.storages.values().filter(|s| s.is_active()))
+            .or_else(|| pick(&mut self.storages.values().filter(|s| !s.paths.is_empty())))
+            .unwrap_or((0, 0))
+    }
+
+    /// Mark every member as needing the group list in its next reply.
+    fn members_changed(&mut self) {
+        for s in self.storages.values_mut() {
+            s.needs_group_list = true;
+        }
+    }
+
+    /// The storage that created a file, from the 4 bytes in its name.
+    fn source_of(&self, src: SourceServer) -> Option<&Storage> {
+        match src {
+            SourceServer::Ip(ip) => {
+                let ip = ip.to_string();
+                self.storages.values().find(|s| s.ip == ip)
+            }
+            SourceServer::Id(n) => self.storages.get(&n.to_string()),
+        }
+    }
+}
+
+/// Where an upload goes (101/104/106/107).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreChoice {
+    pub group: String,
+    /// One server (101/104) or all writable ones (106/107).
+    pub servers: Vec<ServerAddr>,
+    pub store_path_index: u8,
+}
+
+/// The whole cluster as this tracker sees it.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub settings: Settings,
+    pub groups: BTreeMap<String, Group>,
+    /// Index into the groups (sorted by name) for round robin / load balance.
+    pub current_write_group: usize,
+    /// The changelog (`<ts> <group> <id> <status> <extra>\n` lines).
+    pub changelog: Vec<u8>,
+    pub state_version: u64,
+    pub stats_version: u64,
+}
+
+impl Cluster {
+    pub fn new(settings: Settings) -> Cluster {
+        Cluster {
+            settings,
+            groups: BTreeMap::new(),
+            current_write_group: 0,
+            changelog: Vec::new(),
+            state_version: 0,
+            stats_version: 0,
+        }
+    }
+
+    fn group(&self, name: &str) -> Result<&Group, TrackerError> {
+        self.groups
+            .get(name)
+            .ok_or_else(|| TrackerError::NoGroup(name.to_owned()))
+    }
+
+    fn group_mut(&mut self, name: &str) -> Result<&mut Group, TrackerError> {
+        self.groups
+            .get_mut(name)
+            .ok_or_else(|| TrackerError::NoGroup(name.to_owned()))
+    }
+
+    pub fn storage(&self, group: &str, id: &str) -> Result<&Storage, TrackerError> {
+        self.group(group)?
+            .storages
+            .get(id)
+            .ok_or_else(|| TrackerError::NoStorage {
+                group: group.to_owned(),
+                id: id.to_owned(),
+            })
+    }
+
+    fn storage_mut(&mut self, group: &str, id: &str) -> Result<&mut Storage, TrackerError> {
+        self.group_mut(group)?
+            .storages
+            .get_mut(id)
+            .ok_or_else(|| TrackerError::NoStorage {
+                group: group.to_owned(),
+                id: id.to_owned(),
+            })
+    }
+
+    /// Sets a status; a change marks the group's members for a new list
+    /// and the state for saving. Returns whether it changed.
+    fn set_status(&mut self, group: &str, id: &str, new: u8) -> Result<bool, TrackerError> {
+        let s = self.storage_mut(group, id)?;
+        if s.status == new {
+            return Ok(false);
+        }
+        tracing::info!(
+            group,
+            id,
+            from = status::name(s.status),
+            to = status::name(new),
+            "storage status changed"
+        );
+        s.status = new;
+        self.group_mut(group)?.members_changed();
+        self.state_version += 1;
+        Ok(true)
+    }
+
+    // ----- storage sessions (§6.2) -----
+
+    /// JOIN (81) from `peer_ip`. Returns the storage id and the reply.
+    pub fn join(
+        &mut self,
+        peer_ip: &str,
+        req: &JoinReq,
+        now: i64,
+    ) -> Result<(String, JoinResp), TrackerError> {
+        let gname = req.group.as_str().to_owned();
+        let id = if self.settings.use_storage_id
+            && self.settings.trust_storage_server_id
+            && !req.storage_id.is_empty()
+        {
+            req.storage_id.clone()
+        } else {
+            peer_ip.to_owned()
+        };
+        if req.storage_port == 0 {
+            return Err(TrackerError::Invalid("storage port 0".into()));
+        }
+        if let Some(g) = self.groups.get(&gname) {
+            if g.storages.keys().any(|k| *k != id) {
+                if g.port != req.storage_port {
+                    return Err(TrackerError::Invalid(format!(
+                        "storage port {} differs from group {gname}'s port {}",
+                        req.storage_port, g.port
+                    )));
+                }
+                if g.store_path_count != req.store_path_count {
+                    return Err(TrackerError::Invalid(format!(
+                        "store path count {} differs from group {gname}'s {}",
+                        req.store_path_count, g.store_path_count
+                    )));
+                }
+            }
+        }
+        let changelog_end = self.changelog.len() as u64;
+        let g = self
+            .groups
+            .entry(gname.clone())
+            .or_insert_with(|| Group::new(&gname));
+        g.port = req.storage_port;
+        g.store_path_count = req.store_path_count;
+        g.subdir_count = req.subdir_count_per_path;
+        let is_new = !g.storages.contains_key(&id);
+        let s = g
+            .storages
+            .entry(id.clone())
+            .or_insert_with(|| Storage::new(&id, peer_ip, req.storage_port));
+        let old = s.status;
+        let new_status = if is_new {
+            s.changelog_offset = changelog_end;
+            // A server that says its initial sync is done (e.g. this tracker
+            // lost its data, or was added later) is not sent through a full
+            // sync again.
+            if req.init_flag {
+                status::INIT
+            } else {
+                status::ONLINE
+            }
+        } else {
+            match old {
+                status::DELETED | status::IP_CHANGED => {
+                    s.changelog_offset = changelog_end;
+                    s.sync_src_id.clear();
+                    s.sync_until = 0;
+                    status::INIT
+                }
+                status::OFFLINE | status::RECOVERY | status::ONLINE | status::ACTIVE => {
+                    status::ONLINE
+                }
+                other => other,
+            }
+        };
+        let addr_changed = s.ip != peer_ip || s.port != req.storage_port;
+        s.ip = peer_ip.to_owned();
+        s.port = req.storage_port;
+        s.store_path_count = req.store_path_count;
+        s.subdir_count = req.subdir_count_per_path;
+        s.upload_priority = req.upload_priority;
+        s.join_time = if req.join_time > 0 {
+            req.join_time
+        } else if s.join_time > 0 {
+            s.join_time
+        } else {
+            now
+        };
+        s.up_time = req.up_time;
+        s.version = req.version.clone();
+        s.last_heartbeat = now;
+        s.needs_group_list = true;
+        if s.paths.len() != req.store_path_count as usize {
+            s.paths = vec![(0, 0); req.store_path_count as usize];
+        }
+        s.current_write_path %= req.store_path_count.max(1);
+        let src_id = s.sync_src_id.clone();
+        if is_new || addr_changed {
+            g.members_changed();
+            self.state_version += 1;
+        }
+        self.set_status(&gname, &id, new_status)?;
+        self.stats_version += 1;
+        tracing::info!(group = %gname, id = %id, ip = peer_ip, new = is_new, status = status::name(new_status), "storage joined");
+        Ok((
+            id,
+            JoinResp {
+                status: new_status,
+                src_id,
+            },
+        ))
+    }
+
+    /// The change-flags reply for `id`: the group list when something in
+    /// the group changed since it last got one (see DESIGN.md "Trackers
+    /// without a leader": flags 1 and 2 are never set).
+    fn change_flags(&mut self, group: &str, id: &str) -> ChangeFlags {
+        let Some(g) = self.groups.get_mut(group) else {
+            return ChangeFlags::default();
+        };
+        let needs = g
+            .storages
+            .get(id)
+            .map(|s| s.needs_group_list)
+            .unwrap_or(false);
+        if !needs {
+            return ChangeFlags::default();
+        }
+        let list = g.storages.values().map(Storage::brief).collect();
+        if let Some(s) = g.storages.get_mut(id) {
+            s.needs_group_list = false;
+        }
+        ChangeFlags {
+            group_servers: Some(list),
+            ..ChangeFlags::default()
+        }
+    }
+
+    /// Beat or disk report: the server is alive; it becomes ACTIVE unless it
+    /// is still being initialised or was removed.
+    fn alive(&mut self, group: &str, id: &str, now: i64) -> Result<(), TrackerError> {
+        let s = self.storage_mut(group, id)?;
+        s.last_heartbeat = now;
+        let st = s.status;
+        if !matches!(
+            st,
+            status::INIT
+                | status::WAIT_SYNC
+                | status::SYNCING
+                | status::IP_CHANGED
+                | status::DELETED
+                | status::RECOVERY
+        ) {
+            self.set_status(group, id, status::ACTIVE)?;
+        }
+        Ok(())
+    }
+
+    /// BEAT (83), with or without the 348-byte counters.
+    pub fn beat(
+        &mut self,
+        group: &str,
+        id: &str,
+        stat: Option<StatBuff>,
+        now: i64,
+    ) -> Result<ChangeFlags, TrackerError> {
+        if let Some(st) = stat {
+            self.storage_mut(group, id)?.stat = st;
+        }
+        self.alive(group, id, now)?;
+        self.stats_version += 1;
+        Ok(self.change_flags(group, id))
+    }
+
+    /// REPORT_DISK_USAGE (84).
+    pub fn disk_usage(
+        &mut self,
+        group: &str,
+        id: &str,
+        usage: &DiskUsage,
+        now: i64,
+    ) -> Result<ChangeFlags, TrackerError> {
+        let lb_path = self.settings.store_path == 2;
+        let s = self.storage_mut(group, id)?;
+        if usage.paths.len() != s.store_path_count as usize {
+            return Err(TrackerError::Invalid(format!(
+                "disk usage for {} paths, the server has {}",
+                usage.paths.len(),
+                s.store_path_count
+            )));
+        }
+        s.paths = usage.paths.clone();
+        if lb_path {
+            // Load balance: the path with the most free space takes the
+            // next uploads (first one on ties).
+            let mut best = 0;
+            for (i, p) in s.paths.iter().enumerate() {
+                if p.1 > s.paths[best].1 {
+                    best = i;
+                }
+            }
+            s.current_write_path = best as u32;
+        }
+        self.alive(group, id, now)?;
+        if self.settings.store_lookup == 2 {
+            self.rebalance_write_group();
+        }
+        self.stats_version += 1;
+        Ok(self.change_flags(group, id))
+    }
+
+    /// Load balance (§8.1): the group with the most free space (that has a
+    /// writable server) becomes the current write group.
+    fn rebalance_write_group(&mut self) {
+        let mut best: Option<(usize, i64)> = None;
+        for (i, g) in self.groups.values().enumerate() {
+            if g.writable().is_empty() {
+                continue;
+            }
+            let free = g.space().1;
+            if best.is_none_or(|(_, f)| free > f) {
+                best = Some((i, free));
+            }
+        }
+        if let Some((i, _)) = best {
+            self.current_write_group = i;
+        }
+    }
+
+    /// SYNC_REPORT (89): progress of this server's incoming sync.
+    pub fn sync_report(
+        &mut self,
+        group: &str,
+        id: &str,
+        report: &SyncReport,
+    ) -> Result<ChangeFlags, TrackerError> {
+        let s = self.storage_mut(group, id)?;
+        for (peer, ts) in &report.entries {
+            // The report carries an entry for the reporter itself (ts 0).
+            if peer != id && !peer.is_empty() {
+                s.synced.insert(peer.clone(), *ts);
+            }
+        }
+        self.stats_version += 1;
+        Ok(self.change_flags(group, id))
+    }
+
+    /// SYNC_DEST_REQ (87): a new server asks for its full-sync source.
+    pub fn sync_dest_req(
+        &mut self,
+        group: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<SyncInfo>, TrackerError> {
+        let src = self
+            .group(group)?
+            .storages
+            .values()
+            .find(|s| s.id != id && s.is_active())
+            .map(|s| s.id.clone());
+        match src {
+            Some(src) => {
+                let s = self.storage_mut(group, id)?;
+                s.sync_src_id = src.clone();
+                s.sync_until = now;
+                self.state_version += 1;
+                self.set_status(group, id, status::WAIT_SYNC)?;
+                Ok(Some(SyncInfo {
+                    src_id: src,
+                    until_timestamp: now,
+                }))
+            }
+            None => {
+                self.set_status(group, id, status::ONLINE)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// SYNC_NOTIFY (88): the server tells which source it syncs from.
+    pub fn sync_notify(
+        &mut self,
+        group: &str,
+        id: &str,
+        info: &SyncInfo,
+    ) -> Result<(), TrackerError> {
+        let st = self.storage(group, id)?.status;
+        if info.src_id.is_empty() {
+            if matches!(st, status::INIT | status::WAIT_SYNC | status::SYNCING) {
+                self.set_status(group, id, status::ONLINE)?;
+            }
+            return Ok(());
+        }
+        match self.group(group)?.storages.get(&info.src_id) {
+            Some(src) if src.status != status::DELETED && src.status != status::IP_CHANGED => {}
+            _ => {
+                return Err(TrackerError::NoStorage {
+                    group: group.to_owned(),
+                    id: info.src_id.clone(),
+                })
+            }
+        }
+        let s = self.storage_mut(group, id)?;
+        if s.sync_src_id.is_empty() {
+            s.sync_src_id = info.src_id.clone();
+            s.sync_until = info.until_timestamp;
+            self.state_version += 1;
+        }
+        if st == status::INIT {
+            self.set_status(group, id, status::WAIT_SYNC)?;
+        }
+        Ok(())
+    }
+
+    /// SYNC_SRC_REQ (86): a peer asks which source `dest` syncs from.
+    pub fn sync_src_req(&self, group: &str, dest: &str) -> Result<Option<SyncInfo>, TrackerError> {
+        let s = self.storage(group, dest)?;
+        Ok(sync_info(s))
+    }
+
+    /// SYNC_DEST_QUERY (79): a server asks for its own source.
+    pub fn sync_dest_query(&self, group: &str, id: &str) -> Result<Option<SyncInfo>, TrackerError> {
+        Ok(sync_info(self.storage(group, id)?))
+    }
+
+    /// REPORT_STATUS (76): "peer X now has status S" from its sync source.
+    pub fn report_status(&mut self, group: &str, brief: &StorageBrief) -> Result<(), TrackerError> {
+        let id = if brief.id.is_empty() {
+            &brief.ip
+        } else {
+            &brief.id
+        };
+        check_status_value(brief.status)?;
+        let cur = self.storage(group, id)?.status;
+        if matches!(cur, status::DELETED | status::IP_CHANGED) {
+            return Ok(());
+        }
+        // A report that the full sync ended (OFFLINE) must not knock an
+        // already serving server offline.
+        if brief.status == status::OFFLINE && matches!(cur, status::ONLINE | status::ACTIVE) {
+            return Ok(());
+        }
+        self.set_status(group, &id.clone(), brief.status)?;
+        Ok(())
+    }
+
+    /// CHANGE_STATUS (59): the server sets its own status; ONLINE/ACTIVE
+    /// requests are stored as OFFLINE (the next beat makes it ACTIVE).
+    pub fn change_status(&mut self, group: &str, id: &str, new: u8) -> Result<(), TrackerError> {
+        check_status_value(new)?;
+        let new = if matches!(new, status::ONLINE | status::ACTIVE) {
+            status::OFFLINE
+        } else {
+            new
+        };
+        self.set_status(group, id, new)?;
+        Ok(())
+    }
+
+    /// The storage's tracker connection closed (or QUIT).
+    pub fn disconnect(&mut self, group: &str, id: &str) {
+        if let Ok(s) = self.storage(group, id) {
+            if matches!(s.status, status::ACTIVE | status::ONLINE) {
+                let _ = self.set_status(group, id, status::OFFLINE);
+            }
+        }
+    }
+
+    /// ACTIVE servers with no beat within check_active_interval go OFFLINE.
+    /// Returns those that did.
+    pub fn check_active(&mut self, now: i64) -> Vec<(String, String)> {
+        let limit = self.settings.check_active_interval.as_secs() as i64;
+        let stale: Vec<(String, String)> = self
+            .groups
+            .values()
+            .flat_map(|g| {
+                g.storages
+                    .values()
+                    .filter(|s| s.is_active() && now - s.last_heartbeat > limit)
+                    .map(|s| (g.name.clone(), s.id.clone()))
+            })
+            .collect();
+        for (g, id) in &stale {
+            tracing::warn!(group = %g, id = %id, "no heartbeat within check_active_interval, storage is now OFFLINE");
+            let _ = self.set_status(g, id, status::OFFLINE);
+        }
+        stale
+    }
+
+    /// CHANGELOG_REQ (77): changelog bytes this server has not seen yet.
+    pub fn changelog_since(&mut self, group: &str, id: &str) -> Result<Vec<u8>, TrackerError> {
+        let len = self.changelog.len() as u64;
+        let from = self.storage(group, id)?.changelog_offset.min(len);
+        let out = self.changelog[from as usize..].to_vec();
+        if !out.is_empty() {
+            self.storage_mut(group, id)?.changelog_offset = len;
+            self.stats_version += 1;
+        }
+        Ok(out)
+    }
+
+    // ----- admin (§3.3) -----
+
+    /// DELETE_STORAGE (93).
+    pub fn delete_storage(&mut self, group: &str, id: &str, now: i64) -> Result<(), TrackerError> {
+        let s = self.storage(group, id)?;
+        match s.status {
+            status::DELETED => return Err(TrackerError::AlreadyDeleted(id.to_owned())),
+            status::ONLINE | status::ACTIVE | status::RECOVERY => {
+                return Err(TrackerError::Busy(id.to_owned()))
+            }
+            _ => {}
+        }
+        let s = self.storage_mut(group, id)?;
+        // What upstream shows after a delete (golden delete_storage): no
+        // space, no source.
+        s.paths.iter_mut().for_each(|p| *p = (0, 0));
+        s.sync_src_id.clear();
+        s.sync_until = 0;
+        s.synced.clear();
+        self.set_status(group, id, status::DELETED)?;
+        self.changelog
+            .extend_from_slice(format!("{now} {group} {id} {} \n", status::DELETED).as_bytes());
+        // Others stop counting on it as a sync source.
+        for other in self.group_mut(group)?.storages.values_mut() {
+            other.synced.remove(id);
+        }
+        tracing::info!(group, id, "storage deleted");
+        Ok(())
+    }
+
+    /// DELETE_GROUP (108): only a group whose servers are all deleted.
+    pub fn delete_group(&mut self, group: &str) -> Result<(), TrackerError> {
+        let g = self.group(group)?;
+        if let Some(s) = g.storages.values().find(|s| s.status != status::DELETED) {
+            return Err(TrackerError::Busy(format!(
+                "group {group} still has storage {}",
+                s.id
+            )));
+        }
+        self.groups.remove(group);
+        self.current_write_group = 0;
+        self.state_version += 1;
+        tracing::info!(group, "group deleted");
+        Ok(())
+    }
+
+    // ----- placement (§8) -----
+
+    /// reserved_storage_space in MB for a group or a server of `total_mb`.
+    pub fn reserved_mb(&self, total_mb: i64) -> i64 {
+        match self.settings.reserved {
+            ReservedSpace::Bytes(b) => (b / MB) as i64,
+            ReservedSpace::Ratio(r) => (total_mb as f64 * r) as i64,
+        }
+    }
+
+    /// §8.5 group check.
+    fn group_has_space(&self, g: &Group) -> bool {
+        let (total, free) = g.space();
+        match self.settings.reserved {
+            ReservedSpace::Bytes(b) => free > (b / MB) as i64,
+            ReservedSpace::Ratio(r) => total > 0 && (free as f64 / total as f64) > r,
+        }
+    }
+
+    /// §8.5 path check.
+    fn path_has_space(&self, s: &Storage, path: usize) -> bool {
+        let Some(&(total, free)) = s.paths.get(path) else {
+            return false;
+        };
+        match self.settings.reserved {
+            ReservedSpace::Bytes(b) => {
+                free > (b / MB) as i64 / i64::from(s.store_path_count.max(1))
+            }
+            ReservedSpace::Ratio(r) => total > 0 && (free as f64 / total as f64) > r,
+        }
+    }
+
+    /// Picks the group for an upload without a group name (§8.1).
+    fn pick_group(&mut self) -> Result<String, TrackerError> {
+        let names: Vec<String> = self.groups.keys().cloned().collect();
+        if self.settings.store_lookup == 1 {
+            let g = self.group(&self.settings.store_group)?;
+            if g.writable().is_empty() {
+                return Err(TrackerError::NoWritable(format!(" in group {}", g.name)));
+            }
+            if !self.group_has_space(g) {
+                return Err(TrackerError::NoSpace(format!("group {}", g.name)));
+            }
+            return Ok(g.name.clone());
+        }
+        if names.is_empty() {
+            return Err(TrackerError::NoWritable(": no groups".into()));
+        }
+        let n = names.len();
+        let start = self.current_write_group % n;
+        let mut any_writable = false;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let g = &self.groups[&names[i]];
+            if g.writable().is_empty() {
+                continue;
+            }
+            any_writable = true;
+            if self.group_has_space(g) {
+                self.current_write_group = if self.settings.store_lookup == 0 {
+                    (i + 1) % n
+                } else {
+                    i
+                };
+                return Ok(names[i].clone());
+            }
+        }
+        if any_writable {
+            Err(TrackerError::NoSpace(
+                "every group is over its reserved space".into(),
+            ))
+        } else {
+            Err(TrackerError::NoWritable(" in any group".into()))
+        }
+    }
+
+    /// Where to upload (101/104/106/107). `group` = None lets the tracker
+    /// choose; `all` returns every writable server of the group.
+    pub fn query_store(
+        &mut self,
+        group: Option<&str>,
+        all: bool,
+    ) -> Result<StoreChoice, TrackerError> {
+        let gname = match group {
+            Some(name) => {
+                let g = self.group(name)?;
+                if g.writable().is_empty() {
+                    return Err(TrackerError::NoWritable(format!(" in group {name}")));
+                }
+                if !self.group_has_space(g) {
+                    return Err(TrackerError::NoSpace(format!("group {name}")));
+                }
+                name.to_owned()
+            }
+            None => self.pick_group()?,
+        };
+        let store_server = self.settings.store_server;
+        let g = self.groups.get_mut(&gname).expect("group picked above");
+        let writable: Vec<String> = g.writable().iter().map(|s| s.id.clone()).collect();
+        let chosen = match store_server {
+            1 => writable[0].clone(),
+            2 => g
+                .writable()
+                .iter()
+                .min_by_key(|s| s.upload_priority)
+                .map(|s| s.id.clone())
+                .expect("non-empty"),
+            _ => {
+                let i = g.current_write_server % writable.len();
+                g.current_write_server = (i + 1) % writable.len();
+                writable[i].clone()
+            }
+        };
+        // 106/107 compute the path against the first server of the list.
+        let path_server = if all {
+            writable[0].clone()
+        } else {
+            chosen.clone()
+        };
+        let path = self.pick_path(&gname, &path_server)?;
+        let g = &self.groups[&gname];
+        let servers = if all {
+            g.writable().iter().map(|s| s.addr()).collect()
+        } else {
+            vec![g.storages[&chosen].addr()]
+        };
+        Ok(StoreChoice {
+            group: gname,
+            servers,
+            store_path_index: path,
+        })
+    }
+
+    /// §8.3: the store path on `id` for the next upload.
+    fn pick_path(&mut self, group: &str, id: &str) -> Result<u8, TrackerError> {
+        let s = self.storage(group, id)?;
+        let n = s.store_path_count.max(1) as usize;
+        let start = s.current_write_path as usize % n;
+        let found = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&p| self.path_has_space(s, p));
+        let Some(p) = found else {
+            return Err(TrackerError::NoSpace(format!(
+                "every store path of {id} is over its reserved space"
+            )));
+        };
+        if self.settings.store_path == 0 {
+            self.storage_mut(group, id)?.current_write_path = ((p + 1) % n) as u32;
+        }
+        Ok(p as u8)
+    }
+
+    /// The sync progress of `s` relevant to a file from `source`: what `s`
+    /// received from that source when it reported it, else the aggregate of
+    /// §8.4 (minimum over ACTIVE peers with store_server 0, else maximum).
+    fn synced_timestamp(&self, g: &Group, s: &Storage, source: Option<&Storage>) -> i64 {
+        if let Some(src) = source {
+            if let Some(ts) = s.synced.get(&src.id) {
+                return i64::from(*ts);
+            }
+        }
+        let vals = s
+            .synced
+            .iter()
+            .filter(|(peer, _)| g.storages.get(*peer).is_some_and(|p| p.is_active()))
+            .map(|(_, ts)| i64::from(*ts));
+        let v = if self.settings.store_server == 0 {
+            vals.min()
+        } else {
+            vals.max()
+        };
+        v.unwrap_or(0)
+    }
+
+    /// §8.4: may `s` serve a normal file created at `ts` by `source`?
+    fn may_serve(
+        &self,
+        g: &Group,
+        s: &Storage,
+        source: Option<&Storage>,
+        ts: i64,
+        now: i64,
+    ) -> bool {
+        if source.is_some_and(|src| src.id == s.id) {
+            return true;
+        }
+        let max_delay = self.settings.storage_sync_file_max_delay.as_secs() as i64;
+        let max_time = self.settings.storage_sync_file_max_time.as_secs() as i64;
+        if ts < now - max_delay {
+            return true;
+        }
+        let synced = self.synced_timestamp(g, s, source);
+        synced > ts || (synced + 1 >= ts && now - ts > max_time)
+    }
+
+    /// Where to download from (102: one server, 105: all that may hold it).
+    pub fn query_fetch(
+        &mut self,
+        group: &str,
+        name: &LogicName,
+        all: bool,
+        now: i64,
+    ) -> Result<Vec<ServerAddr>, TrackerError> {
+        let g = self.group(group)?;
+        let source = g.source_of(name.info.source);
+        let source_only = matches!(name.kind, FileKind::Slave | FileKind::Appender)
+            || self.settings.download_server == 1;
+        if source_only {
+            if let Some(src) = source.filter(|s| s.readable()) {
+                return Ok(vec![src.addr()]);
+            }
+            // Source gone: fall back to the servers that may hold a copy.
+        }
+        let ts = i64::from(name.info.timestamp);
+        let readable = g.readable();
+        if readable.is_empty() {
+            return Err(TrackerError::NoReadable(group.to_owned()));
+        }
+        if all {
+            let list: Vec<ServerAddr> = readable
+                .iter()
+                .filter(|s| self.may_serve(g, s, source, ts, now))
+                .map(|s| s.addr())
+                .collect();
+            if !list.is_empty() {
+                return Ok(list);
+            }
+            return self.fetch_fallback(group).map(|a| vec![a]);
+        }
+        let n = readable.len();
+        let start = g.current_read_server % n;
+        let found = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| self.may_serve(g, readable[i], source, ts, now));
+        match found {
+            Some(i) => {
+                let addr = readable[i].addr();
+                if self.settings.download_server == 0 {
+                    let g = self.group_mut(group)?;
+                    g.current_read_server = (start + 1) % n;
+                }
+                Ok(vec![addr])
+            }
+            None => self.fetch_fallback(group).map(|a| vec![a]),
+        }
+    }
+
+    /// §8.4 fallback: the group's first writable server if it is readable.
+    fn fetch_fallback(&self, group: &str) -> Result<ServerAddr, TrackerError> {
+        let g = self.group(group)?;
+        g.writable()
+            .into_iter()
+            .find(|s| s.readable())
+            .map(|s| s.addr())
+            .ok_or_else(|| TrackerError::NoReadable(group.to_owned()))
+    }
+
+    /// Where to send an update (103): the source if writable, else a
+    /// writable server by the store_server rule.
+    pub fn query_update(
+        &mut self,
+        group: &str,
+        name: &LogicName,
+    ) -> Result<ServerAddr, TrackerError> {
+        let g = self.group(group)?;
+        if let Some(src) = g.source_of(name.info.source).filter(|s| s.writable()) {
+            return Ok(src.addr());
+        }
+        if g.writable().is_empty() {
+            return Err(TrackerError::NoWritable(format!(" in group {group}")));
+        }
+        let store_server = self.settings.store_server;
+        let g = self.group_mut(group)?;
+        let w: Vec<ServerAddr> = g.writable().iter().map(|s| s.addr()).collect();
+        let pick = match store_server {
+            1 => 0,
+            2 => {
+                let ws = g.writable();
+                let best = ws.iter().map(|s| s.upload_priority).min().unwrap_or(0);
+                ws.iter()
+                    .position(|s| s.upload_priority == best)
+                    .unwrap_or(0)
+            }
+            _ => {
+                let i = g.current_write_server % w.len();
+                g.current_write_server = (i + 1) % w.len();
+                i
+            }
+        };
+        Ok(w[pick].clone())
+    }
+
+    // ----- listings (§3.3) -----
+
+    fn group_stat(&self, g: &Group) -> GroupStat {
+        let (total, free) = g.space();
+        GroupStat {
+            group_name: g.name.clone(),
+            total_mb: total,
+            free_mb: free,
+            reserved_mb: self.reserved_mb(total),
+            trunk_free_mb: 0,
+            storage_count: g.storages.len() as i64,
+            storage_port: i64::from(g.port),
+            readable_server_count: g.readable().len() as i64,
+            writable_server_count: g.writable().len() as i64,
+            current_write_server: g.current_write_server as i64,
+            store_path_count: i64::from(g.store_path_count),
+            subdir_count_per_path: i64::from(g.subdir_count),
+            // -1: no trunk file (golden list_groups_storages).
+            current_trunk_file_id: -1,
+        }
+    }
+
+    /// 91 (all groups) or 90 (one).
+    pub fn group_stats(&self, group: Option<&str>) -> Result<Vec<GroupStat>, TrackerError> {
+        match group {
+            Some(name) => Ok(vec![self.group_stat(self.group(name)?)]),
+            None => Ok(self.groups.values().map(|g| self.group_stat(g)).collect()),
+        }
+    }
+
+    /// 92: the servers of a group (sorted by id), or one of them.
+    pub fn storage_stats(
+        &self,
+        group: &str,
+        id: Option<&str>,
+    ) -> Result<Vec<StorageStat>, TrackerError> {
+        let g = self.group(group)?;
+        let one = |s: &Storage| {
+            let mut stat = s.stat.clone();
+            stat.counters[STAT_LAST_HEART_BEAT] = s.last_heartbeat;
+            StorageStat {
+                status: s.status,
+                rw_mode: s.rw_mode,
+                id: s.id.clone(),
+                ip_addr: s.ip.clone(),
+                src_id: s.sync_src_id.clone(),
+                version: s.version.clone(),
+                join_time: s.join_time,
+                up_time: s.up_time,
+                total_mb: s.total_mb(),
+                free_mb: s.free_mb(),
+                reserved_mb: self.reserved_mb(s.total_mb()),
+                upload_priority: s.upload_priority,
+                store_path_count: i64::from(s.store_path_count),
+                subdir_count_per_path: i64::from(s.subdir_count),
+                current_write_path: i64::from(s.current_write_path),
+                storage_port: i64::from(s.port),
+                stat,
+                if_trunk_server: false,
+                ip_size: self.settings.ip_size,
+            }
+        };
+        match id {
+            Some(id) => Ok(vec![one(self.storage(group, id)?)]),
+            None => Ok(g.storages.values().map(one).collect()),
+        }
+    }
+
+    /// 71: the brief of the server at `ip:port` in `group`.
+    pub fn find_by_addr(&self, group: &str, addr: &str) -> Result<&Storage, TrackerError> {
+        let g = self.group(group)?;
+        let (ip, port) = split_host_port(addr);
+        g.storages
+            .values()
+            .find(|s| (s.ip == ip || s.id == ip) && port.is_none_or(|p| p == s.port))
+            .ok_or_else(|| TrackerError::NoStorage {
+                group: group.to_owned(),
+                id: addr.to_owned(),
+            })
+    }
+
+    pub fn brief(&self, group: &str, addr: &str) -> Result<StorageBrief, TrackerError> {
+        self.find_by_addr(group, addr).map(Storage::brief)
+    }
+
+    /// 97: every server, filtered (filter_by 1 = trunk flag, 2 = status
+    /// with op `=` or `!`).
+    pub fn storage_cluster_stat(&self, filter: [u8; 4]) -> StorageClusterStat {
+        let [by, op, st, trunk] = filter;
+        let storages = self
+            .groups
+            .values()
+            .flat_map(|g| g.storages.values())
+            .filter(|_| by & 1 == 0 || trunk == 0)
+            .filter(|s| {
+                by & 2 == 0
+                    || match op {
+                        b'!' => s.status != st,
+                        _ => s.status == st,
+                    }
+            })
+            .map(|s| StorageClusterInfo {
+                id: s.id.clone(),
+                host: format!("{}:{}", s.ip, s.port),
+                is_trunk_server: false,
+                status: s.status,
+                connections: [
+                    s.stat.connection_alloc_count,
+                    s.stat.connection_current_count,
+                    s.stat.connection_max_count,
+                ],
+                version: s.version.clone(),
+                up_time: s.up_time,
+                last_heartbeat: s.last_heartbeat,
+            })
+            .collect();
+        StorageClusterStat {
+            use_storage_id: self.settings.use_storage_id,
+            use_trunk_file: self.settings.use_trunk_file,
+            storages,
+        }
+    }
+
+    /// 98: space per group, filtered (1 disk, 2 trunk, 4 any space).
+    pub fn volume_stat(&self, filter: [u8; 4]) -> VolumeStat {
+        let [by, disk, trunk, space] = filter;
+        let volumes = self
+            .groups
+            .values()
+            .map(|g| {
+                let (total, free) = g.space();
+                let reserved = self.reserved_mb(total);
+                VolumeInfo {
+                    group_name: g.name.clone(),
+                    total_mb: total,
+                    free_mb: free,
+                    reserved_mb: reserved,
+                    avail_mb: (free - reserved).max(0),
+                    trunk_free_mb: 0,
+                    is_disk_available: self.group_has_space(g),
+                    is_trunk_available: false,
+                }
+            })
+            .filter(|v| by & 1 == 0 || v.is_disk_available == (disk != 0))
+            .filter(|v| by & 2 == 0 || v.is_trunk_available == (trunk != 0))
+            .filter(|v| {
+                by & 4 == 0 || (v.is_disk_available || v.is_trunk_available) == (space != 0)
+            })
+            .collect();
+        VolumeStat {
+            use_trunk_file: self.settings.use_trunk_file,
+            volumes,
+        }
+    }
+
+    /// The response IP size in force.
+    pub fn ip_size(&self) -> IpSize {
+        self.settings.ip_size
+    }
+
+    /// After loading saved state: nobody is connected yet.
+    pub fn mark_all_offline(&mut self) {
+        for g in self.groups.values_mut() {
+            for s in g.storages.values_mut() {
+                if matches!(s.status, status::ACTIVE | status::ONLINE) {
+                    s.status = status::OFFLINE;
+                }
+                s.needs_group_list = true;
+            }
+        }
+    }
+}
+
+fn sync_info(s: &Storage) -> Option<SyncInfo> {
+    (!s.sync_src_id.is_empty()).then(|| SyncInfo {
+        src_id: s.sync_src_id.clone(),
+        until_timestamp: s.sync_until,
+    })
+}
+
+fn check_status_value(v: u8) -> Result<(), TrackerError> {
+    match v {
+        status::INIT..=status::ACTIVE | status::RECOVERY => Ok(()),
+        _ => Err(TrackerError::Invalid(format!(
+            "status {v} is not a storage status"
+        ))),
+    }
+}
+
+/// `ip:port`, `[v6]:port` or a bare host.
+fn split_host_port(s: &str) -> (&str, Option<u16>) {
+    if let Some(rest) = s.strip_prefix('[') {
+        if let Some((h, p)) = rest.split_once("]:") {
+            return (h, p.parse().ok());
+        }
+        return (rest.trim_end_matches(']'), None);
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, p.parse().ok()),
+        _ => (s, None),
+    }
+}
+
+#[cfg(test)]
+#[path = "cluster_tests.rs"]
+mod tests;
