@@ -1,0 +1,199 @@
+//! Answers a GET/HEAD for one file's bytes: conditional requests, ranges,
+//! multipart/byteranges and the usual headers (PROTOCOL.md §10.4). Shared by
+//! the storage server and the gateway's cache.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::body::{self, Body, Segment};
+use crate::range::{parse_range, RangeRequest};
+
+/// What the response says about the file.
+#[derive(Debug, Clone)]
+pub struct FileMeta {
+    pub size: u64,
+    /// Unix seconds.
+    pub last_modified: u64,
+    pub content_type: String,
+}
+
+impl FileMeta {
+    pub fn etag(&self) -> String {
+        format!("\"{:x}-{:x}\"", self.last_modified, self.size)
+    }
+
+    pub fn last_modified_http(&self) -> String {
+        httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(self.last_modified))
+    }
+}
+
+/// Per-request serving options.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOpts {
+    pub head: bool,
+    pub multi_range: bool,
+    /// `filename` query parameter: Content-Disposition attachment.
+    pub download_name: Option<String>,
+}
+
+/// Builds the response for `file`, whose content starts at `base_offset`
+/// (non-zero inside trunk files and cache entries).
+pub fn respond(
+    req: &HeaderMap,
+    meta: &FileMeta,
+    file: tokio::fs::File,
+    base_offset: u64,
+    opts: &ServeOpts,
+) -> Response<Body> {
+    let etag = meta.etag();
+    let lm = meta.last_modified_http();
+    if not_modified(req, &etag, &lm, meta.last_modified) {
+        let mut r = Response::builder()
+            .status(StatusCode::NOT_MODIFIED)
+            .body(body::empty())
+            .expect("static response");
+        set(r.headers_mut(), header::ETAG, &etag);
+        set(r.headers_mut(), header::LAST_MODIFIED, &lm);
+        return r;
+    }
+    let range_hdr = req.get(header::RANGE).and_then(|v| v.to_str().ok());
+    // If-Range: a range applies only to the representation the client has.
+    let range_hdr = match req.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+        Some(ir) if ir != etag && ir != lm => None,
+        _ => range_hdr,
+    };
+    let mut builder = Response::builder();
+    let mut segments = Vec::new();
+    let mut len;
+    let mut content_type = meta.content_type.clone();
+    match parse_range(range_hdr, meta.size) {
+        RangeRequest::Full => {
+            builder = builder.status(StatusCode::OK);
+            len = meta.size;
+            segments.push(Segment::File {
+                offset: base_offset,
+                len,
+            });
+        }
+        RangeRequest::Unsatisfiable => return unsatisfiable(meta.size),
+        RangeRequest::Ranges(ranges) if ranges.len() == 1 => {
+            let r = ranges[0];
+            builder = builder.status(StatusCode::PARTIAL_CONTENT).header(
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{}", r.start, r.end, meta.size),
+            );
+            len = r.len();
+            segments.push(Segment::File {
+                offset: base_offset + r.start,
+                len,
+            });
+        }
+        RangeRequest::Ranges(ranges) => {
+            if !opts.multi_range {
+                return unsatisfiable(meta.size);
+            }
+            let boundary = format!(
+                "{:020}",
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_micros()
+            );
+            len = 0;
+            for r in &ranges {
+                let head = format!(
+                    "\r\n--{boundary}\r\nContent-Type: {}\r\nContent-Range: bytes {}-{}/{}\r\n\r\n",
+                    meta.content_type, r.start, r.end, meta.size
+                );
+                len += head.len() as u64 + r.len();
+                segments.push(Segment::Bytes(Bytes::from(head)));
+                segments.push(Segment::File {
+                    offset: base_offset + r.start,
+                    len: r.len(),
+                });
+            }
+            let tail = format!("\r\n--{boundary}--\r\n");
+            len += tail.len() as u64;
+            segments.push(Segment::Bytes(Bytes::from(tail)));
+            content_type = format!("multipart/byteranges; boundary={boundary}");
+            builder = builder.status(StatusCode::PARTIAL_CONTENT);
+        }
+    }
+    let body = if opts.head {
+        body::empty()
+    } else {
+        body::file_body(file, segments)
+    };
+    let mut r = builder.body(body).expect("valid response parts");
+    let h = r.headers_mut();
+    set(h, header::CONTENT_TYPE, &content_type);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    set(h, header::LAST_MODIFIED, &lm);
+    set(h, header::ETAG, &etag);
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(name) = &opts.download_name {
+        let safe: String = name
+            .chars()
+            .filter(|c| !c.is_control() && *c != '"' && *c != '\\')
+            .collect();
+        set(
+            h,
+            header::CONTENT_DISPOSITION,
+            &format!("attachment; filename=\"{safe}\""),
+        );
+    }
+    r
+}
+
+fn set(h: &mut HeaderMap, name: header::HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+fn not_modified(req: &HeaderMap, etag: &str, lm: &str, mtime: u64) -> bool {
+    if let Some(inm) = req.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        // If-None-Match wins over If-Modified-Since (RFC 9110 §13.2.2).
+        return inm
+            .split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == "*" || t == etag);
+    }
+    if let Some(ims) = req
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+    {
+        if ims == lm {
+            return true;
+        }
+        if let Ok(t) = httpdate::parse_http_date(ims) {
+            let since = t
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            return mtime <= since;
+        }
+    }
+    false
+}
+
+/// 416 with `Content-Range: bytes */size`.
+pub fn unsatisfiable(size: u64) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::RANGE_NOT_SATISFIABLE)
+        .header(header::CONTENT_RANGE, format!("bytes */{size}"))
+        .body(body::empty())
+        .expect("static response")
+}
+
+/// A small plain-text response.
+pub fn text(status: StatusCode, msg: &str) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(body::full(format!("{msg}\n")))
+        .expect("static response")
+}

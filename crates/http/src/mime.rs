@@ -1,0 +1,164 @@
+//! Extension → MIME type: Apache `mime.types` files (`type ext1 ext2 ...`)
+//! or a built-in table of the common types.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A lookup table from lower-case extension to content type.
+#[derive(Debug, Clone)]
+pub struct MimeTable {
+    map: HashMap<String, String>,
+    default_type: String,
+}
+
+const BUILTIN: &[(&str, &str)] = &[
+    ("html", "text/html"),
+    ("htm", "text/html"),
+    ("shtml", "text/html"),
+    ("css", "text/css"),
+    ("xml", "text/xml"),
+    ("txt", "text/plain"),
+    ("csv", "text/csv"),
+    ("md", "text/markdown"),
+    ("js", "application/javascript"),
+    ("json", "application/json"),
+    ("gif", "image/gif"),
+    ("jpeg", "image/jpeg"),
+    ("jpg", "image/jpeg"),
+    ("png", "image/png"),
+    ("webp", "image/webp"),
+    ("bmp", "image/x-ms-bmp"),
+    ("ico", "image/x-icon"),
+    ("svg", "image/svg+xml"),
+    ("svgz", "image/svg+xml"),
+    ("tif", "image/tiff"),
+    ("tiff", "image/tiff"),
+    ("avif", "image/avif"),
+    ("woff", "font/woff"),
+    ("woff2", "font/woff2"),
+    ("pdf", "application/pdf"),
+    ("zip", "application/zip"),
+    ("gz", "application/gzip"),
+    ("tgz", "application/gzip"),
+    ("tar", "application/x-tar"),
+    ("rar", "application/x-rar-compressed"),
+    ("7z", "application/x-7z-compressed"),
+    ("doc", "application/msword"),
+    (
+        "docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ),
+    ("xls", "application/vnd.ms-excel"),
+    (
+        "xlsx",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ),
+    ("ppt", "application/vnd.ms-powerpoint"),
+    (
+        "pptx",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ),
+    ("apk", "application/vnd.android.package-archive"),
+    ("jar", "application/java-archive"),
+    ("exe", "application/octet-stream"),
+    ("bin", "application/octet-stream"),
+    ("mp3", "audio/mpeg"),
+    ("ogg", "audio/ogg"),
+    ("wav", "audio/wav"),
+    ("m4a", "audio/x-m4a"),
+    ("mp4", "video/mp4"),
+    ("m4v", "video/x-m4v"),
+    ("webm", "video/webm"),
+    ("flv", "video/x-flv"),
+    ("mov", "video/quicktime"),
+    ("avi", "video/x-msvideo"),
+    ("wmv", "video/x-ms-wmv"),
+    ("mkv", "video/x-matroska"),
+    ("ts", "video/mp2t"),
+    ("m3u8", "application/vnd.apple.mpegurl"),
+];
+
+impl MimeTable {
+    /// The built-in table.
+    pub fn builtin(default_type: &str) -> MimeTable {
+        MimeTable {
+            map: BUILTIN
+                .iter()
+                .map(|(e, t)| ((*e).to_owned(), (*t).to_owned()))
+                .collect(),
+            default_type: default_type.to_owned(),
+        }
+    }
+
+    /// Parses Apache `mime.types` text: `type ext ext...` per line, `#`
+    /// comments. nginx-style `types { type ext; }` blocks are accepted too
+    /// (braces and semicolons are ignored).
+    pub fn parse(text: &str, default_type: &str) -> MimeTable {
+        let mut map = HashMap::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let cleaned = line.replace([';', '{', '}'], " ");
+            let mut words = cleaned.split_whitespace();
+            let Some(ty) = words.next() else { continue };
+            if !ty.contains('/') {
+                continue;
+            }
+            for ext in words {
+                map.insert(ext.to_ascii_lowercase(), ty.to_owned());
+            }
+        }
+        MimeTable {
+            map,
+            default_type: default_type.to_owned(),
+        }
+    }
+
+    pub fn load(path: &Path, default_type: &str) -> std::io::Result<MimeTable> {
+        Ok(Self::parse(&std::fs::read_to_string(path)?, default_type))
+    }
+
+    /// The type for an extension (without the dot), else the default type.
+    pub fn lookup(&self, ext: &str) -> &str {
+        self.map
+            .get(&ext.to_ascii_lowercase())
+            .map(String::as_str)
+            .unwrap_or(&self.default_type)
+    }
+
+    pub fn default_type(&self) -> &str {
+        &self.default_type
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_lookup() {
+        let t = MimeTable::builtin("application/octet-stream");
+        assert_eq!(t.lookup("jpg"), "image/jpeg");
+        assert_eq!(t.lookup("PNG"), "image/png");
+        assert_eq!(t.lookup("zzz"), "application/octet-stream");
+        assert_eq!(t.lookup(""), "application/octet-stream");
+    }
+
+    #[test]
+    fn apache_format() {
+        let text = "# comment\n\
+                    image/jpeg\t\t\tjpeg jpg jpe\n\
+                    application/x-custom   cus\n\
+                    text/plain\n\
+                    garbage line here\n\
+                    types {\n  video/x-foo  foo fo2;\n}\n";
+        let t = MimeTable::parse(text, "x/y");
+        assert_eq!(t.lookup("jpe"), "image/jpeg");
+        assert_eq!(t.lookup("cus"), "application/x-custom");
+        assert_eq!(t.lookup("fo2"), "video/x-foo");
+        assert_eq!(t.lookup("line"), "x/y");
+        assert_eq!(t.lookup("png"), "x/y");
+    }
+}

@@ -1,0 +1,450 @@
+//! The storage-side HTTP server: what nginx + fastdfs-nginx-module does on
+//! each storage host (PROTOCOL.md §10).
+//!
+//! ```no_run
+//! # async fn f(conf: fdfs_conf::StorageConf) -> Result<(), Box<dyn std::error::Error>> {
+//! use fdfs_http::storage::{StorageHttp, StorageHttpConfig};
+//! let cfg = StorageHttpConfig::from_confs(&conf, None)?;
+//! let listener = tokio::net::TcpListener::bind(("0.0.0.0", conf.http_server_port)).await?;
+//! let (_stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+//! StorageHttp::new(cfg).serve(listener, async { let _ = stop_rx.await; }).await?;
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod path;
+
+pub use config::{peers_from_ids, PeerAddr, PeerSource, StorageHttpConfig, TokenConf};
+pub use path::{parse_request_path, PathError, RequestPath};
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fdfs_conf::ResponseMode;
+use fdfs_proto::file_id::{FileKind, SourceServer};
+use fdfs_proto::LogicName;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::net::TcpListener;
+
+use crate::body::{self, Body};
+use crate::fileserve::{self, text, FileMeta, ServeOpts};
+use crate::query;
+use crate::server::{self, ConnInfo, Limits};
+use crate::timeout_io::TimeoutIo;
+use crate::token::{check_token, TokenError};
+
+/// Size of the header in front of each trunk slot (PROTOCOL.md §5.5).
+const TRUNK_HEADER_LEN: u64 = 24;
+
+/// The storage HTTP server. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct StorageHttp {
+    inner: Arc<StorageHttpConfig>,
+}
+
+impl StorageHttp {
+    pub fn new(cfg: StorageHttpConfig) -> StorageHttp {
+        StorageHttp {
+            inner: Arc::new(cfg),
+        }
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` completes; then stops
+    /// accepting and gives running downloads `network_timeout` to finish.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let cfg = self.inner.clone();
+        let our_port = listener.local_addr()?.port();
+        let limits = Limits {
+            header_read_timeout: cfg.header_read_timeout,
+            idle_timeout: cfg.network_timeout,
+            drain_timeout: cfg.network_timeout,
+        };
+        let handler: server::Handler = Arc::new(move |req, info| {
+            let cfg = cfg.clone();
+            Box::pin(async move { handle(&cfg, req, info, our_port).await })
+        });
+        server::serve(listener, shutdown, limits, handler).await
+    }
+}
+
+async fn handle(
+    cfg: &StorageHttpConfig,
+    req: Request<Incoming>,
+    info: ConnInfo,
+    our_port: u16,
+) -> Response<Body> {
+    let head = match *req.method() {
+        Method::GET => false,
+        Method::HEAD => true,
+        _ => {
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD");
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return r;
+        }
+    };
+    let rp = match parse_request_path(req.uri().path(), &cfg.group_name, cfg.url_have_group_name) {
+        Ok(p) => p,
+        Err(PathError::OtherGroup(g)) => {
+            tracing::info!(peer = %info.peer, group = %g, "request for another group");
+            return text(StatusCode::NOT_FOUND, "not this group");
+        }
+        Err(e) => {
+            tracing::info!(peer = %info.peer, path = %req.uri().path(), error = %e, "bad request path");
+            return text(StatusCode::BAD_REQUEST, "bad file path");
+        }
+    };
+    let logic = &rp.logic;
+    if usize::from(logic.store_path) >= cfg.store_paths.len()
+        || logic.check_subdirs(cfg.subdir_count_per_path).is_err()
+    {
+        tracing::info!(peer = %info.peer, file = %logic, "store path or subdir out of range");
+        return text(StatusCode::BAD_REQUEST, "bad file path");
+    }
+    let q = query::parse_query(req.uri().query());
+    if let Some(tc) = &cfg.token {
+        let now = unix_now();
+        if let Err(e) = check_token(
+            &logic.to_string(),
+            &tc.secret_key,
+            tc.ttl,
+            query::get(&q, "token"),
+            query::get(&q, "ts"),
+            now,
+        ) {
+            tracing::info!(peer = %info.peer, file = %logic, reason = ?e, "token check failed");
+            return token_failure(cfg, tc.check_fail_file.as_ref(), e, head).await;
+        }
+    }
+    let opts = ServeOpts {
+        head,
+        multi_range: cfg.multi_range_enabled,
+        download_name: query::get(&q, "filename")
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned),
+    };
+    let content_type = if cfg.need_find_content_type {
+        cfg.mime.lookup(logic.ext()).to_owned()
+    } else {
+        cfg.mime.default_type().to_owned()
+    };
+    match open_local(cfg, logic).await {
+        Ok(Some((file, base, size, mtime))) => {
+            let meta = FileMeta {
+                size,
+                last_modified: mtime,
+                content_type,
+            };
+            return fileserve::respond(req.headers(), &meta, file, base, &opts);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(file = %logic, error = %e, "cannot read local file");
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "read error");
+        }
+    }
+    not_here(cfg, req, info, our_port, &rp, &q).await
+}
+
+/// Opens the file if it is here: (file, content offset, size, mtime for
+/// Last-Modified). `None` when absent (or a trunk slot that does not match).
+async fn open_local(
+    cfg: &StorageHttpConfig,
+    logic: &LogicName,
+) -> std::io::Result<Option<(tokio::fs::File, u64, u64, u64)>> {
+    let dir = cfg.store_paths[usize::from(logic.store_path)]
+        .join("data")
+        .join(format!("{:02X}", logic.sub_high))
+        .join(format!("{:02X}", logic.sub_low));
+    if let FileKind::Trunk(slot) = logic.kind {
+        let path = dir.join(format!("{:06}", slot.trunk_id));
+        let mut f = match open_regular(&path).await? {
+            Some(f) => f,
+            None => return Ok(None),
+        };
+        let mut h = [0u8; TRUNK_HEADER_LEN as usize];
+        f.seek(std::io::SeekFrom::Start(u64::from(slot.offset)))
+            .await?;
+        if f.read_exact(&mut h).await.is_err() {
+            return Ok(None);
+        }
+        let be = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        let size = u64::from(be(5));
+        let valid = h[0] == b'F'
+            && Some(size) == logic.info.file_size()
+            && be(9) == logic.info.crc32
+            && be(13) == logic.info.timestamp
+            && u64::from(slot.offset) + TRUNK_HEADER_LEN + size <= f.metadata().await?.len();
+        if !valid {
+            return Ok(None);
+        }
+        return Ok(Some((
+            f,
+            u64::from(slot.offset) + TRUNK_HEADER_LEN,
+            size,
+            u64::from(logic.info.timestamp),
+        )));
+    }
+    let path = dir.join(&logic.name);
+    let Some(f) = open_regular(&path).await? else {
+        return Ok(None);
+    };
+    let md = f.metadata().await?;
+    // The name's timestamp is the creation time of normal files; appenders
+    // and slaves change or were made later, so their mtime is the truth.
+    let mtime = match logic.kind {
+        FileKind::Normal | FileKind::Trunk(_) => u64::from(logic.info.timestamp),
+        _ => md
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    Ok(Some((f, 0, md.len(), mtime)))
+}
+
+async fn open_regular(path: &std::path::Path) -> std::io::Result<Option<tokio::fs::File>> {
+    match tokio::fs::File::open(path).await {
+        Ok(f) => {
+            if f.metadata().await?.is_file() {
+                Ok(Some(f))
+            } else {
+                Ok(None)
+            }
+        }
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(20 /* ENOTDIR */) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn token_failure(
+    cfg: &StorageHttpConfig,
+    fail_file: Option<&PathBuf>,
+    e: TokenError,
+    head: bool,
+) -> Response<Body> {
+    if let Some(p) = fail_file {
+        match tokio::fs::read(p).await {
+            Ok(content) => {
+                let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+                let len = content.len();
+                let mut r = Response::new(if head {
+                    body::empty()
+                } else {
+                    body::full(content)
+                });
+                let h = r.headers_mut();
+                if let Ok(v) = HeaderValue::from_str(cfg.mime.lookup(ext)) {
+                    h.insert(header::CONTENT_TYPE, v);
+                }
+                h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                return r;
+            }
+            Err(err) => {
+                tracing::warn!(file = %p.display(), error = %err, "cannot read token_check_fail file");
+            }
+        }
+    }
+    match e {
+        TokenError::Missing => text(StatusCode::BAD_REQUEST, "token required"),
+        TokenError::Expired => text(StatusCode::FORBIDDEN, "token expired"),
+        TokenError::Invalid => text(StatusCode::FORBIDDEN, "invalid token"),
+    }
+}
+
+/// §10.2 steps 3–6: the file is not here.
+async fn not_here(
+    cfg: &StorageHttpConfig,
+    req: Request<Incoming>,
+    info: ConnInfo,
+    our_port: u16,
+    rp: &RequestPath,
+    q: &[(String, String)],
+) -> Response<Body> {
+    let logic = &rp.logic;
+    let peers = cfg.peers.as_ref().map(|p| p());
+    let source_ip: Option<IpAddr> = match logic.info.source {
+        SourceServer::Ip(ip) => Some(IpAddr::V4(ip)),
+        SourceServer::Id(id) => peers.as_ref().and_then(|ps| {
+            let id = id.to_string();
+            ps.iter().find(|p| p.id == id).map(|p| p.ip)
+        }),
+    };
+    let is_local = source_ip.is_some_and(|ip| is_local_ip(cfg, ip, info.local.ip()));
+    let ts = u64::from(logic.info.timestamp);
+    let old = ts > 0 && unix_now().saturating_sub(ts) > cfg.storage_sync_file_max_delay.as_secs();
+    if is_local || old {
+        tracing::info!(file = %logic, is_local, old, "file not found");
+        return text(StatusCode::NOT_FOUND, "file not found");
+    }
+    if query::get(q, "redirect").is_some() {
+        tracing::info!(file = %logic, peer = %info.peer, "miss on a redirected request");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "file not found on the source either",
+        );
+    }
+    let Some(source_ip) = source_ip else {
+        tracing::warn!(file = %logic, source = %logic.info.source, "unknown source server id");
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "unknown source server");
+    };
+    if let Some(ps) = &peers {
+        // With a known membership, only ever send clients to our own group:
+        // a forged file ID must not turn us into a proxy to anywhere.
+        if !ps.is_empty() && !ps.iter().any(|p| p.ip == source_ip) {
+            tracing::info!(file = %logic, source = %source_ip, "source is not a member of the group");
+            return text(StatusCode::NOT_FOUND, "file not found");
+        }
+    }
+    let port = cfg.peer_http_port.unwrap_or(our_port);
+    let target = SocketAddr::new(source_ip, port);
+    let pq = with_redirect_flag(req.uri());
+    match cfg.response_mode {
+        ResponseMode::Redirect => {
+            let host = match source_ip {
+                IpAddr::V6(v6) => format!("[{v6}]"),
+                IpAddr::V4(v4) => v4.to_string(),
+            };
+            let loc = if port == 80 {
+                format!("http://{host}{pq}")
+            } else {
+                format!("http://{host}:{port}{pq}")
+            };
+            tracing::debug!(file = %logic, location = %loc, "redirecting to the source server");
+            let mut r = text(StatusCode::FOUND, "found");
+            if let Ok(v) = HeaderValue::from_str(&loc) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r
+        }
+        ResponseMode::Proxy => match proxy(cfg, &req, target, &pq).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(file = %logic, source = %target, error = %e, "proxy to source failed");
+                text(StatusCode::BAD_GATEWAY, "source server unreachable")
+            }
+        },
+    }
+}
+
+/// Whether `ip` is one of this host's addresses: the one the request came
+/// in on, a configured one, or (not for loopback, where every 127.x is
+/// local and tests run several servers) any address a socket can bind.
+fn is_local_ip(cfg: &StorageHttpConfig, ip: IpAddr, arrived_on: IpAddr) -> bool {
+    ip == arrived_on
+        || cfg.local_ips.contains(&ip)
+        || (!ip.is_loopback()
+            && !ip.is_unspecified()
+            && std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok())
+}
+
+/// The request's path and query with `redirect=1` added.
+fn with_redirect_flag(uri: &http::Uri) -> String {
+    match uri.query() {
+        Some(q) if !q.is_empty() => format!("{}?{}&redirect=1", uri.path(), q),
+        _ => format!("{}?redirect=1", uri.path()),
+    }
+}
+
+/// Headers passed from the client to the source and back.
+const FORWARD_REQ: &[header::HeaderName] = &[
+    header::RANGE,
+    header::IF_RANGE,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+];
+const FORWARD_RESP: &[header::HeaderName] = &[
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_RANGE,
+    header::CONTENT_DISPOSITION,
+    header::LAST_MODIFIED,
+    header::ETAG,
+    header::ACCEPT_RANGES,
+];
+
+async fn proxy(
+    cfg: &StorageHttpConfig,
+    req: &Request<Incoming>,
+    target: SocketAddr,
+    path_and_query: &str,
+) -> Result<Response<Body>, crate::HttpError> {
+    let mut out = Request::builder()
+        .method(req.method().clone())
+        .uri(path_and_query)
+        .header(header::HOST, target.to_string());
+    for h in FORWARD_REQ {
+        if let Some(v) = req.headers().get(h) {
+            out = out.header(h, v);
+        }
+    }
+    let out = out
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| crate::HttpError::Upstream(e.to_string()))?;
+    let resp = fetch(target, out, cfg.connect_timeout, cfg.network_timeout).await?;
+    let (parts, incoming) = resp.into_parts();
+    let mut r = Response::new(
+        incoming
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .boxed_unsync(),
+    );
+    *r.status_mut() = parts.status;
+    for h in FORWARD_RESP {
+        if let Some(v) = parts.headers.get(h) {
+            r.headers_mut().insert(h, v.clone());
+        }
+    }
+    Ok(r)
+}
+
+/// One HTTP/1.1 request to `target` on a new connection, with a connect
+/// timeout, a timeout for the response head and an idle timeout on the body.
+pub(crate) async fn fetch(
+    target: SocketAddr,
+    req: Request<http_body_util::Empty<bytes::Bytes>>,
+    connect_timeout: Duration,
+    network_timeout: Duration,
+) -> Result<Response<Incoming>, crate::HttpError> {
+    let stream = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(target))
+        .await
+        .map_err(|_| crate::HttpError::Upstream(format!("connect to {target} timed out")))?
+        .map_err(|e| crate::HttpError::Upstream(format!("connect to {target}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    let io = TimeoutIo::new(stream, network_timeout);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| crate::HttpError::Upstream(format!("{target}: {e}")))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%target, error = %e, "upstream connection ended");
+        }
+    });
+    tokio::time::timeout(network_timeout, sender.send_request(req))
+        .await
+        .map_err(|_| crate::HttpError::Upstream(format!("{target}: response timed out")))?
+        .map_err(|e| crate::HttpError::Upstream(format!("{target}: {e}")))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
