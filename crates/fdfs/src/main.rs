@@ -1,3 +1,72 @@
-fn main() {
-    println!("fdfs {}", env!("CARGO_PKG_VERSION"));
+//! `fdfs`: one binary for every fastdfs-rs role.
+//!
+//! This file only dispatches: `fdfs <subcommand> ...`, or, when installed
+//! under a FastDFS program name (symlink or copy, busybox style), that
+//! program's own syntax (`fdfs_trackerd <conf> [start|stop|restart]`).
+//! Each role lives in its crate; the wiring for daemons is in `daemon.rs`.
+
+mod daemon;
+mod gateway;
+mod tools;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fdfs",
+    version,
+    about = "fastdfs-rs: FastDFS-compatible tracker, storage and tools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the tracker server (as `fdfs_trackerd` does).
+    Tracker(daemon::DaemonArgs),
+    /// Run the storage server (as `fdfs_storaged` does).
+    Storage(daemon::DaemonArgs),
+    #[command(flatten)]
+    Tool(tools::ToolCmd),
+    /// Run the HTTP gateway: one caching entry for the whole cluster.
+    Gateway(gateway::GatewayArgs),
+    /// Print a download URL signed with the anti-steal token of http.conf.
+    Token(gateway::TokenArgs),
+}
+
+/// Runs a FastDFS program given its full argv (argv[0] included).
+type Persona = fn(Vec<OsString>) -> ExitCode;
+
+/// FastDFS daemon names this binary answers to, and what runs them.
+const PERSONAS: &[(&str, Persona)] = &[
+    ("fdfs_trackerd", daemon::trackerd_main),
+    ("fdfs_storaged", daemon::storaged_main),
+];
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let argv0 = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("fdfs")
+        .to_owned();
+    if let Some((_, run)) = PERSONAS.iter().find(|(name, _)| *name == argv0) {
+        return run(args);
+    }
+    if let Some(code) = tools::run_as(&argv0, args.clone()) {
+        return code;
+    }
+    match Cli::parse_from(args).command {
+        Command::Tracker(a) => daemon::tracker(a, "fdfs tracker"),
+        Command::Storage(a) => daemon::storage(a, "fdfs storage"),
+        Command::Tool(t) => tools::run(t),
+        Command::Gateway(a) => gateway::gateway(a),
+        Command::Token(a) => gateway::token(a),
+    }
 }

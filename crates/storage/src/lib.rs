@@ -1,1 +1,236 @@
-//! placeholder
+//! The FastDFS storage server (`fdfs_storaged`).
+//!
+//! [`store`] is the engine: store paths, file IDs, atomic writes, metadata,
+//! appender and slave files, the binlog and counters; it knows nothing of
+//! sockets. [`service`] serves the client commands of PROTOCOL.md §4 on top
+//! of it, and [`reporter`] keeps the sessions with the trackers. [`prepare`]
+//! and [`serve`] wire them together for the binary.
+//!
+//! This crate must not contain tracker logic or client-library code, and
+//! the engine must not touch the network.
+
+pub mod reporter;
+pub mod service;
+pub mod state;
+pub mod store;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fdfs_conf::StorageConf;
+use fdfs_proto::{GroupName, SourceServer};
+use fdfs_runtime::net::{serve as serve_conns, Allow, ServeOpts};
+use fdfs_runtime::Shutdown;
+use thiserror::Error;
+use tracing::{info, warn};
+
+use reporter::{Reporter, ReporterConf, ReporterState};
+use service::Service;
+use state::InitFlag;
+use store::disk::{Disk, FailingDisk, RealDisk};
+use store::{Store, StoreConfig, StoreError};
+
+/// Environment variable for fault injection in tests: after this many bytes
+/// of content written, every data write fails with ENOSPC ("disk full").
+pub const FAULT_DISK_FULL_ENV: &str = "FDFS_FAULT_DISK_FULL_AFTER";
+
+/// Why the storage server could not start or stopped.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A storage server ready to run: listener bound, store opened.
+pub struct Prepared {
+    conf: StorageConf,
+    listener: std::net::TcpListener,
+    store: Arc<Store>,
+    init: InitFlag,
+}
+
+impl Prepared {
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+}
+
+/// Checks the configuration, opens the store (creating sub-directories on
+/// first start) and binds the port. Runs before daemonizing, so errors
+/// reach the terminal.
+pub fn prepare(conf: StorageConf) -> Result<Prepared, StorageError> {
+    let group = GroupName::new(&conf.group_name).map_err(|e| {
+        StorageError::Config(format!(
+            "group_name: {e} (fetching it from the tracker needs use_storage_id, not supported)"
+        ))
+    })?;
+    if conf.tracker_servers.is_empty() {
+        return Err(StorageError::Config("no tracker_server configured".into()));
+    }
+    // bind_addr may list several addresses: the first one is ours.
+    let first = conf.daemon.bind_addr.split(',').next().unwrap_or("").trim();
+    let first = first.trim_matches(|c| c == '[' || c == ']');
+    let bind_ip: Option<IpAddr> = if first.is_empty() {
+        None
+    } else {
+        Some(first.parse().map_err(|_| {
+            StorageError::Config(format!("bind_addr {first:?} is not an IP address"))
+        })?)
+    };
+    let disk: Arc<dyn Disk> = match std::env::var(FAULT_DISK_FULL_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) => {
+            warn!("fault injection: the disk reports full after {n} bytes ({FAULT_DISK_FULL_ENV})");
+            Arc::new(FailingDisk::full_after(n))
+        }
+        None => Arc::new(RealDisk),
+    };
+    let scfg = StoreConfig::from_conf(&conf, group);
+    let base = conf.daemon.base_path.clone();
+    let store = Store::open(scfg, disk)?;
+    let init = InitFlag::load(&base).map_err(|e| StorageError::Io {
+        what: format!("reading {}", InitFlag::path(&base).display()),
+        source: e,
+    })?;
+    // Our address in new file IDs: bind_addr, else the last one a tracker
+    // told us, until a tracker answers GET_MY_IP.
+    match bind_ip {
+        Some(IpAddr::V4(ip)) => store.set_source(SourceServer::Ip(ip)),
+        _ => {
+            if let Ok(ip) = init.last_ip_addr.parse() {
+                store.set_source(SourceServer::Ip(ip));
+            }
+        }
+    }
+    let addr = SocketAddr::new(
+        bind_ip.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        conf.daemon.port,
+    );
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| StorageError::Io {
+        what: format!("binding {addr}"),
+        source: e,
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| StorageError::Io {
+            what: "listener".into(),
+            source: e,
+        })?;
+    Ok(Prepared {
+        conf,
+        listener,
+        store: Arc::new(store),
+        init,
+    })
+}
+
+/// Serves clients, reports to the trackers and persists counters until
+/// `shutdown`.
+pub async fn serve(p: Prepared, shutdown: Shutdown) -> Result<(), StorageError> {
+    let Prepared {
+        conf,
+        listener,
+        store,
+        init,
+    } = p;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| StorageError::Io {
+        what: "listener".into(),
+        source: e,
+    })?;
+    let local = listener.local_addr().ok();
+    let rconf = ReporterConf {
+        group: store.group().clone(),
+        port: local.map_or(conf.daemon.port, |a| a.port()),
+        bind_ip: if conf.client_bind {
+            local.map(|a| a.ip()).filter(|ip| !ip.is_unspecified())
+        } else {
+            None
+        },
+        fixed_source: local.is_some_and(|a| !a.ip().is_unspecified()),
+        server_id: conf.server_id.clone(),
+        trackers: conf.tracker_servers.clone(),
+        heart_beat_interval: conf.heart_beat_interval,
+        stat_report_interval: conf.stat_report_interval,
+        connect_timeout: conf.daemon.connect_timeout,
+        network_timeout: conf.daemon.network_timeout,
+        store_path_count: store.path_count() as u32,
+        subdir_count: store.config().subdir_count,
+        upload_priority: conf.upload_priority,
+        up_time: store::now() as i64,
+        base_path: conf.daemon.base_path.clone(),
+    };
+    let reporter = Arc::new(Reporter {
+        conf: rconf,
+        store: store.clone(),
+        state: Arc::new(ReporterState {
+            init: tokio::sync::Mutex::new(init),
+            ..ReporterState::default()
+        }),
+    });
+    let workers = reporter.spawn(shutdown.clone());
+
+    // Counters are flushed every sync_stat_file_interval and at the end.
+    let stat_worker = {
+        let store = store.clone();
+        let sd = shutdown.clone();
+        let every = conf.sync_stat_file_interval.max(Duration::from_secs(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = sd.wait() => return,
+                }
+                if let Err(e) = service::blocking(|| store.save_stats()) {
+                    warn!(worker = "stat-file", "saving storage_stat.dat: {e}");
+                }
+            }
+        })
+    };
+
+    let allow = conf.daemon.allow_hosts.clone();
+    let opts = ServeOpts {
+        allow_hosts: Allow::from_fn(move |ip| allow.allows(ip)),
+        max_connections: conf.daemon.max_connections.max(1) as usize,
+        network_timeout: conf.daemon.network_timeout,
+        max_body: conf.daemon.buff_size.max(4096),
+    };
+    let svc = Arc::new(Service {
+        store: store.clone(),
+        max_body: opts.max_body,
+    });
+    info!(
+        group = %store.group(),
+        addr = ?local,
+        store_paths = store.path_count(),
+        durable = store.config().durable,
+        "storage server started"
+    );
+    let r = serve_conns(listener, opts, shutdown.clone(), move |conn| {
+        svc.clone().handle(conn)
+    })
+    .await;
+    shutdown.trigger();
+    for w in workers {
+        let _ = w.await;
+    }
+    let _ = stat_worker.await;
+    if let Err(e) = store.save_stats() {
+        warn!("saving storage_stat.dat: {e}");
+    }
+    info!("storage server stopped");
+    r.map_err(|e| StorageError::Io {
+        what: "accept loop".into(),
+        source: e,
+    })
+}

@@ -1,0 +1,155 @@
+//! Wiring of the daemons: config file → runtime options → the role's
+//! crate. No tracker or storage logic here.
+
+use std::ffi::OsString;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use fdfs_conf::{DaemonConf, LogLevel, TrackerConf};
+use fdfs_runtime::daemon::{self as rt, Action, DaemonOpts};
+use fdfs_runtime::net::{Allow, ServeOpts};
+use tracing_subscriber::filter::LevelFilter;
+
+/// `<conf> [start|stop|restart] [--foreground]`.
+#[derive(Parser, Debug, Clone)]
+pub struct DaemonArgs {
+    /// The daemon's .conf file (tracker.conf / storage.conf).
+    pub conf: PathBuf,
+    /// start (default), stop or restart.
+    #[arg(default_value = "start")]
+    pub action: Action,
+    /// Stay in the foreground (systemd, containers, tests); logs also go to stderr.
+    #[arg(short, long)]
+    pub foreground: bool,
+}
+
+/// `fdfs_trackerd <conf> [start|stop|restart]`.
+pub fn trackerd_main(args: Vec<OsString>) -> ExitCode {
+    let args = DaemonArgs::parse_from(args);
+    tracker(args, "fdfs_trackerd")
+}
+
+/// Runs the tracker daemon action.
+pub fn tracker(args: DaemonArgs, prog: &str) -> ExitCode {
+    match run_tracker(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(prog, e),
+    }
+}
+
+/// `fdfs_storaged <conf> [start|stop|restart]`.
+pub fn storaged_main(args: Vec<OsString>) -> ExitCode {
+    let args = DaemonArgs::parse_from(args);
+    storage(args, "fdfs_storaged")
+}
+
+/// Runs the storage daemon action.
+pub fn storage(args: DaemonArgs, prog: &str) -> ExitCode {
+    match run_storage(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(prog, e),
+    }
+}
+
+fn run_storage(args: &DaemonArgs) -> anyhow::Result<()> {
+    let conf = fdfs_conf::StorageConf::load(&args.conf)
+        .with_context(|| format!("cannot load {}", args.conf.display()))?;
+    rt::run_prepared(
+        daemon_opts("storaged", &conf.daemon, args.foreground),
+        args.action,
+        move || fdfs_storage::prepare(conf).map_err(anyhow::Error::from),
+        |prepared, shutdown| async move {
+            fdfs_storage::serve(prepared, shutdown).await?;
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+fn report(prog: &str, e: anyhow::Error) -> ExitCode {
+    eprintln!("{prog}: {e:#}");
+    let code = e
+        .downcast_ref::<rt::DaemonError>()
+        .map(rt::DaemonError::exit_code)
+        .unwrap_or(1);
+    ExitCode::from(u8::try_from(code).unwrap_or(1).max(1))
+}
+
+fn run_tracker(args: &DaemonArgs) -> anyhow::Result<()> {
+    let conf = TrackerConf::load(&args.conf)
+        .with_context(|| format!("cannot load {}", args.conf.display()))?;
+    let d = &conf.daemon;
+    let serve = serve_opts(d);
+    let opts = fdfs_tracker::TrackerOpts {
+        settings: fdfs_tracker::Settings::from_conf(&conf),
+        base_path: d.base_path.clone(),
+        port: d.port,
+        serve: serve.clone(),
+    };
+    let bind = listen_addr(d)?;
+    rt::run_prepared(
+        daemon_opts("trackerd", d, args.foreground),
+        args.action,
+        || -> anyhow::Result<_> {
+            let listener = std::net::TcpListener::bind(bind)
+                .with_context(|| format!("cannot listen on {bind}"))?;
+            listener.set_nonblocking(true)?;
+            let tracker = fdfs_tracker::open(&opts)?;
+            Ok((listener, tracker))
+        },
+        move |(listener, tracker), shutdown| async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            fdfs_tracker::run(tracker, listener, serve, shutdown).await?;
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+/// Runtime options shared by every daemon.
+pub fn daemon_opts(name: &str, d: &DaemonConf, foreground: bool) -> DaemonOpts {
+    DaemonOpts {
+        name: name.to_owned(),
+        base_path: d.base_path.clone(),
+        foreground,
+        log_level: level(d.log_level),
+        disabled: d.disabled,
+    }
+}
+
+/// Listener limits from the common daemon keys.
+pub fn serve_opts(d: &DaemonConf) -> ServeOpts {
+    let hosts = d.allow_hosts.clone();
+    ServeOpts {
+        allow_hosts: Allow::from_fn(move |ip| hosts.allows(ip)),
+        max_connections: d.max_connections.max(1) as usize,
+        network_timeout: d.network_timeout,
+        max_body: d.buff_size,
+    }
+}
+
+/// `bind_addr` (first of a comma list; empty = all IPv4 addresses) and `port`.
+pub fn listen_addr(d: &DaemonConf) -> anyhow::Result<SocketAddr> {
+    let first = d.bind_addr.split(',').next().unwrap_or("").trim();
+    let ip: IpAddr = if first.is_empty() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        first
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse()
+            .with_context(|| format!("bind_addr {first:?} is not an IP address"))?
+    };
+    Ok(SocketAddr::new(ip, d.port))
+}
+
+fn level(l: LogLevel) -> LevelFilter {
+    match l {
+        LogLevel::Emerg | LogLevel::Alert | LogLevel::Crit | LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Notice | LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+    }
+}

@@ -1,0 +1,318 @@
+//! Every client command of a storage server, success and failure, against
+//! real `fdfs tracker` and `fdfs storage` processes.
+
+mod storage_support;
+
+use std::time::Duration;
+
+use fdfs_proto::cmd::storage as sc;
+use fdfs_proto::cmd::tracker as tc;
+use fdfs_proto::storage::{FileInfoResp, SlaveUpload};
+use fdfs_proto::tracker::StoreResp;
+use fdfs_proto::{errno, LogicName};
+use storage_support::*;
+
+const A: u8 = sc::UPLOAD_APPENDER_FILE;
+const U: u8 = sc::UPLOAD_FILE;
+
+fn file_info(c: &mut Client, name: &str, flags: u8) -> Result<FileInfoResp, u8> {
+    c.send(sc::QUERY_FILE_INFO, flags, &name_body(name));
+    let (st, b) = c.read_reply().unwrap();
+    if st != 0 {
+        return Err(st);
+    }
+    Ok(FileInfoResp::decode(&b).unwrap())
+}
+
+fn set_meta(c: &mut Client, name: &str, op: u8, meta: &[u8]) -> u8 {
+    let mut b = Vec::new();
+    b.extend_from_slice(&(name.len() as i64).to_be_bytes());
+    b.extend_from_slice(&(meta.len() as i64).to_be_bytes());
+    b.push(op);
+    b.extend_from_slice(&group16("group1"));
+    b.extend_from_slice(name.as_bytes());
+    b.extend_from_slice(meta);
+    c.call(sc::SET_METADATA, &b).0
+}
+
+fn get_meta(c: &mut Client, name: &str) -> Result<Vec<u8>, u8> {
+    match c.call(sc::GET_METADATA, &name_body(name)) {
+        (0, b) => Ok(b),
+        (st, _) => Err(st),
+    }
+}
+
+fn append(c: &mut Client, name: &str, data: &[u8]) -> u8 {
+    let mut b = Vec::new();
+    b.extend_from_slice(&(name.len() as i64).to_be_bytes());
+    b.extend_from_slice(&(data.len() as i64).to_be_bytes());
+    b.extend_from_slice(name.as_bytes());
+    b.extend_from_slice(data);
+    c.call(sc::APPEND_FILE, &b).0
+}
+
+fn modify(c: &mut Client, name: &str, off: u64, data: &[u8]) -> u8 {
+    let mut b = Vec::new();
+    b.extend_from_slice(&(name.len() as i64).to_be_bytes());
+    b.extend_from_slice(&(off as i64).to_be_bytes());
+    b.extend_from_slice(&(data.len() as i64).to_be_bytes());
+    b.extend_from_slice(name.as_bytes());
+    b.extend_from_slice(data);
+    c.call(sc::MODIFY_FILE, &b).0
+}
+
+fn truncate(c: &mut Client, name: &str, size: u64) -> u8 {
+    let mut b = Vec::new();
+    b.extend_from_slice(&(name.len() as i64).to_be_bytes());
+    b.extend_from_slice(&(size as i64).to_be_bytes());
+    b.extend_from_slice(name.as_bytes());
+    c.call(sc::TRUNCATE_FILE, &b).0
+}
+
+fn delete(c: &mut Client, name: &str) -> u8 {
+    c.call(sc::DELETE_FILE, &name_body(name)).0
+}
+
+fn slave(c: &mut Client, master: &str, prefix: &str, ext: &str, data: &[u8]) -> Result<String, u8> {
+    let mut b = Vec::new();
+    SlaveUpload {
+        master: LogicName::parse(master).unwrap(),
+        file_size: data.len() as u64,
+        prefix: prefix.into(),
+        ext: ext.into(),
+    }
+    .encode(&mut b);
+    b.extend_from_slice(data);
+    match c.call(sc::UPLOAD_SLAVE_FILE, &b) {
+        (0, b) => Ok(String::from_utf8(b[16..].to_vec()).unwrap()),
+        (st, _) => Err(st),
+    }
+}
+
+#[test]
+fn storage_commands_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let tracker = start_tracker(dir.path(), &[]);
+    let storage = start_storage(dir.path(), &tracker, StorageOpts::default());
+    let mut c = Client::connect(storage.addr);
+
+    // The storage joined and became ACTIVE: the tracker sends uploads to it.
+    wait_until(
+        "storage ACTIVE on the tracker",
+        Duration::from_secs(15),
+        || {
+            let mut t = Client::connect(tracker.addr);
+            let (st, b) = t.call(tc::QUERY_STORE_WITHOUT_GROUP_ONE, &[]);
+            st == 0 && {
+                let r = StoreResp::decode(&b).unwrap();
+                r.server.ip == "127.0.0.1"
+                    && r.server.port == storage.addr.port()
+                    && r.group.as_str() == "group1"
+            }
+        },
+    );
+
+    // ---- upload / download: 0, 1 and more bytes, ranges ----
+    let empty = upload(&mut c, U, b"", "").unwrap();
+    assert_eq!(download(&mut c, &empty, 0, 0).unwrap(), b"");
+    let one = upload(&mut c, U, b"x", "txt").unwrap();
+    assert_eq!(download(&mut c, &one, 0, 0).unwrap(), b"x");
+    let text = b"hello, fastdfs-rs storage\n";
+    let name = upload(&mut c, U, text, "txt").unwrap();
+    let l = LogicName::parse(&name).unwrap();
+    assert_eq!(l.info.file_size(), Some(text.len() as u64));
+    assert_eq!(l.info.crc32, crc32fast::hash(text));
+    assert_eq!(l.info.source.to_string(), "127.0.0.1");
+    assert!(storage.base.join("data").join(l.relative_path()).is_file());
+    assert_eq!(download(&mut c, &name, 0, 0).unwrap(), text);
+    assert_eq!(download(&mut c, &name, 7, 7).unwrap(), b"fastdfs");
+    assert_eq!(
+        download(&mut c, &name, 20, 1000).unwrap(),
+        b"orage\n",
+        "length is clamped"
+    );
+    // Offset at the end: EINVAL, which closes the connection.
+    assert_eq!(
+        download(&mut c, &name, text.len() as u64, 0),
+        Err(errno::EINVAL)
+    );
+    assert!(c.closed());
+    let mut c = Client::connect(storage.addr);
+
+    // ---- query file info ----
+    let fi = file_info(&mut c, &name, 0).unwrap();
+    assert_eq!(fi.file_size, text.len() as u64);
+    assert_eq!(fi.crc32, crc32fast::hash(text));
+    assert_eq!(fi.source_ip, "127.0.0.1");
+    assert!((fi.create_timestamp - l.info.timestamp as i64).abs() <= 2);
+
+    // ---- metadata: overwrite, merge, empty overwrite removes ----
+    assert_eq!(get_meta(&mut c, &name), Err(errno::ENOENT));
+    assert_eq!(
+        set_meta(
+            &mut c,
+            &name,
+            b'O',
+            b"width\x021024\x01height\x02768\x01author\x02bob"
+        ),
+        0
+    );
+    assert_eq!(
+        set_meta(&mut c, &name, b'M', b"author\x02alice\x01color\x02red"),
+        0
+    );
+    // Byte-identical to upstream's sidecar after the same two calls.
+    assert_eq!(
+        get_meta(&mut c, &name).unwrap(),
+        b"author\x02alice\x01color\x02red\x01height\x02768\x01width\x021024"
+    );
+    assert_eq!(set_meta(&mut c, &name, b'O', b"k\x02v"), 0);
+    assert_eq!(get_meta(&mut c, &name).unwrap(), b"k\x02v");
+    assert_eq!(set_meta(&mut c, &name, b'O', b""), 0);
+    assert_eq!(get_meta(&mut c, &name), Err(errno::ENOENT));
+    assert!(c.alive());
+
+    // ---- slave files ----
+    let s1 = slave(&mut c, &name, "_150x150", "jpg", b"thumbnail").unwrap();
+    assert_eq!(
+        s1,
+        LogicName::parse(&name)
+            .unwrap()
+            .slave("_150x150", "jpg")
+            .unwrap()
+            .to_string()
+    );
+    assert_eq!(download(&mut c, &s1, 0, 0).unwrap(), b"thumbnail");
+    assert_eq!(
+        file_info(&mut c, &s1, 0).unwrap().crc32,
+        crc32fast::hash(b"thumbnail")
+    );
+    assert_eq!(
+        file_info(&mut c, &s1, 1).unwrap().crc32,
+        0,
+        "flag 1 skips the CRC"
+    );
+    assert_eq!(
+        slave(&mut c, &name, "_150x150", "jpg", b"again"),
+        Err(errno::EEXIST)
+    );
+    assert!(c.alive());
+    let noext = slave(&mut c, &name, "_noext", "", b"n").unwrap();
+    assert!(noext.ends_with("_noext"));
+
+    // ---- appender: append, modify, truncate, regenerate ----
+    let app = upload(&mut c, A, b"abc", "log").unwrap();
+    assert!(LogicName::parse(&app).unwrap().info.is_appender());
+    let mut model = b"abc".to_vec();
+    for i in 0..20u8 {
+        assert_eq!(append(&mut c, &app, &[b'a' + i]), 0);
+        model.push(b'a' + i);
+    }
+    assert_eq!(append(&mut c, &app, b""), 0, "empty append is a no-op");
+    for (i, byte) in model.iter_mut().enumerate() {
+        let v = [b'0' + (i % 10) as u8];
+        assert_eq!(modify(&mut c, &app, i as u64, &v), 0);
+        *byte = v[0];
+    }
+    assert_eq!(
+        modify(&mut c, &app, model.len() as u64, b"END"),
+        0,
+        "modify may extend"
+    );
+    model.extend_from_slice(b"END");
+    assert_eq!(download(&mut c, &app, 0, 0).unwrap(), model);
+    for size in (0..model.len()).rev().step_by(5) {
+        assert_eq!(truncate(&mut c, &app, size as u64), 0);
+        model.truncate(size);
+        assert_eq!(download(&mut c, &app, 0, 0).ok().unwrap_or_default(), model);
+    }
+    assert_eq!(truncate(&mut c, &app, 4), 0, "growing fills with zeros");
+    model.resize(4, 0);
+    assert_eq!(download(&mut c, &app, 0, 0).unwrap(), model);
+    assert_eq!(
+        modify(&mut c, &app, 99, b"x"),
+        errno::EINVAL,
+        "offset past the end"
+    );
+    assert!(c.closed());
+    let mut c = Client::connect(storage.addr);
+    let fi = file_info(&mut c, &app, 0).unwrap();
+    assert_eq!((fi.file_size, fi.crc32), (4, crc32fast::hash(&model)));
+    let (st, b) = c.call(sc::REGENERATE_APPENDER_FILENAME, app.as_bytes());
+    assert_eq!(st, 0);
+    let regen = String::from_utf8(b[16..].to_vec()).unwrap();
+    let rl = LogicName::parse(&regen).unwrap();
+    assert!(!rl.info.is_appender());
+    assert_eq!(rl.info.file_size(), Some(4));
+    assert_eq!(rl.info.crc32, crc32fast::hash(&model));
+    assert_eq!(&regen[regen.len() - 7..], &app[app.len() - 7..]);
+    assert_eq!(download(&mut c, &regen, 0, 0).unwrap(), model);
+    assert_eq!(download(&mut c, &app, 0, 0), Err(errno::ENOENT));
+    assert!(c.alive());
+    // Appender operations on normal files: EINVAL.
+    assert_eq!(append(&mut c, &name, b"x"), errno::EINVAL);
+    let mut c = Client::connect(storage.addr);
+    assert_eq!(truncate(&mut c, &name, 1), errno::EINVAL);
+    let mut c = Client::connect(storage.addr);
+    // Missing appender: ENOENT, connection kept.
+    assert_eq!(append(&mut c, &app, b"x"), errno::ENOENT);
+    assert!(c.alive());
+
+    // ---- delete ----
+    assert_eq!(set_meta(&mut c, &name, b'M', b"a\x021"), 0);
+    let meta_file = storage.base.join("data").join(format!(
+        "{}-m",
+        LogicName::parse(&name).unwrap().relative_path()
+    ));
+    assert!(meta_file.is_file());
+    assert_eq!(delete(&mut c, &name), 0);
+    assert!(!meta_file.exists(), "the -m sidecar goes with the file");
+    assert_eq!(delete(&mut c, &name), errno::ENOENT);
+    assert_eq!(download(&mut c, &name, 0, 0), Err(errno::ENOENT));
+    assert_eq!(get_meta(&mut c, &name), Err(errno::ENOENT));
+    assert_eq!(file_info(&mut c, &name, 0).err(), Some(errno::ENOENT));
+    assert_eq!(set_meta(&mut c, &name, b'M', b"a\x021"), errno::ENOENT);
+    // A slave whose master is gone cannot be created.
+    assert_eq!(
+        slave(&mut c, &name, "_x1234", "jpg", b"x"),
+        Err(errno::ENOENT)
+    );
+    assert!(c.alive());
+
+    // ---- the binlog names every change, in order, as upstream writes it ----
+    let binlog = std::fs::read_to_string(storage.base.join("data/sync/binlog.000")).unwrap();
+    let ops: Vec<(String, String)> = binlog
+        .lines()
+        .map(|l| {
+            let mut p = l.splitn(3, ' ');
+            p.next().unwrap();
+            (p.next().unwrap().to_owned(), p.next().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(ops[0], ("C".into(), empty.clone()));
+    assert!(ops.contains(&("C".into(), format!("{name}-m"))));
+    assert!(ops.contains(&("U".into(), format!("{name}-m"))));
+    assert!(ops.contains(&("A".into(), format!("{app} 3 1"))));
+    assert!(ops.contains(&("M".into(), format!("{app} 0 1"))));
+    assert!(ops.contains(&("R".into(), format!("{regen} {app}"))));
+    assert_eq!(ops.last().unwrap(), &("D".into(), name.clone()));
+    for (_, rest) in &ops {
+        let file = rest.split(' ').next().unwrap();
+        LogicName::parse(file).unwrap();
+    }
+    let idx = std::fs::read_to_string(storage.base.join("data/sync/binlog_index.dat")).unwrap();
+    assert_eq!(idx, "current_write=0\ncurrent_compress=0\n");
+
+    // ---- state files: join time persisted, counters flushed on stop ----
+    let init = std::fs::read_to_string(storage.base.join("data/.data_init_flag")).unwrap();
+    assert!(init.contains("sync_old_done=1"), "{init}");
+    assert!(init
+        .lines()
+        .any(|l| l.starts_with("storage_join_time=") && l != "storage_join_time=0"));
+    let mut storage = storage;
+    storage.stop();
+    let stat = std::fs::read_to_string(storage.base.join("data/storage_stat.dat")).unwrap();
+    assert!(stat.contains("success_upload_count=6\n"), "{stat}");
+    assert!(stat.contains("total_append_count=23\n"), "{stat}");
+    assert!(stat.contains("success_delete_count=1\n"), "{stat}");
+}

@@ -1,0 +1,184 @@
+//! The tracker as a daemon: foreground and background start, pid file,
+//! second-instance refusal, stop, restart, `disabled`, the busybox name.
+
+mod tracker_common;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Command;
+use std::time::Duration;
+
+use fdfs_testkit::{free_port, wait_for_port, wait_until, write_file, TestDir, TrackerProc};
+use tracker_common::*;
+
+/// Running (a zombie nobody reaped yet counts as gone).
+fn pid_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+/// Kills a background daemon left behind by a failed assertion.
+struct Reaper(std::path::PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Ok(t) = std::fs::read_to_string(&self.0) {
+            if let Ok(pid) = t.trim().parse::<i32>() {
+                // SAFETY: best-effort cleanup of our own daemon.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn foreground_pid_file_second_instance_and_stop() {
+    let dir = TestDir::new("tr-daemon");
+    let mut tr = tracker(&dir, &[]);
+    let pid = tr.proc.pid().unwrap();
+    let pid_file = tr.pid_file();
+    assert!(wait_until(Duration::from_secs(3), || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|t| t.trim() == pid.to_string())
+    }));
+    // A second instance on the same base_path refuses, naming the pid.
+    let out = Command::new(BIN)
+        .args([
+            "tracker",
+            tr.conf.to_str().unwrap(),
+            "start",
+            "--foreground",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("already running") && err.contains(&pid.to_string()),
+        "{err}"
+    );
+    // Still serving.
+    assert_eq!(list_groups(tr.addr).len(), 0);
+    // `stop` signals it and waits until it is gone; the pid file goes too.
+    let out = Command::new(BIN)
+        .args(["tracker", tr.conf.to_str().unwrap(), "stop"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(tr.proc.wait_exit(Duration::from_secs(5)), Some(0));
+    assert!(!pid_file.exists());
+    assert!(std::net::TcpStream::connect(tr.addr).is_err());
+    // Stopping again: not running, non-zero.
+    let out = Command::new(BIN)
+        .args(["tracker", tr.conf.to_str().unwrap(), "stop"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
+    // The log file has the life-cycle.
+    let log = std::fs::read_to_string(tr.log_file()).unwrap();
+    assert!(log.contains("started") && log.contains("SIGTERM"), "{log}");
+}
+
+#[test]
+fn background_start_under_the_fastdfs_name_restart_and_stop() {
+    let dir = TestDir::new("tr-bg");
+    let ip = Ipv4Addr::new(127, 0, 0, 1);
+    let port = free_port(ip);
+    let base = dir.join("base");
+    std::fs::create_dir_all(&base).unwrap();
+    let conf = base.join("tracker.conf");
+    write_file(&conf, &TrackerProc::conf_text(ip, port, &base, &[]));
+    let link = dir.join("fdfs_trackerd");
+    std::os::unix::fs::symlink(BIN, &link).unwrap();
+    let pid_file = base.join("data/fdfs_trackerd.pid");
+    let _reaper = Reaper(pid_file.clone());
+    let addr = SocketAddr::from((ip, port));
+    // FastDFS syntax, default action start, forks into the background.
+    let st = Command::new(&link).arg(&conf).status().unwrap();
+    assert!(st.success());
+    assert!(wait_for_port(addr, Duration::from_secs(10)));
+    let pid1: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pid_alive(pid1));
+    assert_ne!(pid1 as u32, std::process::id());
+    // restart: a new process on the same port.
+    let st = Command::new(&link)
+        .arg(&conf)
+        .arg("restart")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+            .is_some_and(|p| p != pid1)
+    }));
+    assert!(!pid_alive(pid1));
+    assert!(wait_for_port(addr, Duration::from_secs(10)));
+    let pid2: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // stop.
+    let st = Command::new(&link).arg(&conf).arg("stop").status().unwrap();
+    assert!(st.success());
+    assert!(!pid_alive(pid2));
+    assert!(!pid_file.exists());
+}
+
+#[test]
+fn disabled_and_bad_configs_refuse_to_start() {
+    let dir = TestDir::new("tr-disabled");
+    let ip = Ipv4Addr::new(127, 0, 0, 1);
+    let base = dir.join("base");
+    std::fs::create_dir_all(&base).unwrap();
+    let conf = base.join("tracker.conf");
+    write_file(
+        &conf,
+        &TrackerProc::conf_text(ip, free_port(ip), &base, &["disabled = true"]),
+    );
+    let out = Command::new(BIN)
+        .args(["tracker", conf.to_str().unwrap(), "--foreground"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("disabled"));
+    assert!(!base.join("data/fdfs_trackerd.pid").exists());
+    // base_path missing.
+    let conf2 = dir.join("missing.conf");
+    write_file(
+        &conf2,
+        &TrackerProc::conf_text(ip, free_port(ip), &dir.join("nope"), &[]),
+    );
+    let out = Command::new(BIN)
+        .args(["tracker", conf2.to_str().unwrap(), "start", "-f"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("base_path"));
+    // Port in use: the error reaches the terminal.
+    let busy = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let conf3 = base.join("busy.conf");
+    write_file(&conf3, &TrackerProc::conf_text(ip, port, &base, &[]));
+    let out = Command::new(BIN)
+        .args(["tracker", conf3.to_str().unwrap(), "start"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
+}

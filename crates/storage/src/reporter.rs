@@ -1,0 +1,511 @@
+//! The tracker reporter: one named worker per `tracker_server` entry keeps
+//! a session with that tracker (PROTOCOL.md §6.2):
+//!
+//! GET_MY_IP and PARAMETER_REQ at the start of each session (our address
+//! for new file IDs unless `bind_addr` fixes it; `reserved_storage_space`),
+//! JOIN, the first-start SYNC_DEST_REQ/SYNC_NOTIFY, then BEAT every
+//! `heart_beat_interval` (counters when they changed) and
+//! REPORT_DISK_USAGE every `stat_report_interval`. Each reply's change
+//! flags update the group's server list, kept for the replication workers.
+//!
+//! A tracker that is down or drops the session is retried with capped
+//! exponential backoff (1 s doubling to 30 s); clients keep being served
+//! meanwhile. QUIT is sent on shutdown.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use fdfs_conf::HostPort;
+use fdfs_proto::cmd::tracker as tc;
+use fdfs_proto::server::{
+    status, ChangeFlags, DiskUsage, GetMyIpReq, JoinReq, JoinResp, StorageBrief, SyncInfo,
+};
+use fdfs_proto::tracker::decode_params;
+use fdfs_proto::{cmd, errno, GroupName, Header, SourceServer, HEADER_LEN};
+use fdfs_runtime::Shutdown;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::state::InitFlag;
+use crate::store::{now, stats::idx, Store};
+
+/// Longest reply body we accept from a tracker.
+const MAX_REPLY: u64 = 1 << 20;
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// What the reporter needs to know about this storage.
+#[derive(Debug, Clone)]
+pub struct ReporterConf {
+    pub group: GroupName,
+    pub port: u16,
+    /// Source address of outgoing connections (`client_bind` + `bind_addr`).
+    pub bind_ip: Option<IpAddr>,
+    /// `bind_addr` fixes the address in new file IDs.
+    pub fixed_source: bool,
+    pub server_id: String,
+    pub trackers: Vec<HostPort>,
+    pub heart_beat_interval: Duration,
+    pub stat_report_interval: Duration,
+    pub connect_timeout: Duration,
+    pub network_timeout: Duration,
+    pub store_path_count: u32,
+    pub subdir_count: u32,
+    pub upload_priority: i64,
+    pub up_time: i64,
+    pub base_path: std::path::PathBuf,
+}
+
+/// State shared by the tracker workers (and later the sync workers).
+#[derive(Debug, Default)]
+pub struct ReporterState {
+    pub init: tokio::sync::Mutex<InitFlag>,
+    /// Last status a tracker told us we have.
+    pub my_status: AtomicU8,
+    /// Every server of our group, from the last flag-4 reply.
+    pub group_servers: RwLock<Vec<StorageBrief>>,
+    /// The leader tracker, from the last flag-1 reply.
+    pub leader: RwLock<Option<StorageBrief>>,
+}
+
+/// The reporter: spawn [`Reporter::spawn`] once.
+pub struct Reporter {
+    pub conf: ReporterConf,
+    pub store: Arc<Store>,
+    pub state: Arc<ReporterState>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{what} refused with status {status} ({name})")]
+    Refused {
+        what: &'static str,
+        status: u8,
+        name: &'static str,
+    },
+    #[error("bad reply to {what}: {why}")]
+    BadReply { what: &'static str, why: String },
+}
+
+fn refused(what: &'static str, status: u8) -> SessionError {
+    SessionError::Refused {
+        what,
+        status,
+        name: errno::describe(status).0,
+    }
+}
+
+/// A connection to one tracker.
+struct TrackerConn {
+    s: TcpStream,
+    timeout: Duration,
+}
+
+impl TrackerConn {
+    async fn request(
+        &mut self,
+        what: &'static str,
+        code: u8,
+        body: &[u8],
+    ) -> Result<(u8, Vec<u8>), SessionError> {
+        let frame = fdfs_proto::encode_frame(code, 0, body);
+        let t = self.timeout;
+        let io = async {
+            self.s.write_all(&frame).await?;
+            let mut h = [0u8; HEADER_LEN];
+            self.s.read_exact(&mut h).await?;
+            let h =
+                Header::decode(&h, MAX_REPLY).map_err(|e| std::io::Error::other(e.to_string()))?;
+            if h.cmd != cmd::RESP {
+                return Err(std::io::Error::other(format!(
+                    "reply cmd {} is not RESP",
+                    h.cmd
+                )));
+            }
+            let mut b = vec![0u8; h.pkg_len as usize];
+            self.s.read_exact(&mut b).await?;
+            Ok::<_, std::io::Error>((h.status, b))
+        };
+        match tokio::time::timeout(t, io).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(SessionError::BadReply {
+                what,
+                why: format!("no reply within {t:?}"),
+            }),
+        }
+    }
+
+    async fn quit(&mut self) {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            self.s
+                .write_all(&fdfs_proto::encode_frame(cmd::QUIT, 0, &[])),
+        )
+        .await;
+    }
+}
+
+impl Reporter {
+    /// Starts one worker per tracker; they stop on `shutdown`.
+    pub fn spawn(self: Arc<Self>, shutdown: Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
+        self.conf
+            .trackers
+            .iter()
+            .cloned()
+            .map(|t| {
+                let me = self.clone();
+                let sd = shutdown.clone();
+                tokio::spawn(async move { me.run_tracker(t, sd).await })
+            })
+            .collect()
+    }
+
+    async fn run_tracker(&self, t: HostPort, shutdown: Shutdown) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            if shutdown.is_triggered() {
+                return;
+            }
+            let mut joined = false;
+            match self.session(&t, &shutdown, &mut joined).await {
+                Ok(()) => return,
+                Err(e) => {
+                    if joined {
+                        backoff = BACKOFF_MIN;
+                    }
+                    warn!(worker = "tracker-reporter", tracker = %t, retry_in = ?backoff, "tracker session ended: {e}");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.wait() => return,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    async fn connect(&self, t: &HostPort) -> Result<TrackerConn, SessionError> {
+        let addr: SocketAddr = {
+            let t = t.clone();
+            tokio::task::spawn_blocking(move || t.to_socket_addr())
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))??
+        };
+        let sock = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if let Some(ip) = self.conf.bind_ip {
+            if ip.is_ipv4() == addr.is_ipv4() {
+                sock.bind(SocketAddr::new(ip, 0))?;
+            }
+        }
+        let s = match tokio::time::timeout(self.conf.connect_timeout, sock.connect(addr)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(SessionError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connect to {addr} timed out"),
+                )))
+            }
+        };
+        let _ = s.set_nodelay(true);
+        Ok(TrackerConn {
+            s,
+            timeout: self.conf.network_timeout,
+        })
+    }
+
+    async fn session(
+        &self,
+        t: &HostPort,
+        shutdown: &Shutdown,
+        joined: &mut bool,
+    ) -> Result<(), SessionError> {
+        let mut c = self.connect(t).await?;
+        self.get_my_ip(&mut c).await?;
+        self.parameters(&mut c).await?;
+        let (resp, init_flag) = self.join(&mut c, t).await?;
+        *joined = true;
+        info!(worker = "tracker-reporter", tracker = %t, status = status::name(resp.status), "joined");
+        self.after_join(&mut c, &resp, init_flag).await?;
+
+        let hb = self
+            .conf
+            .heart_beat_interval
+            .max(Duration::from_millis(100));
+        let sr = self
+            .conf
+            .stat_report_interval
+            .max(Duration::from_millis(100));
+        let mut next_beat = Instant::now();
+        let mut next_disk = Instant::now();
+        let mut first_beat = true;
+        loop {
+            let wake = next_beat.min(next_disk);
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = shutdown.wait() => {
+                    c.quit().await;
+                    return Ok(());
+                }
+            }
+            let n = Instant::now();
+            if n >= next_beat {
+                self.beat(&mut c, first_beat).await?;
+                first_beat = false;
+                next_beat = n + hb;
+            }
+            if n >= next_disk {
+                self.report_disk(&mut c).await?;
+                next_disk = n + sr;
+            }
+        }
+    }
+
+    async fn get_my_ip(&self, c: &mut TrackerConn) -> Result<(), SessionError> {
+        let mut body = Vec::new();
+        GetMyIpReq {
+            group: self.conf.group.clone(),
+            port: self.conf.port as u32,
+        }
+        .encode(&mut body);
+        let (st, b) = c.request("GET_MY_IP", tc::STORAGE_GET_MY_IP, &body).await?;
+        if st != 0 {
+            debug!("GET_MY_IP answered status {st}");
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&b);
+        let first = text
+            .split(',')
+            .next()
+            .unwrap_or("")
+            .trim_matches(char::from(0))
+            .trim();
+        if let Ok(ip) = first.parse::<Ipv4Addr>() {
+            if !self.conf.fixed_source && !self.uses_server_id() {
+                self.store.set_source(SourceServer::Ip(ip));
+            }
+            let mut init = self.state.init.lock().await;
+            if init.last_ip_addr != first {
+                init.last_ip_addr = first.to_owned();
+                init.last_server_port = self.conf.port;
+                let _ = init.save(&self.conf.base_path);
+            }
+        }
+        Ok(())
+    }
+
+    fn uses_server_id(&self) -> bool {
+        matches!(self.store.source(), SourceServer::Id(_))
+    }
+
+    async fn parameters(&self, c: &mut TrackerConn) -> Result<(), SessionError> {
+        let (st, b) = c
+            .request("PARAMETER_REQ", tc::STORAGE_PARAMETER_REQ, &[])
+            .await?;
+        if st != 0 {
+            warn!("PARAMETER_REQ answered status {st}; keeping current parameters");
+            return Ok(());
+        }
+        let params = decode_params(&b).map_err(|e| SessionError::BadReply {
+            what: "PARAMETER_REQ",
+            why: e.to_string(),
+        })?;
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        if let Some(v) = get("reserved_storage_space") {
+            match fdfs_conf::value::parse_reserved(v) {
+                Ok(r) => self.store.set_reserved(r),
+                Err(e) => warn!("tracker sent reserved_storage_space={v:?}: {e}"),
+            }
+        }
+        let use_id = get("use_storage_id").is_some_and(|v| v == "1" || v == "true");
+        let id_in_name = get("id_type_in_filename").is_some_and(|v| v == "id");
+        if use_id && id_in_name {
+            match self.conf.server_id.parse::<u32>() {
+                Ok(n) if n > 0 && n <= 0xFF_FFFF => self.store.set_source(SourceServer::Id(n)),
+                _ => warn!(
+                    server_id = %self.conf.server_id,
+                    "trackers use server ids in file names but server_id is not a number up to 16777215"
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// JOIN; returns the reply and whether we announced init_flag = 1.
+    async fn join(
+        &self,
+        c: &mut TrackerConn,
+        t: &HostPort,
+    ) -> Result<(JoinResp, bool), SessionError> {
+        let init = {
+            let mut init = self.state.init.lock().await;
+            if init.storage_join_time == 0 {
+                init.storage_join_time = now() as i64;
+                init.last_server_port = self.conf.port;
+                init.save(&self.conf.base_path)?;
+            }
+            init.clone()
+        };
+        let req = JoinReq {
+            group: self.conf.group.clone(),
+            storage_port: self.conf.port,
+            store_path_count: self.conf.store_path_count,
+            subdir_count_per_path: self.conf.subdir_count,
+            upload_priority: self.conf.upload_priority,
+            join_time: init.storage_join_time,
+            up_time: self.conf.up_time,
+            version: fdfs_proto::common::VERSION.to_owned(),
+            init_flag: !init.sync_old_done,
+            status: self.state.my_status.load(Ordering::Relaxed) as i8,
+            storage_id: self.conf.server_id.clone(),
+            current_tracker_ip: t.host.clone(),
+            trackers: self.conf.trackers.iter().map(|h| h.to_string()).collect(),
+        };
+        let mut body = Vec::new();
+        req.encode(&mut body);
+        let (st, b) = c.request("JOIN", tc::STORAGE_JOIN, &body).await?;
+        if st != 0 {
+            return Err(refused("JOIN", st));
+        }
+        let resp = JoinResp::decode(&b).map_err(|e| SessionError::BadReply {
+            what: "JOIN",
+            why: e.to_string(),
+        })?;
+        self.state.my_status.store(resp.status, Ordering::Relaxed);
+        Ok((resp, req.init_flag))
+    }
+
+    /// First start: ask for a sync source once (whichever tracker session
+    /// gets here first), persist it, and notify every tracker we joined
+    /// with init_flag = 1. Later joins whose reply names a source notify
+    /// again (§12.5).
+    async fn after_join(
+        &self,
+        c: &mut TrackerConn,
+        resp: &JoinResp,
+        joined_with_init: bool,
+    ) -> Result<(), SessionError> {
+        let mut init = self.state.init.lock().await;
+        if !init.sync_old_done && init.sync_src_server.is_empty() {
+            let (st, b) = c
+                .request("SYNC_DEST_REQ", tc::STORAGE_SYNC_DEST_REQ, &[])
+                .await?;
+            if st != 0 {
+                return Err(refused("SYNC_DEST_REQ", st));
+            }
+            let info = SyncInfo::decode_optional(&b).map_err(|e| SessionError::BadReply {
+                what: "SYNC_DEST_REQ",
+                why: e.to_string(),
+            })?;
+            match info {
+                Some(i) if !i.src_id.is_empty() => {
+                    info!(src = %i.src_id, until = i.until_timestamp, "initial sync source assigned");
+                    init.sync_src_server = i.src_id;
+                    init.sync_until_timestamp = i.until_timestamp;
+                }
+                // No other server holds data: nothing to catch up on.
+                _ => init.sync_old_done = true,
+            }
+            init.save(&self.conf.base_path)?;
+        } else if !joined_with_init && resp.src_id.is_empty() {
+            return Ok(());
+        }
+        let src = if init.sync_src_server.is_empty() {
+            resp.src_id.clone()
+        } else {
+            init.sync_src_server.clone()
+        };
+        let mut body = Vec::new();
+        SyncInfo {
+            src_id: src,
+            until_timestamp: init.sync_until_timestamp,
+        }
+        .encode(&mut body);
+        drop(init);
+        let (st, _) = c
+            .request("SYNC_NOTIFY", tc::STORAGE_SYNC_NOTIFY, &body)
+            .await?;
+        if st != 0 {
+            warn!(
+                "SYNC_NOTIFY answered status {st} ({})",
+                errno::describe(st).0
+            );
+        }
+        Ok(())
+    }
+
+    async fn beat(&self, c: &mut TrackerConn, first: bool) -> Result<(), SessionError> {
+        let stats = self.store.stats();
+        let changed = stats.take_changed();
+        let mut body = Vec::new();
+        if first || changed {
+            let mut sb = stats.snapshot();
+            sb.counters[idx::LAST_HEART_BEAT_TIME] = now() as i64;
+            sb.encode(&mut body);
+        }
+        let (st, b) = c.request("BEAT", tc::STORAGE_BEAT, &body).await?;
+        if st != 0 {
+            return Err(refused("BEAT", st));
+        }
+        self.apply_flags("BEAT", &b)
+    }
+
+    async fn report_disk(&self, c: &mut TrackerConn) -> Result<(), SessionError> {
+        let mut body = Vec::new();
+        DiskUsage {
+            paths: self.store.disk_usage(),
+        }
+        .encode(&mut body);
+        let (st, b) = c
+            .request("REPORT_DISK_USAGE", tc::STORAGE_REPORT_DISK_USAGE, &body)
+            .await?;
+        if st != 0 {
+            return Err(refused("REPORT_DISK_USAGE", st));
+        }
+        self.apply_flags("REPORT_DISK_USAGE", &b)
+    }
+
+    fn apply_flags(&self, what: &'static str, b: &[u8]) -> Result<(), SessionError> {
+        let f = ChangeFlags::decode(b).map_err(|e| SessionError::BadReply {
+            what,
+            why: e.to_string(),
+        })?;
+        if let Some(l) = f.leader {
+            *self.state.leader.write().unwrap_or_else(|e| e.into_inner()) = Some(l);
+        }
+        if let Some(list) = f.group_servers {
+            if let Some(me) = list
+                .iter()
+                .find(|s| s.port == self.conf.port as u32 && self.is_me(s))
+            {
+                self.state.my_status.store(me.status, Ordering::Relaxed);
+            }
+            debug!(servers = list.len(), "group membership updated");
+            *self
+                .state
+                .group_servers
+                .write()
+                .unwrap_or_else(|e| e.into_inner()) = list;
+        }
+        Ok(())
+    }
+
+    fn is_me(&self, s: &StorageBrief) -> bool {
+        if !self.conf.server_id.is_empty() {
+            return s.id == self.conf.server_id;
+        }
+        match self.store.source() {
+            SourceServer::Ip(ip) => s.ip == ip.to_string(),
+            SourceServer::Id(_) => false,
+        }
+    }
+}

@@ -1,0 +1,724 @@
+//! The client-facing service: one connection loop, one function per
+//! command. Handlers decode with `fdfs-proto`, call the [`Store`] and
+//! encode the reply; content is streamed in fixed-size chunks both ways.
+//!
+//! Error conventions (PROTOCOL.md §1.2 and the golden `bad_requests`):
+//! * a header-only EINVAL reply closes the connection; other errors keep it
+//!   open;
+//! * DOWNLOAD, GET_METADATA and QUERY_FILE_INFO of a malformed or missing
+//!   name answer ENOENT and keep the connection;
+//! * a group other than ours is EINVAL (and close);
+//! * a body length beyond the limit of a non-streamed command, a negative
+//!   length, a body that stops short or a peer that stalls past
+//!   `network_timeout`: the connection is closed (no reply).
+
+use std::io::Read;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use fdfs_proto::codec::Reader;
+use fdfs_proto::common::{read_group, GROUP_LEN};
+use fdfs_proto::storage::{
+    decode_appender_name, AppendHead, FileIdResp, FileInfoResp, ModifyHead, RegenerateReq,
+    SetMetadataReq, SlaveUpload, SlaveUploadHead, TruncateReq, UploadHead,
+};
+use fdfs_proto::{cmd, errno, GroupName, Header, IpSize, LogicName};
+use fdfs_runtime::net::{Conn, ConnError};
+use tracing::{debug, warn};
+
+use crate::store::stats::idx;
+use crate::store::{Store, StoreError, UploadKind};
+
+/// Chunk size for streamed content, both directions.
+const CHUNK: usize = 256 * 1024;
+
+/// What a handler wants next.
+enum Flow {
+    Continue,
+    Close,
+}
+
+type Res = Result<Flow, ConnError>;
+
+/// Shared by every connection.
+pub struct Service {
+    pub store: Arc<Store>,
+    /// Largest body of a non-streamed request (`buff_size`).
+    pub max_body: u64,
+}
+
+/// Work on files up to this size (or chunks up to it) runs inline: it hits
+/// the page cache and costs less than handing the worker thread over.
+const SMALL: u64 = 64 * 1024;
+
+/// Runs `f` inline when `small`, else through [`blocking`].
+fn maybe_blocking<T>(small: bool, f: impl FnOnce() -> T) -> T {
+    if small {
+        f()
+    } else {
+        blocking(f)
+    }
+}
+
+/// Runs blocking file work without stalling the async workers.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// One connection's state.
+struct Session<'a> {
+    svc: &'a Service,
+    conn: Conn,
+    buf: Vec<u8>,
+}
+
+impl Service {
+    /// Serves one connection until the peer leaves or breaks the protocol.
+    pub async fn handle(self: Arc<Self>, mut conn: Conn) {
+        let stats = self.store.stats().clone();
+        stats.connection_alloc.fetch_add(1, Ordering::Relaxed);
+        let cur = stats.connection_current.fetch_add(1, Ordering::Relaxed) + 1;
+        stats.connection_max.fetch_max(cur, Ordering::Relaxed);
+        // Streamed commands may announce any size; the others are checked
+        // against `max_body` per command.
+        conn.set_max_pkg_len(i64::MAX as u64);
+        let mut s = Session {
+            svc: &self,
+            conn,
+            buf: Vec::new(),
+        };
+        s.run().await;
+        stats.connection_current.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Session<'_> {
+    async fn run(&mut self) {
+        let peer = self.conn.peer();
+        loop {
+            let h = match self.conn.read_header().await {
+                Ok(h) => h,
+                Err(e) if e.is_normal_close() || matches!(e, ConnError::Timeout(_)) => {
+                    // Between requests an idle timeout is routine (pools).
+                    debug!(%peer, "connection closed: {e}");
+                    return;
+                }
+                Err(e) => {
+                    warn!(%peer, "closing connection: {e}");
+                    return;
+                }
+            };
+            let r = self.dispatch(h).await;
+            match r {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Close) => {
+                    self.close_gently().await;
+                    return;
+                }
+                Err(e) => {
+                    if e.is_normal_close() {
+                        debug!(%peer, cmd = cmd::name(h.cmd), "connection closed: {e}");
+                    } else {
+                        warn!(%peer, cmd = cmd::name(h.cmd), "closing connection: {e}");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Closes after a refusal: FIN first, then read (and drop) what the peer
+    /// already sent for a moment, so the kernel does not answer unread
+    /// input with a reset that could destroy our reply in flight.
+    async fn close_gently(&mut self) {
+        self.conn.shutdown_write().await;
+        let mut sink = [0u8; 16 * 1024];
+        let mut left: usize = 1 << 20;
+        let drain = async {
+            while left > 0 {
+                match self.conn.read_some(&mut sink).await {
+                    Ok(n) => left = left.saturating_sub(n),
+                    Err(_) => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(200), drain).await;
+    }
+
+    async fn dispatch(&mut self, h: Header) -> Res {
+        use cmd::storage as s;
+        match h.cmd {
+            s::UPLOAD_FILE => self.upload(h, false).await,
+            s::UPLOAD_APPENDER_FILE => self.upload(h, true).await,
+            s::UPLOAD_SLAVE_FILE => self.upload_slave(h).await,
+            s::APPEND_FILE => self.append(h).await,
+            s::MODIFY_FILE => self.modify(h).await,
+            s::TRUNCATE_FILE => self.truncate(h).await,
+            s::REGENERATE_APPENDER_FILENAME => self.regenerate(h).await,
+            s::DOWNLOAD_FILE => self.download(h).await,
+            s::DELETE_FILE => self.delete(h).await,
+            s::SET_METADATA => self.set_metadata(h).await,
+            s::GET_METADATA => self.get_metadata(h).await,
+            s::QUERY_FILE_INFO => self.query_file_info(h).await,
+            cmd::ACTIVE_TEST => {
+                if h.pkg_len != 0 {
+                    return self
+                        .refuse(h, errno::EINVAL, "ACTIVE_TEST with a body")
+                        .await;
+                }
+                self.conn.send_status(errno::OK).await?;
+                Ok(Flow::Continue)
+            }
+            cmd::QUIT => Ok(Flow::Close),
+            _ => self.refuse(h, errno::EINVAL, "unknown command").await,
+        }
+    }
+
+    /// Logs and answers an error. EINVAL closes the connection.
+    async fn refuse(&mut self, h: Header, status: u8, why: &str) -> Res {
+        warn!(
+            peer = %self.conn.peer(),
+            cmd = cmd::name(h.cmd),
+            code = h.cmd,
+            status = errno::describe(status).0,
+            "refused: {why}"
+        );
+        self.conn.send_status(status).await?;
+        Ok(if status == errno::EINVAL {
+            Flow::Close
+        } else {
+            Flow::Continue
+        })
+    }
+
+    async fn store_err(&mut self, h: Header, e: &StoreError) -> Res {
+        self.refuse(h, e.status(), &e.to_string()).await
+    }
+
+    /// Reads the whole body of a non-streamed command. `None`: over the
+    /// limit, the connection must be closed without a reply.
+    async fn small_body(&mut self, h: Header) -> Result<Option<Vec<u8>>, ConnError> {
+        if h.pkg_len > self.svc.max_body {
+            warn!(
+                peer = %self.conn.peer(),
+                cmd = cmd::name(h.cmd),
+                len = h.pkg_len,
+                limit = self.svc.max_body,
+                "body length over the limit, closing"
+            );
+            return Ok(None);
+        }
+        Ok(Some(self.conn.read_body(h.pkg_len).await?))
+    }
+
+    /// Reads the fixed head of a streamed command (`n` bytes).
+    async fn head(&mut self, h: Header, n: usize) -> Result<Option<Vec<u8>>, ConnError> {
+        if h.pkg_len < n as u64 {
+            return Ok(None);
+        }
+        let mut b = vec![0u8; n];
+        self.conn.read_exact_into(&mut b).await?;
+        Ok(Some(b))
+    }
+
+    fn group_ok(&self, g: &GroupName) -> bool {
+        g == self.svc.store.group()
+    }
+
+    fn stats_op(&self, total: usize, ok: bool, bytes: Option<(usize, u64)>) {
+        self.svc.store.stats().op(total, ok, bytes);
+    }
+
+    /// Streams `n` body bytes into `sink`. A sink error stops writing but
+    /// the rest of the body is still read (and dropped) so the connection
+    /// stays usable; the first sink error is returned as `Ok(Err(_))`.
+    async fn stream_in(
+        &mut self,
+        mut n: u64,
+        mut sink: impl FnMut(&[u8]) -> Result<(), StoreError>,
+    ) -> Result<Result<(), StoreError>, ConnError> {
+        if self.buf.len() < CHUNK {
+            self.buf = vec![0u8; CHUNK];
+        }
+        let mut failed: Option<StoreError> = None;
+        while n > 0 {
+            let want = (n.min(CHUNK as u64)) as usize;
+            let mut filled = 0;
+            // Gather a full chunk (or the rest) before touching the disk.
+            while filled < want {
+                let k = self.conn.read_some(&mut self.buf[filled..want]).await?;
+                filled += k;
+            }
+            n -= filled as u64;
+            if failed.is_none() {
+                let chunk = &self.buf[..filled];
+                if let Err(e) = maybe_blocking(filled as u64 <= SMALL, || sink(chunk)) {
+                    failed = Some(e);
+                }
+            }
+        }
+        Ok(match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        })
+    }
+
+    // ---- UPLOAD_FILE (11) / UPLOAD_APPENDER_FILE (23) ----
+    async fn upload(&mut self, h: Header, appender: bool) -> Res {
+        let Some(head) = self.head(h, UploadHead::LEN).await? else {
+            return self
+                .refuse(h, errno::EINVAL, "body shorter than the upload head")
+                .await;
+        };
+        let req = match UploadHead::decode(&head, h.pkg_len) {
+            Ok(r) => r,
+            Err(e) => return self.refuse(h, errno::EINVAL, &e.to_string()).await,
+        };
+        let kind = if appender {
+            UploadKind::Appender
+        } else {
+            UploadKind::Normal
+        };
+        let res = self
+            .receive_new_file(req.store_path_index, req.file_size, &req.ext, kind)
+            .await?;
+        self.finish_new_file(
+            h,
+            res,
+            idx::TOTAL_UPLOAD,
+            idx::TOTAL_UPLOAD_BYTES,
+            req.file_size,
+        )
+        .await
+    }
+
+    /// Streams a new file's content into the store. The body after the
+    /// head is exactly `size` bytes (checked by the head decoders).
+    async fn receive_new_file(
+        &mut self,
+        path: i8,
+        size: u64,
+        ext: &str,
+        kind: UploadKind,
+    ) -> Result<Result<LogicName, StoreError>, ConnError> {
+        let store = self.svc.store.clone();
+        let mut up =
+            match maybe_blocking(size <= SMALL, || store.begin_upload(path, size, ext, kind)) {
+                Ok(u) => u,
+                Err(e) => {
+                    if e.status() != errno::EINVAL {
+                        // Keep the connection in step: read past the content.
+                        self.conn.discard(size).await?;
+                    }
+                    return Ok(Err(e));
+                }
+            };
+        // A broken connection drops `up`, which removes the temporary file.
+        if let Err(e) = self.stream_in(size, |c| up.write(c)).await? {
+            return Ok(Err(e));
+        }
+        let small = size <= SMALL && !store.config().durable;
+        Ok(maybe_blocking(small, || store.finish_upload(up)))
+    }
+
+    async fn finish_new_file(
+        &mut self,
+        h: Header,
+        res: Result<LogicName, StoreError>,
+        total: usize,
+        bytes: usize,
+        size: u64,
+    ) -> Res {
+        self.stats_op(total, res.is_ok(), Some((bytes, size)));
+        match res {
+            Ok(name) => {
+                let mut body = Vec::with_capacity(GROUP_LEN + 64);
+                FileIdResp {
+                    group: self.svc.store.group().clone(),
+                    filename: name,
+                }
+                .encode(&mut body);
+                self.conn.send(errno::OK, &body).await?;
+                Ok(Flow::Continue)
+            }
+            Err(e) => self.store_err(h, &e).await,
+        }
+    }
+
+    // ---- UPLOAD_SLAVE_FILE (21) ----
+    async fn upload_slave(&mut self, h: Header) -> Res {
+        let Some(head) = self.head(h, SlaveUploadHead::LEN).await? else {
+            return self
+                .refuse(h, errno::EINVAL, "body shorter than the slave upload head")
+                .await;
+        };
+        let head = match SlaveUploadHead::decode(&head, h.pkg_len) {
+            Ok(r) => r,
+            Err(e) => return self.refuse(h, errno::EINVAL, &e.to_string()).await,
+        };
+        let mut master = vec![0u8; head.master_len];
+        self.conn.read_exact_into(&mut master).await?;
+        let req = match SlaveUpload::decode(head, &master) {
+            Ok(r) => r,
+            Err(e) => return self.refuse(h, errno::EINVAL, &e.to_string()).await,
+        };
+        let kind = UploadKind::Slave {
+            master: req.master.clone(),
+            prefix: req.prefix.clone(),
+        };
+        let res = self
+            .receive_new_file(-1, req.file_size, &req.ext, kind)
+            .await?;
+        self.finish_new_file(
+            h,
+            res,
+            idx::TOTAL_UPLOAD,
+            idx::TOTAL_UPLOAD_BYTES,
+            req.file_size,
+        )
+        .await
+    }
+
+    // ---- APPEND_FILE (24) / MODIFY_FILE (34) ----
+    async fn append(&mut self, h: Header) -> Res {
+        let Some(head) = self.head(h, AppendHead::LEN).await? else {
+            return self
+                .refuse(h, errno::EINVAL, "body shorter than the append head")
+                .await;
+        };
+        let head = match AppendHead::decode(&head, h.pkg_len) {
+            Ok(r) => r,
+            Err(e) => return self.refuse(h, errno::EINVAL, &e.to_string()).await,
+        };
+        self.update(h, head.name_len, None, head.file_size).await
+    }
+
+    async fn modify(&mut self, h: Header) -> Res {
+        let Some(head) = self.head(h, ModifyHead::LEN).await? else {
+            return self
+                .refuse(h, errno::EINVAL, "body shorter than the modify head")
+                .await;
+        };
+        let head = match ModifyHead::decode(&head, h.pkg_len) {
+            Ok(r) => r,
+            Err(e) => return self.refuse(h, errno::EINVAL, &e.to_string()).await,
+        };
+        self.update(h, head.name_len, Some(head.offset), head.file_size)
+            .await
+    }
+
+    async fn update(&mut self, h: Header, name_len: usize, offset: Option<u64>, size: u64) -> Res {
+        let (total, bytes) = if offset.is_none() {
+            (idx::TOTAL_APPEND, idx::TOTAL_APPEND_BYTES)
+        } else {
+            (idx::TOTAL_MODIFY, idx::TOTAL_MODIFY_BYTES)
+        };
+        let mut nb = vec![0u8; name_len];
+        self.conn.read_exact_into(&mut nb).await?;
+        let name = match decode_appender_name(&nb) {
+            Ok(n) => n,
+            Err(e) => return self.refuse(h, errno::EINVAL, &e.to_string()).await,
+        };
+        let store = self.svc.store.clone();
+        let _guard = store.lock_file(&name).await;
+        let mut up = match blocking(|| store.begin_update(&name, offset, size)) {
+            Ok(u) => u,
+            Err(e) => {
+                self.stats_op(total, false, None);
+                if e.status() != errno::EINVAL {
+                    self.conn.discard(size).await?;
+                }
+                return self.store_err(h, &e).await;
+            }
+        };
+        if size == 0 {
+            // Nothing to write: success without a change or a record.
+            drop(up);
+            self.stats_op(total, true, None);
+            self.conn.send_status(errno::OK).await?;
+            return Ok(Flow::Continue);
+        }
+        let res = match self.stream_in(size, |c| up.write(c)).await? {
+            Ok(()) => blocking(|| store.finish_update(up)),
+            Err(e) => Err(e),
+        };
+        self.stats_op(total, res.is_ok(), Some((bytes, size)));
+        match res {
+            Ok(()) => {
+                self.conn.send_status(errno::OK).await?;
+                Ok(Flow::Continue)
+            }
+            Err(e) => self.store_err(h, &e).await,
+        }
+    }
+
+    // ---- TRUNCATE_FILE (36) ----
+    async fn truncate(&mut self, h: Header) -> Res {
+        let Some(body) = self.small_body(h).await? else {
+            return Ok(Flow::Close);
+        };
+        let req = match TruncateReq::decode(&body) {
+            Ok(r) => r,
+            Err(e) => return self.refuse(h, errno::EINVAL, &e.to_string()).await,
+        };
+        let store = self.svc.store.clone();
+        let res = {
+            let _g = store.lock_file(&req.filename).await;
+            blocking(|| store.truncate(&req.filename, req.new_size))
+        };
+        self.stats_op(idx::TOTAL_TRUNCATE, res.is_ok(), None);
+        match res {
+            Ok(()) => {
+                self.conn.send_status(errno::OK).await?;
+                Ok(Flow::Continue)
+            }
+            Err(e) => self.store_err(h, &e).await,
+        }
+    }
+
+    // ---- REGENERATE_APPENDER_FILENAME (38) ----
+    async fn regenerate(&mut self, h: Header) -> Res {
+        let Some(body) = self.small_body(h).await? else {
+            return Ok(Flow::Close);
+        };
+        let req = match RegenerateReq::decode(&body) {
+            Ok(r) => r,
+            Err(e) => return self.refuse(h, errno::EINVAL, &e.to_string()).await,
+        };
+        let store = self.svc.store.clone();
+        let res = {
+            let _g = store.lock_file(&req.filename).await;
+            blocking(|| store.regenerate(&req.filename))
+        };
+        match res {
+            Ok(name) => {
+                let mut body = Vec::new();
+                FileIdResp {
+                    group: store.group().clone(),
+                    filename: name,
+                }
+                .encode(&mut body);
+                self.conn.send(errno::OK, &body).await?;
+                Ok(Flow::Continue)
+            }
+            Err(e) => self.store_err(h, &e).await,
+        }
+    }
+
+    /// Decodes `group16 + filename` after `skip` leading bytes. The group
+    /// must be valid and ours (else EINVAL); the name is returned unparsed
+    /// so each command decides what a bad name means.
+    fn group_and_name<'b>(&self, body: &'b [u8], skip: usize) -> Result<&'b [u8], String> {
+        if body.len() <= skip + GROUP_LEN {
+            return Err(format!("body of {} bytes has no file name", body.len()));
+        }
+        let mut r = Reader::new("request", &body[skip..]);
+        let g = read_group(&mut r, GROUP_LEN, false).map_err(|e| e.to_string())?;
+        if !self.group_ok(&g) {
+            return Err(format!(
+                "group {g} is not ours ({})",
+                self.svc.store.group()
+            ));
+        }
+        Ok(&body[skip + GROUP_LEN..])
+    }
+
+    /// A name for a read-type command: `None` means "not found".
+    fn read_name(name: &[u8]) -> Result<LogicName, String> {
+        let s = std::str::from_utf8(name).map_err(|_| "file name is not UTF-8".to_owned())?;
+        LogicName::parse(s).map_err(|e| format!("{s:?}: {e}"))
+    }
+
+    // ---- DOWNLOAD_FILE (14) ----
+    async fn download(&mut self, h: Header) -> Res {
+        let Some(body) = self.small_body(h).await? else {
+            return Ok(Flow::Close);
+        };
+        if body.len() < 16 {
+            return self
+                .refuse(h, errno::EINVAL, "download request too short")
+                .await;
+        }
+        let mut r = Reader::new("download request", &body);
+        let (offset, length) = match (r.len_field("offset"), r.len_field("length")) {
+            (Ok(o), Ok(l)) => (o, l),
+            _ => {
+                return self
+                    .refuse(h, errno::EINVAL, "negative offset or length")
+                    .await
+            }
+        };
+        let name = match self.group_and_name(&body, 16) {
+            Ok(n) => n,
+            Err(why) => return self.refuse(h, errno::EINVAL, &why).await,
+        };
+        let name = match Self::read_name(name) {
+            Ok(n) => n,
+            Err(why) => {
+                self.stats_op(idx::TOTAL_DOWNLOAD, false, None);
+                return self.refuse(h, errno::ENOENT, &why).await;
+            }
+        };
+        let store = self.svc.store.clone();
+        let (mut file, count) =
+            match maybe_blocking(true, || store.open_read(&name, offset, length)) {
+                Ok(x) => x,
+                Err(e) => {
+                    self.stats_op(idx::TOTAL_DOWNLOAD, false, None);
+                    return self.store_err(h, &e).await;
+                }
+            };
+        self.conn
+            .send_header(Header::response(errno::OK, count))
+            .await?;
+        if self.buf.len() < CHUNK {
+            self.buf = vec![0u8; CHUNK];
+        }
+        let mut left = count;
+        while left > 0 {
+            let want = left.min(CHUNK as u64) as usize;
+            let buf = &mut self.buf[..want];
+            let n = match maybe_blocking(want as u64 <= SMALL, || file.read(buf)) {
+                Ok(0) | Err(_) => {
+                    // The file shrank or failed under us: the reply cannot
+                    // be completed, so the connection must go.
+                    warn!(peer = %self.conn.peer(), file = %name, "download: file read failed mid-stream, closing");
+                    self.stats_op(idx::TOTAL_DOWNLOAD, false, None);
+                    return Ok(Flow::Close);
+                }
+                Ok(n) => n,
+            };
+            self.conn.write_all(&self.buf[..n]).await?;
+            left -= n as u64;
+        }
+        self.stats_op(
+            idx::TOTAL_DOWNLOAD,
+            true,
+            Some((idx::TOTAL_DOWNLOAD_BYTES, count)),
+        );
+        Ok(Flow::Continue)
+    }
+
+    // ---- DELETE_FILE (12) ----
+    async fn delete(&mut self, h: Header) -> Res {
+        let Some(body) = self.small_body(h).await? else {
+            return Ok(Flow::Close);
+        };
+        let name = match self.group_and_name(&body, 0).and_then(Self::read_name) {
+            Ok(n) => n,
+            Err(why) => {
+                self.stats_op(idx::TOTAL_DELETE, false, None);
+                return self.refuse(h, errno::EINVAL, &why).await;
+            }
+        };
+        let store = self.svc.store.clone();
+        let res = {
+            let _g = store.lock_file(&name).await;
+            blocking(|| store.delete(&name))
+        };
+        self.stats_op(idx::TOTAL_DELETE, res.is_ok(), None);
+        match res {
+            Ok(()) => {
+                self.conn.send_status(errno::OK).await?;
+                Ok(Flow::Continue)
+            }
+            Err(e) => self.store_err(h, &e).await,
+        }
+    }
+
+    // ---- SET_METADATA (13) ----
+    async fn set_metadata(&mut self, h: Header) -> Res {
+        let Some(body) = self.small_body(h).await? else {
+            return Ok(Flow::Close);
+        };
+        let req = match SetMetadataReq::decode(&body) {
+            Ok(r) => r,
+            Err(e) => return self.refuse(h, errno::EINVAL, &e.to_string()).await,
+        };
+        if !self.group_ok(&req.group) {
+            let why = format!("group {} is not ours", req.group);
+            return self.refuse(h, errno::EINVAL, &why).await;
+        }
+        let store = self.svc.store.clone();
+        let res = {
+            let _g = store.lock_file(&req.filename).await;
+            blocking(|| store.set_metadata(&req.filename, req.op, &req.meta))
+        };
+        self.stats_op(idx::TOTAL_SET_META, res.is_ok(), None);
+        match res {
+            Ok(()) => {
+                self.conn.send_status(errno::OK).await?;
+                Ok(Flow::Continue)
+            }
+            Err(e) => self.store_err(h, &e).await,
+        }
+    }
+
+    // ---- GET_METADATA (15) ----
+    async fn get_metadata(&mut self, h: Header) -> Res {
+        let Some(body) = self.small_body(h).await? else {
+            return Ok(Flow::Close);
+        };
+        let name = match self.group_and_name(&body, 0) {
+            Ok(n) => n,
+            Err(why) => return self.refuse(h, errno::EINVAL, &why).await,
+        };
+        let res = Self::read_name(name)
+            .map_err(StoreError::NotFound)
+            .and_then(|n| blocking(|| self.svc.store.get_metadata(&n)));
+        self.stats_op(idx::TOTAL_GET_META, res.is_ok(), None);
+        match res {
+            Ok(meta) => {
+                self.conn.send(errno::OK, &meta).await?;
+                Ok(Flow::Continue)
+            }
+            Err(e) => self.store_err(h, &e).await,
+        }
+    }
+
+    // ---- QUERY_FILE_INFO (22) ----
+    async fn query_file_info(&mut self, h: Header) -> Res {
+        let Some(body) = self.small_body(h).await? else {
+            return Ok(Flow::Close);
+        };
+        let name = match self.group_and_name(&body, 0) {
+            Ok(n) => n,
+            Err(why) => return self.refuse(h, errno::EINVAL, &why).await,
+        };
+        let no_crc = h.status & fdfs_proto::storage::file_info_flags::NO_CRC != 0;
+        let res = Self::read_name(name)
+            .map_err(StoreError::NotFound)
+            .and_then(|n| blocking(|| self.svc.store.file_info(&n, no_crc)));
+        match res {
+            Ok(info) => {
+                let mut out = Vec::with_capacity(40);
+                FileInfoResp {
+                    file_size: info.size,
+                    create_timestamp: info.mtime,
+                    crc32: info.crc32,
+                    source_ip: info.source_ip,
+                    ip_size: IpSize::V4,
+                }
+                .encode(&mut out);
+                self.conn.send(errno::OK, &out).await?;
+                Ok(Flow::Continue)
+            }
+            Err(e) => {
+                if h.status & fdfs_proto::storage::file_info_flags::QUIET != 0 {
+                    self.conn.send_status(e.status()).await?;
+                    return Ok(if e.status() == errno::EINVAL {
+                        Flow::Close
+                    } else {
+                        Flow::Continue
+                    });
+                }
+                self.store_err(h, &e).await
+            }
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The seam between the store and the disk for data writes and fsyncs, so
+//! tests can make them fail (a full disk, an I/O error) without a real
+//! full disk.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Writes and syncs file content. The real implementation is [`RealDisk`].
+pub trait Disk: Send + Sync + 'static {
+    fn write(&self, file: &mut File, buf: &[u8]) -> io::Result<()>;
+    fn sync(&self, file: &File) -> io::Result<()>;
+}
+
+/// Plain `write_all` and `fdatasync`/`fsync`.
+#[derive(Debug, Default)]
+pub struct RealDisk;
+
+impl Disk for RealDisk {
+    fn write(&self, file: &mut File, buf: &[u8]) -> io::Result<()> {
+        file.write_all(buf)
+    }
+
+    fn sync(&self, file: &File) -> io::Result<()> {
+        file.sync_all()
+    }
+}
+
+/// Fault injection: behaves like [`RealDisk`] until `budget` bytes have been
+/// written in total, then every write fails with `errno` (ENOSPC by default).
+#[derive(Debug)]
+pub struct FailingDisk {
+    budget: AtomicU64,
+    errno: i32,
+}
+
+impl FailingDisk {
+    pub fn new(budget: u64, errno: i32) -> Self {
+        FailingDisk {
+            budget: AtomicU64::new(budget),
+            errno,
+        }
+    }
+
+    /// A disk that is full after `budget` bytes.
+    pub fn full_after(budget: u64) -> Self {
+        Self::new(budget, libc::ENOSPC)
+    }
+}
+
+impl Disk for FailingDisk {
+    fn write(&self, file: &mut File, buf: &[u8]) -> io::Result<()> {
+        let n = buf.len() as u64;
+        let ok = self
+            .budget
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(n))
+            .is_ok();
+        if !ok {
+            return Err(io::Error::from_raw_os_error(self.errno));
+        }
+        file.write_all(buf)
+    }
+
+    fn sync(&self, file: &File) -> io::Result<()> {
+        file.sync_all()
+    }
+}

@@ -1,0 +1,1044 @@
+//! The store engine: store paths, sub-directories, file-ID allocation,
+//! atomic writes, metadata sidecars, appender and slave files, and the
+//! binlog. No sockets: the service turns requests into calls here.
+//!
+//! # Writes and crash safety
+//! New content (uploads, slave uploads) is streamed into a temporary file
+//! `<store_path>/data/.tmp/<unique>` while its CRC32 is computed; only when
+//! every byte is there does the file get its final name (a hard link, which
+//! refuses to replace an existing name, then the temporary name is removed).
+//! The binlog record is appended after that, so the binlog never names a
+//! file that is not on disk. A crash, a `kill -9` or a client that goes away
+//! mid-upload leaves only a temporary file, and `.tmp` is emptied on start.
+//! Metadata sidecars are rewritten the same way (temporary file + rename).
+//!
+//! # Durability modes (`durable` in storage.conf)
+//! * `durable = true` (default): before the reply, the file is fsynced, its
+//!   directory is fsynced after the link, and the binlog record is fsynced.
+//!   Binlog fsyncs are group commits ([`binlog::Binlog::sync`]): one fsync
+//!   covers every record appended by concurrent uploads since the last one.
+//!   An acknowledged upload survives a power loss.
+//! * `durable = false`: acknowledge right after the rename, like FastDFS
+//!   (the OS writes the data back later). A process crash loses nothing
+//!   acknowledged; a power loss may.
+//!
+//! Appender operations (append, modify, truncate, regenerate) and metadata
+//! changes on one file are serialised by the caller with
+//! [`Store::lock_file`].
+
+pub mod binlog;
+pub mod disk;
+pub mod error;
+pub mod mark;
+pub mod stats;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fdfs_conf::ReservedSpace;
+use fdfs_proto::binlog::{BinlogOp, BinlogRecord};
+use fdfs_proto::file_id::{ext_part, validate_ext, EXT_PART_LEN};
+use fdfs_proto::storage::MetaOp;
+use fdfs_proto::{metadata, FileKind, GroupName, LogicName, NameInfo, SourceServer};
+
+use binlog::Binlog;
+use disk::Disk;
+pub use error::{Result, StoreError};
+use stats::Stats;
+
+/// Everything the engine needs from storage.conf (and the tracker).
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub base_path: PathBuf,
+    pub store_paths: Vec<PathBuf>,
+    pub readonly: Vec<bool>,
+    pub subdir_count: u32,
+    /// 0 round robin, 1 hash.
+    pub distribute_mode: u8,
+    pub rotate_count: u32,
+    pub durable: bool,
+    pub group: GroupName,
+    pub reserved: ReservedSpace,
+    pub binlog_max_size: u64,
+}
+
+impl StoreConfig {
+    pub fn from_conf(conf: &fdfs_conf::StorageConf, group: GroupName) -> StoreConfig {
+        let mut store_paths = conf.store_paths.clone();
+        if store_paths.is_empty() {
+            store_paths.push(conf.daemon.base_path.clone());
+        }
+        StoreConfig {
+            base_path: conf.daemon.base_path.clone(),
+            readonly: (0..store_paths.len())
+                .map(|i| conf.store_paths_readonly.get(i).copied().unwrap_or(false))
+                .collect(),
+            store_paths,
+            subdir_count: conf.subdir_count_per_path.clamp(1, 256),
+            distribute_mode: conf.file_distribute_path_mode,
+            rotate_count: conf.file_distribute_rotate_count.max(1),
+            durable: conf.durable,
+            group,
+            reserved: ReservedSpace::default(),
+            binlog_max_size: binlog::DEFAULT_MAX_SIZE,
+        }
+    }
+}
+
+/// What an upload creates.
+#[derive(Debug, Clone)]
+pub enum UploadKind {
+    Normal,
+    Appender,
+    /// A slave of `master` named with `prefix` (and the upload's ext).
+    Slave {
+        master: LogicName,
+        prefix: String,
+    },
+}
+
+/// Result of [`Store::file_info`] (QUERY_FILE_INFO).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    pub size: u64,
+    pub mtime: i64,
+    pub crc32: u32,
+    pub source_ip: String,
+}
+
+struct StorePath {
+    data: PathBuf,
+    tmp: PathBuf,
+    readonly: bool,
+}
+
+/// Round-robin sub-directory state (persisted in storage_stat.dat).
+#[derive(Debug, Default, Clone, Copy)]
+struct Dist {
+    high: u32,
+    low: u32,
+    count: u32,
+}
+
+const LOCK_STRIPES: usize = 64;
+
+/// Group commit of one kind of fsync: callers that arrive while a sync is
+/// running are covered by the next one, which serves them all.
+#[derive(Debug, Default)]
+struct GroupSync {
+    requested: AtomicU64,
+    synced: Mutex<u64>,
+}
+
+impl GroupSync {
+    /// Call after the change to make durable; runs `sync` unless a sync
+    /// that started after this call already covered it.
+    fn sync(&self, sync: impl FnOnce() -> io::Result<()>) -> io::Result<()> {
+        let me = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut synced = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+        if *synced >= me {
+            return Ok(());
+        }
+        let upto = self.requested.load(Ordering::SeqCst);
+        sync()?;
+        *synced = upto;
+        Ok(())
+    }
+}
+
+/// The engine. Shared by every connection (`Arc<Store>`).
+pub struct Store {
+    cfg: StoreConfig,
+    paths: Vec<StorePath>,
+    binlog: Binlog,
+    stats: Arc<Stats>,
+    disk: Arc<dyn Disk>,
+    source: RwLock<SourceServer>,
+    reserved: RwLock<ReservedSpace>,
+    dist: Mutex<Dist>,
+    next_path: AtomicUsize,
+    tmp_seq: AtomicU64,
+    locks: Vec<tokio::sync::Mutex<()>>,
+    /// Per-directory group commit of directory fsyncs (durable mode).
+    dir_syncs: Mutex<std::collections::HashMap<PathBuf, Arc<GroupSync>>>,
+}
+
+/// Unix time now, seconds.
+pub fn now() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
+}
+
+fn hash_str(s: &str) -> u32 {
+    crc32fast::hash(s.as_bytes())
+}
+
+impl Store {
+    /// Prepares every store path (sub-directories on first start, empty
+    /// `.tmp`), opens the binlog and loads the counters.
+    pub fn open(cfg: StoreConfig, disk: Arc<dyn Disk>) -> Result<Store> {
+        if cfg.store_paths.is_empty() || cfg.store_paths.len() > 256 {
+            return Err(StoreError::Invalid(format!(
+                "store_path_count {} is outside 1..256",
+                cfg.store_paths.len()
+            )));
+        }
+        let mut paths = Vec::new();
+        for (i, root) in cfg.store_paths.iter().enumerate() {
+            let data = root.join("data");
+            fs::create_dir_all(&data)
+                .map_err(|e| StoreError::io(format!("creating {}", data.display()), e))?;
+            create_subdirs(&data, cfg.subdir_count).map_err(|e| {
+                StoreError::io(format!("creating sub-directories of {}", data.display()), e)
+            })?;
+            let tmp = data.join(".tmp");
+            clean_tmp(&tmp)
+                .map_err(|e| StoreError::io(format!("cleaning {}", tmp.display()), e))?;
+            let vars = data.join(".fastdfs_vars");
+            if !vars.exists() {
+                let _ = fs::write(&vars, format!("store_path_mark=fdfs-rs-{}-{}\n", i, now()));
+            }
+            paths.push(StorePath {
+                data,
+                tmp,
+                readonly: cfg.readonly.get(i).copied().unwrap_or(false),
+            });
+        }
+        let sync_dir = cfg.base_path.join("data").join("sync");
+        let binlog = Binlog::open(&sync_dir, cfg.binlog_max_size)
+            .map_err(|e| StoreError::io(format!("opening binlog in {}", sync_dir.display()), e))?;
+        let stats = Arc::new(Stats::default());
+        let rest = stats
+            .load(&cfg.base_path.join("data").join("storage_stat.dat"))
+            .map_err(|e| StoreError::io("loading storage_stat.dat", e))?;
+        let mut dist = Dist::default();
+        for (k, v) in rest {
+            let v = v.max(0) as u32;
+            match k.as_str() {
+                "dist_path_index_high" => dist.high = v % cfg.subdir_count,
+                "dist_path_index_low" => dist.low = v % cfg.subdir_count,
+                "dist_write_file_count" => dist.count = v,
+                _ => {}
+            }
+        }
+        Ok(Store {
+            reserved: RwLock::new(cfg.reserved),
+            cfg,
+            paths,
+            binlog,
+            stats,
+            disk,
+            source: RwLock::new(SourceServer::Ip(Ipv4Addr::LOCALHOST)),
+            dist: Mutex::new(dist),
+            next_path: AtomicUsize::new(0),
+            tmp_seq: AtomicU64::new(0),
+            dir_syncs: Mutex::default(),
+            locks: (0..LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.cfg
+    }
+
+    pub fn group(&self) -> &GroupName {
+        &self.cfg.group
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    pub fn binlog(&self) -> &Binlog {
+        &self.binlog
+    }
+
+    pub fn path_count(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// What new file IDs name as their source (our IPv4 or server id).
+    pub fn set_source(&self, s: SourceServer) {
+        *self.source.write().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    pub fn source(&self) -> SourceServer {
+        *self.source.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `reserved_storage_space` as delivered by the tracker.
+    pub fn set_reserved(&self, r: ReservedSpace) {
+        *self.reserved.write().unwrap_or_else(|e| e.into_inner()) = r;
+    }
+
+    /// Serialises changes to one file (appender ops, metadata, delete).
+    pub async fn lock_file(&self, name: &LogicName) -> tokio::sync::MutexGuard<'_, ()> {
+        let i =
+            (hash_str(&name.relative_path()) as usize + name.store_path as usize) % LOCK_STRIPES;
+        self.locks[i].lock().await
+    }
+
+    /// Saves the counters and the sub-directory rotation state.
+    pub fn save_stats(&self) -> io::Result<()> {
+        let d = *self.dist.lock().unwrap_or_else(|e| e.into_inner());
+        self.stats.save(
+            &self.cfg.base_path.join("data").join("storage_stat.dat"),
+            &[
+                ("dist_path_index_high", d.high as i64),
+                ("dist_path_index_low", d.low as i64),
+                ("dist_write_file_count", d.count as i64),
+            ],
+        )
+    }
+
+    /// (total MB, free MB) of each store path, for REPORT_DISK_USAGE.
+    pub fn disk_usage(&self) -> Vec<(i64, i64)> {
+        self.cfg
+            .store_paths
+            .iter()
+            .map(|p| {
+                let (t, f) = space(p).unwrap_or((0, 0));
+                ((t >> 20) as i64, (f >> 20) as i64)
+            })
+            .collect()
+    }
+
+    /// The on-disk path of a logic filename. Names of unknown store paths or
+    /// sub-directories are "not found".
+    pub fn resolve(&self, name: &LogicName) -> Result<PathBuf> {
+        let p = self.paths.get(name.store_path as usize).ok_or_else(|| {
+            StoreError::NotFound(format!("{name}: no store path M{:02X}", name.store_path))
+        })?;
+        name.check_subdirs(self.cfg.subdir_count)
+            .map_err(|e| StoreError::NotFound(format!("{name}: {e}")))?;
+        Ok(p.data.join(name.relative_path()))
+    }
+
+    fn has_space(&self, idx: usize, size: u64) -> bool {
+        let Ok((total, free)) = space(&self.cfg.store_paths[idx]) else {
+            return false;
+        };
+        let free = free.saturating_sub(size);
+        match *self.reserved.read().unwrap_or_else(|e| e.into_inner()) {
+            ReservedSpace::Bytes(b) => free > b / self.paths.len() as u64,
+            ReservedSpace::Ratio(r) => total > 0 && (free as f64 / total as f64) > r,
+        }
+    }
+
+    /// Store path for a new upload: the requested one if writable and not
+    /// over the reserved space, else the next one that is.
+    fn choose_path(&self, requested: i8, size: u64) -> Result<usize> {
+        let n = self.paths.len();
+        if requested >= 0 {
+            let i = requested as usize;
+            if i >= n {
+                return Err(StoreError::Invalid(format!(
+                    "store path index {i} (this server has {n})"
+                )));
+            }
+            if !self.paths[i].readonly && self.has_space(i, size) {
+                return Ok(i);
+            }
+        }
+        let start = self.next_path.fetch_add(1, Ordering::Relaxed);
+        for k in 0..n {
+            let i = (start + k) % n;
+            if !self.paths[i].readonly && self.has_space(i, size) {
+                return Ok(i);
+            }
+        }
+        Err(StoreError::NoSpace(format!(
+            "no writable store path has room for {size} bytes above the reserved space"
+        )))
+    }
+
+    fn next_subdir(&self, b64: &str) -> (u8, u8) {
+        let sc = self.cfg.subdir_count;
+        if self.cfg.distribute_mode == 1 {
+            let h = hash_str(b64);
+            return (((h >> 16) % sc) as u8, ((h & 0xFFFF) % sc) as u8);
+        }
+        let mut d = self.dist.lock().unwrap_or_else(|e| e.into_inner());
+        let r = (d.high as u8, d.low as u8);
+        d.count += 1;
+        if d.count >= self.cfg.rotate_count {
+            d.count = 0;
+            d.low += 1;
+            if d.low >= sc {
+                d.low = 0;
+                d.high = (d.high + 1) % sc;
+            }
+        }
+        r
+    }
+
+    fn new_tmp(&self, idx: usize) -> Result<(PathBuf, File)> {
+        let p = &self.paths[idx];
+        let name = format!(
+            "{}.{}.{:08x}",
+            std::process::id(),
+            self.tmp_seq.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u32>()
+        );
+        let path = p.tmp.join(name);
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(format!("creating {}", path.display()), e))?;
+        Ok((path, f))
+    }
+
+    /// Starts an upload of `size` bytes. Fails early (nothing on disk) for
+    /// a bad extension, a missing master, an existing slave or no space.
+    pub fn begin_upload(
+        &self,
+        requested_path: i8,
+        size: u64,
+        ext: &str,
+        kind: UploadKind,
+    ) -> Result<Upload> {
+        validate_ext(ext).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let idx = match &kind {
+            UploadKind::Slave { master, prefix } => {
+                let slave = master
+                    .slave(prefix, ext)
+                    .map_err(|e| StoreError::Invalid(format!("slave of {master}: {e}")))?;
+                let mpath = self.resolve(master)?;
+                if !mpath.exists() {
+                    return Err(StoreError::NotFound(format!("master file {master}")));
+                }
+                if self.resolve(&slave)?.symlink_metadata().is_ok() {
+                    return Err(StoreError::Exists(format!("slave file {slave}")));
+                }
+                let i = master.store_path as usize;
+                if !self.has_space(i, size) {
+                    return Err(StoreError::NoSpace(format!(
+                        "store path M{i:02X} is over the reserved space"
+                    )));
+                }
+                i
+            }
+            _ => self.choose_path(requested_path, size)?,
+        };
+        let (tmp, file) = self.new_tmp(idx)?;
+        Ok(Upload {
+            tmp,
+            file: Some(file),
+            crc: crc32fast::Hasher::new(),
+            written: 0,
+            size,
+            path_idx: idx,
+            kind,
+            ext: ext.to_owned(),
+            disk: self.disk.clone(),
+            done: false,
+        })
+    }
+
+    /// Gives a complete upload its name, records it and returns the name.
+    pub fn finish_upload(&self, mut up: Upload) -> Result<LogicName> {
+        if up.written != up.size {
+            return Err(StoreError::Invalid(format!(
+                "upload ended after {} of {} bytes",
+                up.written, up.size
+            )));
+        }
+        let file = up.file.take().expect("upload file is open until finished");
+        if self.cfg.durable {
+            self.disk
+                .sync(&file)
+                .map_err(|e| StoreError::io("fsync of the uploaded file", e))?;
+        }
+        drop(file);
+        let crc = up.crc.clone().finalize();
+        let mut tries = 0;
+        let (name, path) = loop {
+            let name = match &up.kind {
+                UploadKind::Slave { master, prefix } => master
+                    .slave(prefix, &up.ext)
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                k => {
+                    let appender = matches!(k, UploadKind::Appender);
+                    let info = NameInfo {
+                        source: self.source(),
+                        timestamp: now(),
+                        size_field: NameInfo::size_field_for(up.size, appender, rand::random()),
+                        crc32: crc,
+                    };
+                    let ext = ext_part(&up.ext, rand::random())
+                        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                    let probe = LogicName::build(up.path_idx as u8, 0, 0, info, None, &ext);
+                    let (h, l) = self.next_subdir(&probe.name);
+                    LogicName::build(up.path_idx as u8, h, l, info, None, &ext)
+                }
+            };
+            let path = self.resolve(&name)?;
+            let mut linked = fs::hard_link(&up.tmp, &path);
+            if matches!(&linked, Err(e) if e.kind() == io::ErrorKind::NotFound) {
+                // A sub-directory went missing (deleted by hand): recreate it.
+                if let Some(d) = path.parent() {
+                    let _ = fs::create_dir_all(d);
+                }
+                linked = fs::hard_link(&up.tmp, &path);
+            }
+            match linked {
+                Ok(()) => break (name, path),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if matches!(up.kind, UploadKind::Slave { .. }) {
+                        return Err(StoreError::Exists(format!("slave file {name}")));
+                    }
+                    tries += 1;
+                    if tries > 16 {
+                        return Err(StoreError::io(format!("naming {name}"), e));
+                    }
+                }
+                Err(e) => return Err(StoreError::io(format!("linking {}", path.display()), e)),
+            }
+        };
+        let _ = fs::remove_file(&up.tmp);
+        up.done = true;
+        if self.cfg.durable {
+            self.sync_dir(&path)
+                .map_err(|e| StoreError::io("fsync of the file's directory", e))?;
+        }
+        self.record(BinlogOp::Create, &name.to_string())?;
+        Ok(name)
+    }
+
+    /// Makes a new or renamed directory entry durable; concurrent callers
+    /// in the same directory share one fsync.
+    fn sync_dir(&self, file_in_dir: &Path) -> io::Result<()> {
+        let Some(dir) = file_in_dir.parent() else {
+            return Ok(());
+        };
+        let gs = self
+            .dir_syncs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(dir.to_owned())
+            .or_default()
+            .clone();
+        gs.sync(|| File::open(dir)?.sync_all())
+    }
+
+    /// Appends a source record (and, in durable mode, waits for its fsync).
+    fn record(&self, op: BinlogOp, filename: &str) -> Result<()> {
+        let ts = now();
+        let seq = self
+            .binlog
+            .append(&BinlogRecord {
+                timestamp: ts,
+                is_source: true,
+                filename: filename.to_owned(),
+                op,
+            })
+            .map_err(|e| StoreError::io("writing the binlog", e))?;
+        if self.cfg.durable {
+            self.binlog
+                .sync(seq)
+                .map_err(|e| StoreError::io("fsync of the binlog", e))?;
+        }
+        self.stats.set(stats::idx::LAST_SOURCE_UPDATE, ts as i64);
+        Ok(())
+    }
+
+    fn appender_path(&self, name: &LogicName) -> Result<PathBuf> {
+        if name.kind != FileKind::Appender {
+            return Err(StoreError::Invalid(format!(
+                "{name} is not an appender file"
+            )));
+        }
+        self.resolve(name)
+    }
+
+    /// Opens an appender file to append (`offset = None`) or to modify at
+    /// `offset` (which must be at most the current size).
+    pub fn begin_update(&self, name: &LogicName, offset: Option<u64>, len: u64) -> Result<Update> {
+        let path = self.appender_path(name)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(format!("opening {name}"), e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| StoreError::io(format!("stat {name}"), e))?
+            .len();
+        let start = match offset {
+            None => size,
+            Some(o) if o <= size => o,
+            Some(o) => {
+                return Err(StoreError::Invalid(format!(
+                    "{name}: modify offset {o} is past the end ({size})"
+                )))
+            }
+        };
+        file.seek(SeekFrom::Start(start))
+            .map_err(|e| StoreError::io(format!("seek in {name}"), e))?;
+        Ok(Update {
+            name: name.clone(),
+            file,
+            append: offset.is_none(),
+            start,
+            old_size: size,
+            len,
+            written: 0,
+            disk: self.disk.clone(),
+            done: false,
+        })
+    }
+
+    /// Completes an append or modify: fsync (durable mode) and binlog A/M.
+    pub fn finish_update(&self, mut up: Update) -> Result<()> {
+        if up.written != up.len {
+            return Err(StoreError::Invalid(format!(
+                "{}: update ended after {} of {} bytes",
+                up.name, up.written, up.len
+            )));
+        }
+        if self.cfg.durable {
+            self.disk
+                .sync(&up.file)
+                .map_err(|e| StoreError::io(format!("fsync of {}", up.name), e))?;
+        }
+        up.done = true;
+        let (offset, length) = (up.start, up.len);
+        let op = if up.append {
+            BinlogOp::Append { offset, length }
+        } else {
+            BinlogOp::Modify { offset, length }
+        };
+        self.record(op, &up.name.to_string())
+    }
+
+    /// Sets an appender file's size (growing fills with zeros).
+    pub fn truncate(&self, name: &LogicName, new_size: u64) -> Result<()> {
+        let path = self.appender_path(name)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(format!("opening {name}"), e))?;
+        let old = file
+            .metadata()
+            .map_err(|e| StoreError::io(format!("stat {name}"), e))?
+            .len();
+        if old == new_size {
+            return Ok(());
+        }
+        file.set_len(new_size)
+            .map_err(|e| StoreError::io(format!("truncating {name}"), e))?;
+        if self.cfg.durable {
+            self.disk
+                .sync(&file)
+                .map_err(|e| StoreError::io(format!("fsync of {name}"), e))?;
+        }
+        self.record(
+            BinlogOp::Truncate {
+                old_size: old,
+                new_size,
+            },
+            &name.to_string(),
+        )
+    }
+
+    /// Turns an appender file into a normal one: new name carrying the real
+    /// size and CRC32, same store path, sub-directories and ext part.
+    /// (Like upstream, the `-m` sidecar keeps the old name.)
+    pub fn regenerate(&self, name: &LogicName) -> Result<LogicName> {
+        let path = self.appender_path(name)?;
+        let (size, crc) =
+            crc_of(&path).map_err(|e| StoreError::io(format!("reading {name}"), e))?;
+        let ext7 = &name.name[name.name.len() - EXT_PART_LEN..];
+        let mut tries = 0;
+        loop {
+            let info = NameInfo {
+                source: self.source(),
+                timestamp: now(),
+                size_field: NameInfo::size_field_for(size, false, rand::random()),
+                crc32: crc,
+            };
+            let new = LogicName::build(
+                name.store_path,
+                name.sub_high,
+                name.sub_low,
+                info,
+                None,
+                ext7,
+            );
+            let new_path = self.resolve(&new)?;
+            match fs::hard_link(&path, &new_path) {
+                Ok(()) => {
+                    fs::remove_file(&path)
+                        .map_err(|e| StoreError::io(format!("removing {name}"), e))?;
+                    if self.cfg.durable {
+                        self.sync_dir(&new_path)
+                            .map_err(|e| StoreError::io("fsync of the directory", e))?;
+                    }
+                    self.record(
+                        BinlogOp::Rename {
+                            old: name.to_string(),
+                        },
+                        &new.to_string(),
+                    )?;
+                    return Ok(new);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 16 => tries += 1,
+                Err(e) => return Err(StoreError::io(format!("renaming {name}"), e)),
+            }
+        }
+    }
+
+    /// Opens a file for download: returns the file positioned at `offset`
+    /// and the number of bytes to send. `length = 0` means to the end.
+    /// An offset at or past the end is invalid, except offset 0 of an empty
+    /// file, which sends 0 bytes (upstream 6.15.4+ answers EINVAL there).
+    pub fn open_read(&self, name: &LogicName, offset: u64, length: u64) -> Result<(File, u64)> {
+        let path = self.resolve(name)?;
+        let mut file =
+            File::open(&path).map_err(|e| StoreError::io(format!("opening {name}"), e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| StoreError::io(format!("stat {name}"), e))?;
+        if !meta.is_file() {
+            return Err(StoreError::NotFound(name.to_string()));
+        }
+        let size = meta.len();
+        if offset >= size && !(offset == 0 && size == 0) {
+            return Err(StoreError::Invalid(format!(
+                "{name}: offset {offset} is not below the size {size}"
+            )));
+        }
+        let rest = size - offset;
+        let count = if length == 0 { rest } else { length.min(rest) };
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| StoreError::io(format!("seek in {name}"), e))?;
+        Ok((file, count))
+    }
+
+    /// Deletes a file and its metadata sidecar.
+    pub fn delete(&self, name: &LogicName) -> Result<()> {
+        let path = self.resolve(name)?;
+        let meta = path
+            .symlink_metadata()
+            .map_err(|e| StoreError::io(format!("stat {name}"), e))?;
+        if meta.is_dir() {
+            return Err(StoreError::NotFound(name.to_string()));
+        }
+        fs::remove_file(&path).map_err(|e| StoreError::io(format!("deleting {name}"), e))?;
+        let m = meta_path(&path);
+        if fs::remove_file(&m).is_ok() {
+            self.record(BinlogOp::Delete, &format!("{name}-m"))?;
+        }
+        self.record(BinlogOp::Delete, &name.to_string())
+    }
+
+    /// SET_METADATA (§4.7): `O` replaces (empty = remove), `M` merges.
+    pub fn set_metadata(&self, name: &LogicName, op: MetaOp, meta: &[u8]) -> Result<()> {
+        let path = self.resolve(name)?;
+        if !path.is_file() {
+            return Err(StoreError::NotFound(name.to_string()));
+        }
+        let new =
+            metadata::decode(meta).map_err(|e| StoreError::Invalid(format!("{name}: {e}")))?;
+        let mpath = meta_path(&path);
+        let mname = format!("{name}-m");
+        let existing = match fs::read(&mpath) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(StoreError::io(format!("reading {mname}"), e)),
+        };
+        let list = match op {
+            MetaOp::Overwrite if new.is_empty() => {
+                if existing.is_some() {
+                    fs::remove_file(&mpath)
+                        .map_err(|e| StoreError::io(format!("removing {mname}"), e))?;
+                    self.record(BinlogOp::Delete, &mname)?;
+                }
+                return Ok(());
+            }
+            MetaOp::Overwrite => metadata::normalize(new),
+            MetaOp::Merge if new.is_empty() => return Ok(()),
+            MetaOp::Merge => {
+                let old = existing
+                    .as_deref()
+                    .map(metadata::decode)
+                    .transpose()
+                    .unwrap_or_default()
+                    .unwrap_or_default();
+                metadata::merge(old, new)
+            }
+        };
+        let bytes = metadata::encode(&list);
+        let (tmp, mut f) = self.new_tmp(name.store_path as usize)?;
+        let res = (|| -> Result<()> {
+            self.disk
+                .write(&mut f, &bytes)
+                .map_err(|e| StoreError::io(format!("writing {mname}"), e))?;
+            if self.cfg.durable {
+                self.disk
+                    .sync(&f)
+                    .map_err(|e| StoreError::io(format!("fsync of {mname}"), e))?;
+            }
+            fs::rename(&tmp, &mpath).map_err(|e| StoreError::io(format!("renaming {mname}"), e))
+        })();
+        if let Err(e) = res {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        if self.cfg.durable {
+            self.sync_dir(&mpath)
+                .map_err(|e| StoreError::io("fsync of the directory", e))?;
+        }
+        let op = if existing.is_some() {
+            BinlogOp::Update
+        } else {
+            BinlogOp::Create
+        };
+        self.record(op, &mname)
+    }
+
+    /// The raw `-m` sidecar. Not found if the file or the sidecar is missing.
+    pub fn get_metadata(&self, name: &LogicName) -> Result<Vec<u8>> {
+        let path = self.resolve(name)?;
+        if !path.is_file() {
+            return Err(StoreError::NotFound(name.to_string()));
+        }
+        fs::read(meta_path(&path)).map_err(|e| StoreError::io(format!("reading {name}-m"), e))
+    }
+
+    /// QUERY_FILE_INFO (§4.9).
+    pub fn file_info(&self, name: &LogicName, no_crc: bool) -> Result<FileInfo> {
+        let path = self.resolve(name)?;
+        let meta = path
+            .symlink_metadata()
+            .map_err(|e| StoreError::io(format!("stat {name}"), e))?;
+        if meta.is_dir() {
+            return Err(StoreError::NotFound(name.to_string()));
+        }
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        let crc32 = match name.kind {
+            FileKind::Normal => name.info.crc32,
+            _ if no_crc => 0,
+            _ => {
+                crc_of(&path)
+                    .map_err(|e| StoreError::io(format!("reading {name}"), e))?
+                    .1
+            }
+        };
+        let source_ip = match name.info.source {
+            SourceServer::Ip(ip) => ip.to_string(),
+            SourceServer::Id(_) => String::new(),
+        };
+        Ok(FileInfo {
+            size: fs::metadata(&path).map(|m| m.len()).unwrap_or(meta.len()),
+            mtime,
+            crc32,
+            source_ip,
+        })
+    }
+}
+
+/// An upload in progress. Dropping it before [`Store::finish_upload`]
+/// removes the temporary file.
+pub struct Upload {
+    tmp: PathBuf,
+    file: Option<File>,
+    crc: crc32fast::Hasher,
+    written: u64,
+    size: u64,
+    path_idx: usize,
+    kind: UploadKind,
+    ext: String,
+    disk: Arc<dyn Disk>,
+    done: bool,
+}
+
+impl Upload {
+    /// Writes the next chunk of content.
+    pub fn write(&mut self, buf: &[u8]) -> Result<()> {
+        if self.written + buf.len() as u64 > self.size {
+            return Err(StoreError::Invalid("more content than announced".into()));
+        }
+        let f = self
+            .file
+            .as_mut()
+            .expect("upload file is open until finished");
+        self.disk
+            .write(f, buf)
+            .map_err(|e| StoreError::io("writing uploaded content", e))?;
+        self.crc.update(buf);
+        self.written += buf.len() as u64;
+        Ok(())
+    }
+
+    pub fn remaining(&self) -> u64 {
+        self.size - self.written
+    }
+
+    /// The temporary file (tests).
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if !self.done {
+            self.file = None;
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// An append or modify in progress. An unfinished append is cut back to
+/// the old size when dropped.
+pub struct Update {
+    name: LogicName,
+    file: File,
+    append: bool,
+    start: u64,
+    old_size: u64,
+    len: u64,
+    written: u64,
+    disk: Arc<dyn Disk>,
+    done: bool,
+}
+
+impl Update {
+    pub fn write(&mut self, buf: &[u8]) -> Result<()> {
+        if self.written + buf.len() as u64 > self.len {
+            return Err(StoreError::Invalid("more content than announced".into()));
+        }
+        self.disk
+            .write(&mut self.file, buf)
+            .map_err(|e| StoreError::io(format!("writing {}", self.name), e))?;
+        self.written += buf.len() as u64;
+        Ok(())
+    }
+
+    pub fn remaining(&self) -> u64 {
+        self.len - self.written
+    }
+}
+
+impl Drop for Update {
+    fn drop(&mut self) {
+        if !self.done && self.append {
+            let _ = self.file.set_len(self.old_size);
+        }
+    }
+}
+
+fn meta_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push("-m");
+    PathBuf::from(s)
+}
+
+/// Size and CRC32 of a whole file.
+fn crc_of(path: &Path) -> io::Result<(u64, u32)> {
+    let mut f = File::open(path)?;
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((n, h.finalize()))
+}
+
+/// (total bytes, bytes available to us) of the filesystem holding `path`.
+pub fn space(path: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a writable struct.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let frsize = st.f_frsize as u64;
+    Ok((st.f_blocks as u64 * frsize, st.f_bavail as u64 * frsize))
+}
+
+/// Creates `HH/HH` under `data` unless the last one already exists (then a
+/// previous start made them all). Runs on a few threads: 65,536 mkdirs.
+fn create_subdirs(data: &Path, count: u32) -> io::Result<()> {
+    // `.fastdfs_vars` is written only after a complete pass, so a start
+    // killed half-way redoes the (idempotent) pass.
+    let last = data.join(format!("{:02X}/{:02X}", count - 1, count - 1));
+    if last.is_dir() && data.join(".fastdfs_vars").exists() {
+        return Ok(());
+    }
+    let threads = 4u32;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || -> io::Result<()> {
+                    let mut high = t;
+                    while high < count {
+                        let h = data.join(format!("{high:02X}"));
+                        mkdir(&h)?;
+                        for low in 0..count {
+                            mkdir(&h.join(format!("{low:02X}")))?;
+                        }
+                        high += threads;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| io::Error::other("mkdir thread panicked"))??;
+        }
+        Ok(())
+    })
+}
+
+fn mkdir(p: &Path) -> io::Result<()> {
+    match fs::create_dir(p) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn clean_tmp(tmp: &Path) -> io::Result<()> {
+    match fs::read_dir(tmp) {
+        Ok(rd) => {
+            let mut n = 0;
+            for e in rd.flatten() {
+                if fs::remove_file(e.path()).is_ok() {
+                    n += 1;
+                }
+            }
+            if n > 0 {
+                tracing::info!(dir = %tmp.display(), removed = n, "removed unfinished uploads");
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(tmp),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests;

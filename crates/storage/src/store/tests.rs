@@ -1,0 +1,416 @@
+//! Engine unit tests: real files in a temporary directory, no sockets.
+
+use super::*;
+use crate::store::disk::{FailingDisk, RealDisk};
+
+fn cfg(dir: &Path, paths: usize) -> StoreConfig {
+    StoreConfig {
+        base_path: dir.to_owned(),
+        store_paths: (0..paths).map(|i| dir.join(format!("p{i}"))).collect(),
+        readonly: vec![false; paths],
+        subdir_count: 4,
+        distribute_mode: 0,
+        rotate_count: 2,
+        durable: true,
+        group: GroupName::new("group1").unwrap(),
+        reserved: ReservedSpace::Bytes(0),
+        binlog_max_size: binlog::DEFAULT_MAX_SIZE,
+    }
+}
+
+fn open(dir: &Path) -> Store {
+    Store::open(cfg(dir, 1), Arc::new(RealDisk)).unwrap()
+}
+
+fn upload(s: &Store, data: &[u8], ext: &str, kind: UploadKind) -> Result<LogicName> {
+    let mut u = s.begin_upload(-1, data.len() as u64, ext, kind)?;
+    for c in data.chunks(7) {
+        u.write(c)?;
+    }
+    s.finish_upload(u)
+}
+
+fn read_all(s: &Store, n: &LogicName, off: u64, len: u64) -> Result<Vec<u8>> {
+    let (mut f, count) = s.open_read(n, off, len)?;
+    let mut v = vec![0; count as usize];
+    f.read_exact(&mut v).unwrap();
+    Ok(v)
+}
+
+fn binlog_lines(dir: &Path) -> Vec<String> {
+    fs::read_to_string(dir.join("data/sync/binlog.000"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split_once(' ').unwrap().1.to_owned())
+        .collect()
+}
+
+fn tmp_entries(dir: &Path) -> usize {
+    fs::read_dir(dir.join("p0/data/.tmp")).unwrap().count()
+}
+
+#[test]
+fn upload_names_the_file_and_records_it() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    s.set_source(SourceServer::Ip(Ipv4Addr::new(192, 168, 11, 83)));
+    assert!(d.path().join("p0/data/03/03").is_dir());
+    let data = b"hello fastdfs world!\n";
+    let n = upload(&s, data, "txt", UploadKind::Normal).unwrap();
+    assert_eq!(n.kind, FileKind::Normal);
+    assert_eq!(n.info.file_size(), Some(data.len() as u64));
+    assert_eq!(n.info.crc32, crc32fast::hash(data));
+    assert_eq!(
+        n.info.source,
+        SourceServer::Ip(Ipv4Addr::new(192, 168, 11, 83))
+    );
+    assert_eq!(n.ext(), "txt");
+    let parsed = LogicName::parse(&n.to_string()).unwrap();
+    assert_eq!(parsed, n);
+    assert_eq!(read_all(&s, &n, 0, 0).unwrap(), data);
+    assert_eq!(read_all(&s, &n, 6, 7).unwrap(), b"fastdfs");
+    assert_eq!(
+        read_all(&s, &n, 15, 100).unwrap(),
+        b"orld!\n",
+        "length clamped"
+    );
+    assert_eq!(s.open_read(&n, 21, 0).unwrap_err().status(), 22);
+    assert_eq!(binlog_lines(d.path()), vec![format!("C {n}")]);
+    assert_eq!(tmp_entries(d.path()), 0);
+    let info = s.file_info(&n, false).unwrap();
+    assert_eq!(info.size, 21);
+    assert_eq!(info.crc32, crc32fast::hash(data));
+    assert_eq!(info.source_ip, "192.168.11.83");
+}
+
+#[test]
+fn empty_file_and_round_robin_subdirs() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let mut dirs = vec![];
+    for _ in 0..5 {
+        let n = upload(&s, b"", "", UploadKind::Normal).unwrap();
+        assert_eq!(read_all(&s, &n, 0, 0).unwrap(), b"");
+        assert_eq!(n.ext(), "");
+        dirs.push((n.sub_high, n.sub_low));
+    }
+    // rotate_count = 2: two files per sub-directory, then the next one.
+    assert_eq!(dirs, vec![(0, 0), (0, 0), (0, 1), (0, 1), (0, 2)]);
+    s.save_stats().unwrap();
+    drop(s);
+    let s = open(d.path());
+    let n = upload(&s, b"x", "", UploadKind::Normal).unwrap();
+    assert_eq!(
+        (n.sub_high, n.sub_low),
+        (0, 2),
+        "rotation state survives restart"
+    );
+}
+
+#[test]
+fn hash_mode_spreads_over_subdirs() {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = cfg(d.path(), 1);
+    c.distribute_mode = 1;
+    let s = Store::open(c, Arc::new(RealDisk)).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..40u32 {
+        let n = upload(&s, &i.to_be_bytes(), "bin", UploadKind::Normal).unwrap();
+        seen.insert((n.sub_high, n.sub_low));
+    }
+    assert!(seen.len() > 4, "{seen:?}");
+}
+
+#[test]
+fn abandoned_and_short_uploads_leave_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let mut u = s.begin_upload(-1, 10, "txt", UploadKind::Normal).unwrap();
+    u.write(b"abc").unwrap();
+    assert!(u.tmp_path().exists());
+    assert_eq!(tmp_entries(d.path()), 1);
+    drop(u);
+    assert_eq!(tmp_entries(d.path()), 0);
+    let mut u = s.begin_upload(-1, 3, "txt", UploadKind::Normal).unwrap();
+    assert_eq!(u.write(b"abcd").unwrap_err().status(), 22);
+    u.write(b"ab").unwrap();
+    assert_eq!(s.finish_upload(u).unwrap_err().status(), 22);
+    assert_eq!(tmp_entries(d.path()), 0);
+    assert!(fs::read_to_string(d.path().join("data/sync/binlog.000"))
+        .unwrap()
+        .is_empty());
+    // A crash leaves a temporary file behind: removed on the next start.
+    fs::write(d.path().join("p0/data/.tmp/123.4.deadbeef"), b"partial").unwrap();
+    drop(s);
+    let _s = open(d.path());
+    assert_eq!(tmp_entries(d.path()), 0);
+}
+
+#[test]
+fn disk_full_gives_enospc_and_leaves_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Store::open(cfg(d.path(), 1), Arc::new(FailingDisk::full_after(10))).unwrap();
+    let mut u = s.begin_upload(-1, 20, "txt", UploadKind::Normal).unwrap();
+    u.write(&[1; 7]).unwrap();
+    let e = u.write(&[1; 7]).unwrap_err();
+    assert_eq!(e.status(), 28, "{e}");
+    drop(u);
+    assert_eq!(tmp_entries(d.path()), 0);
+    // An I/O error is EIO.
+    let s = Store::open(cfg(d.path(), 1), Arc::new(FailingDisk::new(0, libc::EIO))).unwrap();
+    let mut u = s.begin_upload(-1, 1, "txt", UploadKind::Normal).unwrap();
+    assert_eq!(u.write(b"x").unwrap_err().status(), 5);
+}
+
+#[test]
+fn reserved_space_and_store_path_choice() {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = cfg(d.path(), 2);
+    c.readonly = vec![true, false];
+    let s = Store::open(c, Arc::new(RealDisk)).unwrap();
+    // Path 0 is read-only: the storage picks path 1 even when asked for 0.
+    let u = s.begin_upload(0, 1, "", UploadKind::Normal).unwrap();
+    assert!(u.tmp_path().starts_with(d.path().join("p1")));
+    drop(u);
+    assert_eq!(
+        s.begin_upload(5, 1, "", UploadKind::Normal)
+            .err()
+            .unwrap()
+            .status(),
+        22
+    );
+    let (total, free) = space(d.path()).unwrap();
+    assert!(total > 0 && free > 0);
+    // A file that would cross the reserved space is refused up front.
+    s.set_reserved(ReservedSpace::Bytes(0));
+    assert_eq!(
+        s.begin_upload(-1, free + 1, "", UploadKind::Normal)
+            .err()
+            .unwrap()
+            .status(),
+        28
+    );
+    s.set_reserved(ReservedSpace::Ratio(0.9999));
+    assert_eq!(
+        s.begin_upload(-1, 1, "", UploadKind::Normal)
+            .err()
+            .unwrap()
+            .status(),
+        28
+    );
+    assert_eq!(s.disk_usage().len(), 2);
+    assert_eq!(
+        fs::read_dir(d.path().join("p1/data/.tmp")).unwrap().count(),
+        0
+    );
+}
+
+#[test]
+fn slave_files() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let m = upload(&s, b"master", "jpg", UploadKind::Normal).unwrap();
+    let k = UploadKind::Slave {
+        master: m.clone(),
+        prefix: "_150x150".into(),
+    };
+    let sl = upload(&s, b"small", "png", k.clone()).unwrap();
+    assert_eq!(sl, m.slave("_150x150", "png").unwrap());
+    assert_eq!(read_all(&s, &sl, 0, 0).unwrap(), b"small");
+    assert_eq!(upload(&s, b"again", "png", k).unwrap_err().status(), 17);
+    let info = s.file_info(&sl, false).unwrap();
+    assert_eq!(info.crc32, crc32fast::hash(b"small"));
+    assert_eq!(s.file_info(&sl, true).unwrap().crc32, 0);
+    // Missing master.
+    s.delete(&m).unwrap();
+    let k = UploadKind::Slave {
+        master: m.clone(),
+        prefix: "_small".into(),
+    };
+    assert_eq!(upload(&s, b"x", "", k).unwrap_err().status(), 2);
+    let k = UploadKind::Slave {
+        master: m.clone(),
+        prefix: "a/b".into(),
+    };
+    assert_eq!(upload(&s, b"x", "", k).unwrap_err().status(), 22);
+}
+
+#[tokio::test]
+async fn appender_append_modify_truncate_regenerate() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let a = upload(&s, b"hello", "log", UploadKind::Appender).unwrap();
+    assert_eq!(a.kind, FileKind::Appender);
+    assert_eq!(a.info.crc32, crc32fast::hash(b"hello"));
+    let _g = s.lock_file(&a).await;
+    let mut u = s.begin_update(&a, None, 6).unwrap();
+    u.write(b" world").unwrap();
+    s.finish_update(u).unwrap();
+    let mut u = s.begin_update(&a, Some(0), 1).unwrap();
+    u.write(b"J").unwrap();
+    s.finish_update(u).unwrap();
+    assert_eq!(read_all(&s, &a, 0, 0).unwrap(), b"Jello world");
+    // Modify may extend from the end, not start past it.
+    assert_eq!(s.begin_update(&a, Some(12), 1).err().unwrap().status(), 22);
+    let mut u = s.begin_update(&a, Some(11), 1).unwrap();
+    u.write(b"!").unwrap();
+    s.finish_update(u).unwrap();
+    // An abandoned append is cut back.
+    let mut u = s.begin_update(&a, None, 10).unwrap();
+    u.write(b"xx").unwrap();
+    drop(u);
+    assert_eq!(read_all(&s, &a, 0, 0).unwrap(), b"Jello world!");
+    s.truncate(&a, 5).unwrap();
+    s.truncate(&a, 5).unwrap();
+    s.truncate(&a, 7).unwrap();
+    assert_eq!(read_all(&s, &a, 0, 0).unwrap(), b"Jello\0\0");
+    assert_eq!(
+        s.file_info(&a, false).unwrap().crc32,
+        crc32fast::hash(b"Jello\0\0")
+    );
+    let n = s.regenerate(&a).unwrap();
+    assert_eq!(n.kind, FileKind::Normal);
+    assert_eq!(n.info.file_size(), Some(7));
+    assert_eq!(n.info.crc32, crc32fast::hash(b"Jello\0\0"));
+    assert_eq!(&n.name[27..], &a.name[27..]);
+    assert_eq!((n.sub_high, n.sub_low), (a.sub_high, a.sub_low));
+    assert_eq!(s.open_read(&a, 0, 0).unwrap_err().status(), 2);
+    assert_eq!(read_all(&s, &n, 0, 0).unwrap(), b"Jello\0\0");
+    // Appender operations on a normal file are invalid.
+    assert_eq!(s.begin_update(&n, None, 1).err().unwrap().status(), 22);
+    assert_eq!(s.truncate(&n, 1).unwrap_err().status(), 22);
+    assert_eq!(s.regenerate(&n).unwrap_err().status(), 22);
+    assert_eq!(
+        binlog_lines(d.path()),
+        vec![
+            format!("C {a}"),
+            format!("A {a} 5 6"),
+            format!("M {a} 0 1"),
+            format!("M {a} 11 1"),
+            format!("T {a} 12 5"),
+            format!("T {a} 5 7"),
+            format!("R {n} {a}"),
+        ]
+    );
+}
+
+#[test]
+fn metadata_overwrite_merge_and_delete() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let n = upload(&s, b"data", "txt", UploadKind::Normal).unwrap();
+    assert_eq!(s.get_metadata(&n).unwrap_err().status(), 2);
+    s.set_metadata(
+        &n,
+        MetaOp::Overwrite,
+        b"width\x021024\x01height\x02768\x01author\x02bob",
+    )
+    .unwrap();
+    s.set_metadata(&n, MetaOp::Merge, b"author\x02alice\x01color\x02red")
+        .unwrap();
+    let golden = b"author\x02alice\x01color\x02red\x01height\x02768\x01width\x021024";
+    assert_eq!(s.get_metadata(&n).unwrap(), golden);
+    s.set_metadata(&n, MetaOp::Merge, b"").unwrap();
+    assert_eq!(s.get_metadata(&n).unwrap(), golden);
+    s.set_metadata(&n, MetaOp::Overwrite, b"").unwrap();
+    assert_eq!(s.get_metadata(&n).unwrap_err().status(), 2);
+    s.set_metadata(&n, MetaOp::Merge, b"a\x021").unwrap();
+    s.delete(&n).unwrap();
+    assert_eq!(s.delete(&n).unwrap_err().status(), 2);
+    assert_eq!(
+        s.set_metadata(&n, MetaOp::Merge, b"a\x021")
+            .unwrap_err()
+            .status(),
+        2
+    );
+    let m = format!("{n}-m");
+    assert_eq!(
+        binlog_lines(d.path()),
+        vec![
+            format!("C {n}"),
+            format!("C {m}"),
+            format!("U {m}"),
+            format!("D {m}"),
+            format!("C {m}"),
+            format!("D {m}"),
+            format!("D {n}"),
+        ]
+    );
+}
+
+#[test]
+fn names_outside_the_store_are_not_found() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    // Store path M01 does not exist; sub-directory 0A is beyond 4.
+    for n in [
+        "M01/00/00/wKgLU17CB62ADy-HAAAAqoZV9hQ128.zip",
+        "M00/0A/00/wKgLU17CB62ADy-HAAAAqoZV9hQ128.zip",
+        "M00/00/00/wKgLU17CB62ADy-HAAAAqoZV9hQ128.zip",
+    ] {
+        let l = LogicName::parse(n).unwrap();
+        assert_eq!(s.open_read(&l, 0, 0).unwrap_err().status(), 2, "{n}");
+        assert_eq!(s.file_info(&l, false).unwrap_err().status(), 2, "{n}");
+        assert_eq!(s.delete(&l).unwrap_err().status(), 2, "{n}");
+    }
+}
+
+#[test]
+fn large_size_field_logic() {
+    // > 4 GiB files carry the raw size; the name round-trips.
+    let info = NameInfo {
+        source: SourceServer::Ip(Ipv4Addr::new(127, 0, 0, 1)),
+        timestamp: now(),
+        size_field: NameInfo::size_field_for(5 << 30, false, 7),
+        crc32: 1,
+    };
+    let n = LogicName::build(0, 1, 2, info, None, "000.bin");
+    let p = LogicName::parse(&n.to_string()).unwrap();
+    assert_eq!(p.info.file_size(), Some(5 << 30));
+    assert_eq!(p.kind, FileKind::Normal);
+}
+
+#[test]
+fn concurrent_uploads_share_binlog_fsyncs() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Arc::new(open(d.path()));
+    let names: Vec<LogicName> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..8u32)
+            .map(|i| {
+                let s = s.clone();
+                sc.spawn(move || {
+                    (0..10u32)
+                        .map(|j| {
+                            upload(&s, format!("{i}-{j}").as_bytes(), "t", UploadKind::Normal)
+                                .unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let set: std::collections::HashSet<_> = names.iter().map(|n| n.to_string()).collect();
+    assert_eq!(set.len(), 80);
+    let lines = binlog_lines(d.path());
+    assert_eq!(lines.len(), 80);
+    for n in &names {
+        assert!(lines.contains(&format!("C {n}")));
+    }
+}
+
+#[test]
+fn missing_subdirectory_is_recreated() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    fs::remove_dir(d.path().join("p0/data/00/00")).unwrap();
+    let n = upload(&s, b"abc", "txt", UploadKind::Normal).unwrap();
+    assert_eq!((n.sub_high, n.sub_low), (0, 0));
+    assert_eq!(read_all(&s, &n, 0, 0).unwrap(), b"abc");
+    // A half-done first start (no .fastdfs_vars) is completed next time.
+    fs::remove_file(d.path().join("p0/data/.fastdfs_vars")).unwrap();
+    fs::remove_dir(d.path().join("p0/data/02/01")).unwrap();
+    drop(s);
+    let _s = open(d.path());
+    assert!(d.path().join("p0/data/02/01").is_dir());
+}
