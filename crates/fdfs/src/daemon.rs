@@ -57,16 +57,61 @@ pub fn storage(args: DaemonArgs, prog: &str) -> ExitCode {
 fn run_storage(args: &DaemonArgs) -> anyhow::Result<()> {
     let conf = fdfs_conf::StorageConf::load(&args.conf)
         .with_context(|| format!("cannot load {}", args.conf.display()))?;
+    let conf_path = args.conf.clone();
     rt::run_prepared(
         daemon_opts("storaged", &conf.daemon, args.foreground),
         args.action,
-        move || fdfs_storage::prepare(conf).map_err(anyhow::Error::from),
-        |prepared, shutdown| async move {
+        move || -> anyhow::Result<_> {
+            // Bound before the fork, so a port in use is reported to the terminal.
+            let http = storage_http(&conf, &conf_path)?;
+            let prepared = fdfs_storage::prepare(conf)?;
+            Ok((prepared, http))
+        },
+        |(prepared, http), shutdown| async move {
+            if let Some((cfg, listener)) = http {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                let stop = shutdown.clone();
+                tokio::spawn(async move {
+                    let server = fdfs_http::storage::StorageHttp::new(cfg);
+                    if let Err(e) = server.serve(listener, async move { stop.wait().await }).await {
+                        tracing::error!(error = %e, "storage HTTP stopped");
+                    }
+                });
+            }
             fdfs_storage::serve(prepared, shutdown).await?;
             Ok(())
         },
     )?;
     Ok(())
+}
+
+/// The storage's built-in HTTP (what nginx + fastdfs-nginx-module did) on
+/// `http.server_port` of storage.conf; 0 = off. A `mod_fastdfs.conf` beside
+/// storage.conf (the FastDFS layout of /etc/fdfs) sets the response mode,
+/// tokens and MIME types.
+fn storage_http(
+    conf: &fdfs_conf::StorageConf,
+    conf_path: &std::path::Path,
+) -> anyhow::Result<Option<(fdfs_http::storage::StorageHttpConfig, std::net::TcpListener)>> {
+    if conf.http_server_port == 0 {
+        return Ok(None);
+    }
+    let module_path = conf_path.with_file_name("mod_fastdfs.conf");
+    let module = if module_path.exists() {
+        Some(
+            fdfs_conf::ModFastdfsConf::load(&module_path)
+                .with_context(|| format!("cannot load {}", module_path.display()))?,
+        )
+    } else {
+        None
+    };
+    let cfg = fdfs_http::storage::StorageHttpConfig::from_confs(conf, module.as_ref())?;
+    let ip = listen_addr(&conf.daemon)?.ip();
+    let addr = SocketAddr::new(ip, conf.http_server_port);
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen for HTTP on {addr}"))?;
+    listener.set_nonblocking(true)?;
+    Ok(Some((cfg, listener)))
 }
 
 fn report(prog: &str, e: anyhow::Error) -> ExitCode {
