@@ -73,7 +73,10 @@ fn run_storage(args: &DaemonArgs) -> anyhow::Result<()> {
                 let stop = shutdown.clone();
                 tokio::spawn(async move {
                     let server = fdfs_http::storage::StorageHttp::new(cfg);
-                    if let Err(e) = server.serve(listener, async move { stop.wait().await }).await {
+                    if let Err(e) = server
+                        .serve(listener, async move { stop.wait().await })
+                        .await
+                    {
                         tracing::error!(error = %e, "storage HTTP stopped");
                     }
                 });
