@@ -3,8 +3,9 @@
 //! [`store`] is the engine: store paths, file IDs, atomic writes, metadata,
 //! appender and slave files, the binlog and counters; it knows nothing of
 //! sockets. [`service`] serves the client commands of PROTOCOL.md §4 on top
-//! of it, and [`reporter`] keeps the sessions with the trackers. [`prepare`]
-//! and [`serve`] wire them together for the binary.
+//! of it, and [`reporter`] keeps the sessions with the trackers. [`sync`]
+//! replicates every change to the other servers of the group and applies
+//! theirs. [`prepare`] and [`serve`] wire them together for the binary.
 //!
 //! This crate must not contain tracker logic or client-library code, and
 //! the engine must not touch the network.
@@ -13,6 +14,7 @@ pub mod reporter;
 pub mod service;
 pub mod state;
 pub mod store;
+pub mod sync;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -178,7 +180,15 @@ pub async fn serve(p: Prepared, shutdown: Shutdown) -> Result<(), StorageError> 
             ..ReporterState::default()
         }),
     });
-    let workers = reporter.spawn(shutdown.clone());
+    let replication = Arc::new(sync::SyncService::new(
+        sync::SyncConf::from_conf(&conf, reporter.conf.port, reporter.conf.bind_ip),
+        store.clone(),
+        reporter.state.clone(),
+        reporter.state.sync_progress.clone(),
+        store.binlog().subscribe(),
+    ));
+    let workers = reporter.clone().spawn(shutdown.clone());
+    let sync_manager = replication.clone().spawn(shutdown.clone());
 
     // Counters are flushed every sync_stat_file_interval and at the end.
     let stat_worker = {
@@ -207,6 +217,7 @@ pub async fn serve(p: Prepared, shutdown: Shutdown) -> Result<(), StorageError> 
     };
     let svc = Arc::new(Service {
         store: store.clone(),
+        sync: Arc::new(replication.receiver()),
         max_body: opts.max_body,
     });
     info!(
@@ -224,6 +235,7 @@ pub async fn serve(p: Prepared, shutdown: Shutdown) -> Result<(), StorageError> 
     for w in workers {
         let _ = w.await;
     }
+    let _ = sync_manager.await;
     let _ = stat_worker.await;
     if let Err(e) = store.save_stats() {
         warn!("saving storage_stat.dat: {e}");

@@ -70,6 +70,8 @@ pub struct ReporterState {
     pub group_servers: RwLock<Vec<StorageBrief>>,
     /// The leader tracker, from the last flag-1 reply.
     pub leader: RwLock<Option<StorageBrief>>,
+    /// Incoming replication progress, sent with SYNC_REPORT.
+    pub sync_progress: Arc<crate::sync::Progress>,
 }
 
 /// The reporter: spawn [`Reporter::spawn`] once.
@@ -247,9 +249,12 @@ impl Reporter {
             .max(Duration::from_millis(100));
         let mut next_beat = Instant::now();
         let mut next_disk = Instant::now();
+        // Replication progress is checked every second (§6.2 step 4).
+        let sync_every = Duration::from_secs(1).min(hb);
+        let mut next_sync = Instant::now() + sync_every;
         let mut first_beat = true;
         loop {
-            let wake = next_beat.min(next_disk);
+            let wake = next_beat.min(next_disk).min(next_sync);
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = shutdown.wait() => {
@@ -266,6 +271,10 @@ impl Reporter {
             if n >= next_disk {
                 self.report_disk(&mut c).await?;
                 next_disk = n + sr;
+            }
+            if n >= next_sync {
+                self.sync_report(&mut c).await?;
+                next_sync = n + sync_every;
             }
         }
     }
@@ -472,6 +481,41 @@ impl Reporter {
             return Err(refused("REPORT_DISK_USAGE", st));
         }
         self.apply_flags("REPORT_DISK_USAGE", &b)
+    }
+
+    /// SYNC_REPORT (89) when replication progress changed: the source
+    /// timestamp of the last record received from each peer, plus our own
+    /// entry with 0 (§12.7).
+    async fn sync_report(&self, c: &mut TrackerConn) -> Result<(), SessionError> {
+        let me = if self.conf.server_id.is_empty() {
+            match self.store.source() {
+                SourceServer::Ip(ip) => ip.to_string(),
+                SourceServer::Id(n) => n.to_string(),
+            }
+        } else {
+            self.conf.server_id.clone()
+        };
+        let progress = &self.state.sync_progress;
+        let Some(report) = progress.take_report(&me) else {
+            return Ok(());
+        };
+        let mut body = Vec::new();
+        report.encode(&mut body);
+        let r = c
+            .request("SYNC_REPORT", tc::STORAGE_SYNC_REPORT, &body)
+            .await;
+        let (st, b) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                progress.mark_changed();
+                return Err(e);
+            }
+        };
+        if st != 0 {
+            progress.mark_changed();
+            return Err(refused("SYNC_REPORT", st));
+        }
+        self.apply_flags("SYNC_REPORT", &b)
     }
 
     fn apply_flags(&self, what: &'static str, b: &[u8]) -> Result<(), SessionError> {

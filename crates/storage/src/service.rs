@@ -43,6 +43,8 @@ type Res = Result<Flow, ConnError>;
 /// Shared by every connection.
 pub struct Service {
     pub store: Arc<Store>,
+    /// Serves the storage-to-storage SYNC_* commands.
+    pub sync: Arc<crate::sync::Receiver>,
     /// Largest body of a non-streamed request (`buff_size`).
     pub max_body: u64,
 }
@@ -75,6 +77,8 @@ struct Session<'a> {
     svc: &'a Service,
     conn: Conn,
     buf: Vec<u8>,
+    /// Who sends sync commands on this connection (REPORT_SERVER_ID).
+    sync_peer: crate::sync::PeerTag,
 }
 
 impl Service {
@@ -91,6 +95,7 @@ impl Service {
             svc: &self,
             conn,
             buf: Vec::new(),
+            sync_peer: crate::sync::PeerTag::default(),
         };
         s.run().await;
         stats.connection_current.fetch_sub(1, Ordering::Relaxed);
@@ -175,6 +180,16 @@ impl Session<'_> {
                 Ok(Flow::Continue)
             }
             cmd::QUIT => Ok(Flow::Close),
+            c if crate::sync::is_sync_cmd(c) => {
+                let rx = self.svc.sync.clone();
+                Ok(
+                    if rx.handle(&mut self.conn, h, &mut self.sync_peer).await? {
+                        Flow::Continue
+                    } else {
+                        Flow::Close
+                    },
+                )
+            }
             _ => self.refuse(h, errno::EINVAL, "unknown command").await,
         }
     }

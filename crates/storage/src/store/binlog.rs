@@ -39,6 +39,8 @@ pub struct Binlog {
     cur: Mutex<Current>,
     /// Highest sequence number known to be on disk.
     synced: Mutex<u64>,
+    /// Ticks on every append: wakes the replication workers at once.
+    appended: tokio::sync::watch::Sender<u64>,
 }
 
 impl Binlog {
@@ -78,6 +80,7 @@ impl Binlog {
                 seq: 0,
             }),
             synced: Mutex::new(0),
+            appended: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -105,6 +108,7 @@ impl Binlog {
         (&*cur.file).write_all(line.as_bytes())?;
         cur.size += line.len() as u64;
         cur.seq += 1;
+        self.appended.send_replace(cur.seq);
         Ok(cur.seq)
     }
 
@@ -122,6 +126,11 @@ impl Binlog {
         file.sync_data()?;
         *synced = upto;
         Ok(())
+    }
+
+    /// A receiver that sees every append (replication workers).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.subscribe()
     }
 
     /// Where the next record will be written: (file index, byte offset).

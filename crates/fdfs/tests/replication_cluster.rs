@@ -1,0 +1,570 @@
+//! Replication inside a group, with real processes: one tracker and two
+//! or three storages of group1 on their own loopback addresses
+//! (127.0.N.11/12/13, one shared port, as a group requires).
+//!
+//! Covers: every kind of change reaching the peer; files written while a
+//! peer is down arriving after it returns, with kill -9 of the source in
+//! the middle of that catch-up; a third server joining a group that holds
+//! files, catching up from its source and turning ACTIVE; the daily sync
+//! window holding changes back; a deleted peer losing its mark file.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use fdfs_proto::cmd::{storage as sc, tracker as tc};
+use fdfs_proto::metadata::{self, MetaPair};
+use fdfs_proto::server::status;
+use fdfs_proto::storage::{
+    AppendHead, DownloadReq, MetaOp, ModifyHead, SetMetadataReq, TruncateReq, UploadHead,
+};
+use fdfs_proto::tracker::{ListStorageReq, StorageStat};
+use fdfs_proto::{errno, GroupName, LogicName};
+use fdfs_testkit::storage::StorageProc;
+use fdfs_testkit::{free_port, wait_for_port, write_file, Proc, TestDir, TrackerProc, Wire};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fdfs");
+
+/// Files written while a peer is down (the issue asks for 1,000; the
+/// count is a constant so a longer run can raise it).
+const FILES_WHILE_DOWN: usize = 1000;
+
+/// Storage settings for these tests: fast beats, quick retries.
+const STORAGE_EXTRA: &[&str] = &["sync_wait_msec = 50", "write_mark_file_freq = 10"];
+
+struct Cluster {
+    dir: TestDir,
+    tracker: TrackerProc,
+    net: u8,
+    port: u16,
+}
+
+impl Cluster {
+    fn new(name: &str) -> Cluster {
+        let dir = TestDir::new(name);
+        let tracker = TrackerProc::start(BIN, dir.path(), Ipv4Addr::LOCALHOST, &[]);
+        // A /24 of our own, and a port free on each of its addresses.
+        let seed = std::process::id() as u64
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos() as u64;
+        let net = 100 + (seed % 150) as u8;
+        let port = loop {
+            let p = free_port(Ipv4Addr::new(127, 0, net, 11));
+            if [12, 13]
+                .iter()
+                .all(|h| std::net::TcpListener::bind((Ipv4Addr::new(127, 0, net, *h), p)).is_ok())
+            {
+                break p;
+            }
+        };
+        Cluster {
+            dir,
+            tracker,
+            net,
+            port,
+        }
+    }
+
+    fn ip(&self, host: u8) -> Ipv4Addr {
+        Ipv4Addr::new(127, 0, self.net, host)
+    }
+
+    /// Starts storage `127.0.N.<host>` of group1 (same port as the others).
+    fn storage(&self, host: u8, extra: &[&str]) -> StorageProc {
+        let ip = self.ip(host);
+        let base = self.dir.join(format!("storage-{ip}"));
+        std::fs::create_dir_all(&base).unwrap();
+        let conf = base.join("storage.conf");
+        let mut all: Vec<&str> = STORAGE_EXTRA.to_vec();
+        all.extend_from_slice(extra);
+        write_file(
+            &conf,
+            &StorageProc::conf_text(ip, self.port, &base, "group1", &[self.tracker.addr], &all),
+        );
+        let addr = SocketAddr::from((ip, self.port));
+        let conf_s = conf.display().to_string();
+        let proc = Proc::spawn(
+            &format!("storage {addr}"),
+            BIN,
+            &["storage", &conf_s, "start", "--foreground"],
+            &[],
+            base.join("stdout.log"),
+        );
+        let s = StorageProc {
+            proc,
+            addr,
+            base,
+            conf,
+            group: "group1".into(),
+        };
+        assert!(
+            wait_for_port(addr, Duration::from_secs(20)),
+            "storage {addr} did not listen:\n{}",
+            s.proc.log_text()
+        );
+        s
+    }
+
+    /// The tracker's status of a storage.
+    fn status_of(&self, s: &StorageProc) -> Option<u8> {
+        let mut w = Wire::connect(self.tracker.addr).ok()?;
+        let mut body = Vec::new();
+        ListStorageReq {
+            group: GroupName::new("group1").unwrap(),
+            storage_id: None,
+        }
+        .encode(&mut body);
+        let (st, b) = w.call(tc::SERVER_LIST_STORAGE, &body).ok()?;
+        if st != 0 {
+            return None;
+        }
+        let ip = s.addr.ip().to_string();
+        StorageStat::decode_list(&b)
+            .ok()?
+            .into_iter()
+            .find(|x| x.id == ip || x.ip_addr == ip)
+            .map(|x| x.status)
+    }
+
+    fn wait_status(&self, s: &StorageProc, want: u8, secs: u64) {
+        wait(
+            &format!("{} to be {}", s.addr, status::name(want)),
+            secs,
+            || self.status_of(s) == Some(want),
+            || log_of(s),
+        );
+    }
+}
+
+fn log_of(s: &StorageProc) -> String {
+    let mut t = s.proc.log_text();
+    t.push_str(&std::fs::read_to_string(s.log_file()).unwrap_or_default());
+    let n = t.len();
+    t[n.saturating_sub(6000)..].to_owned()
+}
+
+fn wait(what: &str, secs: u64, mut f: impl FnMut() -> bool, log: impl Fn() -> String) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        if Instant::now() > end {
+            panic!("timed out waiting for {what}; log:\n{}", log());
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn group16() -> Vec<u8> {
+    let mut v = b"group1".to_vec();
+    v.resize(16, 0);
+    v
+}
+
+fn call(s: &StorageProc, code: u8, body: &[u8]) -> (u8, Vec<u8>) {
+    Wire::connect(s.addr)
+        .and_then(|mut w| w.call(code, body))
+        .unwrap_or((255, vec![]))
+}
+
+fn upload_as(s: &StorageProc, code: u8, data: &[u8], ext: &str) -> LogicName {
+    let mut b = Vec::new();
+    UploadHead {
+        store_path_index: -1,
+        file_size: data.len() as u64,
+        ext: ext.into(),
+    }
+    .encode(&mut b);
+    b.extend_from_slice(data);
+    let (st, r) = call(s, code, &b);
+    assert_eq!(st, 0, "upload to {} failed", s.addr);
+    LogicName::parse(std::str::from_utf8(&r[16..]).unwrap()).unwrap()
+}
+
+fn upload(s: &StorageProc, data: &[u8], ext: &str) -> LogicName {
+    upload_as(s, sc::UPLOAD_FILE, data, ext)
+}
+
+fn download(s: &StorageProc, n: &LogicName) -> Result<Vec<u8>, u8> {
+    let mut b = Vec::new();
+    DownloadReq {
+        offset: 0,
+        length: 0,
+        group: GroupName::new("group1").unwrap(),
+        filename: n.clone(),
+    }
+    .encode(&mut b);
+    match call(s, sc::DOWNLOAD_FILE, &b) {
+        (0, body) => Ok(body),
+        (st, _) => Err(st),
+    }
+}
+
+fn get_metadata(s: &StorageProc, n: &LogicName) -> Result<Vec<u8>, u8> {
+    let mut b = group16();
+    b.extend_from_slice(n.to_string().as_bytes());
+    match call(s, sc::GET_METADATA, &b) {
+        (0, body) => Ok(body),
+        (st, _) => Err(st),
+    }
+}
+
+/// Polls `s` until `n` downloads as `want` (None: until it is gone).
+fn wait_content(s: &StorageProc, n: &LogicName, want: Option<&[u8]>, secs: u64) {
+    wait(
+        &format!("{n} on {} to be {:?}", s.addr, want.map(|w| w.len())),
+        secs,
+        || match (download(s, n), want) {
+            (Ok(got), Some(w)) => got == w,
+            (Err(st), None) => st == errno::ENOENT,
+            _ => false,
+        },
+        || log_of(s),
+    );
+}
+
+fn binlog(s: &StorageProc) -> Vec<String> {
+    std::fs::read_to_string(s.base.join("data/sync/binlog.000"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn content(i: usize) -> Vec<u8> {
+    let len = 100 + (i * 7919) % 3000;
+    (0..len).map(|k| ((k * 31 + i * 17) % 251) as u8).collect()
+}
+
+#[test]
+fn every_kind_of_change_reaches_the_peer() {
+    let c = Cluster::new("repl-ops");
+    let a = c.storage(11, &[]);
+    let b = c.storage(12, &[]);
+    c.wait_status(&a, status::ACTIVE, 20);
+    c.wait_status(&b, status::ACTIVE, 20);
+
+    // Upload to A, readable on B.
+    let t0 = Instant::now();
+    let n = upload(&a, b"hello replication", "txt");
+    wait_content(&b, &n, Some(b"hello replication"), 15);
+    eprintln!("first file readable on the peer after {:?}", t0.elapsed());
+
+    // B reports what it received (SYNC_REPORT): once it got a record
+    // stamped after the file, the tracker routes downloads of it to B too.
+    std::thread::sleep(Duration::from_millis(1100));
+    let later = upload(&a, b"a later record", "txt");
+    wait_content(&b, &later, Some(b"a later record"), 15);
+    let b_ip = b.addr.ip().to_string();
+    wait(
+        "the tracker to route downloads of the file to B",
+        15,
+        || {
+            let mut body = group16();
+            body.extend_from_slice(n.to_string().as_bytes());
+            Wire::connect(c.tracker.addr)
+                .and_then(|mut w| w.call(tc::QUERY_FETCH_ALL, &body))
+                .is_ok_and(|(st, r)| st == 0 && String::from_utf8_lossy(&r).contains(&b_ip))
+        },
+        || log_of(&b),
+    );
+
+    // Metadata: create then merge.
+    let pairs = |kv: &[(&str, &str)]| {
+        metadata::encode(
+            &kv.iter()
+                .map(|(k, v)| MetaPair {
+                    name: k.as_bytes().to_vec(),
+                    value: v.as_bytes().to_vec(),
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    for (op, kv) in [
+        (MetaOp::Overwrite, vec![("width", "100")]),
+        (MetaOp::Merge, vec![("height", "50")]),
+    ] {
+        let mut body = Vec::new();
+        SetMetadataReq {
+            op,
+            group: GroupName::new("group1").unwrap(),
+            filename: n.clone(),
+            meta: pairs(&kv),
+        }
+        .encode(&mut body);
+        assert_eq!(call(&a, sc::SET_METADATA, &body).0, 0);
+    }
+    let want_meta = get_metadata(&a, &n).unwrap();
+    wait(
+        "metadata on the peer",
+        10,
+        || get_metadata(&b, &n).ok() == Some(want_meta.clone()),
+        || log_of(&b),
+    );
+
+    // Appender: append, modify, truncate.
+    let app = upload_as(&a, sc::UPLOAD_APPENDER_FILE, b"0123456789", "log");
+    let mut body = Vec::new();
+    AppendHead::encode(&app, 6, &mut body);
+    body.extend_from_slice(b"abcdef");
+    assert_eq!(call(&a, sc::APPEND_FILE, &body).0, 0);
+    let mut body = Vec::new();
+    ModifyHead::encode(&app, 2, 3, &mut body);
+    body.extend_from_slice(b"XYZ");
+    assert_eq!(call(&a, sc::MODIFY_FILE, &body).0, 0);
+    wait_content(&b, &app, Some(b"01XYZ56789abcdef"), 10);
+    let mut body = Vec::new();
+    TruncateReq {
+        filename: app.clone(),
+        new_size: 7,
+    }
+    .encode(&mut body);
+    assert_eq!(call(&a, sc::TRUNCATE_FILE, &body).0, 0);
+    wait_content(&b, &app, Some(b"01XYZ56"), 10);
+
+    // An upload on B flows the other way.
+    let nb = upload(&b, b"from b", "txt");
+    wait_content(&a, &nb, Some(b"from b"), 10);
+
+    // Delete on A: gone on B, with its metadata.
+    let mut body = group16();
+    body.extend_from_slice(n.to_string().as_bytes());
+    assert_eq!(call(&a, sc::DELETE_FILE, &body).0, 0);
+    wait_content(&b, &n, None, 10);
+    assert_eq!(get_metadata(&b, &n), Err(errno::ENOENT));
+
+    // B recorded A's create and deletes as replica records with A's
+    // timestamps. (Changes that came faster than the sync may be folded:
+    // a create read after an append already carries it, so the append is
+    // "already there" and writes no record.)
+    let (la, lb) = (binlog(&a), binlog(&b));
+    for line in la.iter().filter(|l| {
+        l.ends_with(&format!(" C {n}"))
+            || l.ends_with(&format!(" D {n}"))
+            || l.ends_with(&format!(" D {n}-m"))
+    }) {
+        let want = line.replace(" C ", " c ").replace(" D ", " d ");
+        assert!(lb.contains(&want), "{want:?} missing on B: {lb:#?}");
+    }
+    assert!(
+        lb.iter()
+            .all(|l| l.contains(" C ") || !l.contains(&nb.to_string())),
+        "B's own upload is its only source record there"
+    );
+    assert_eq!(
+        la.iter().filter(|l| l.contains(" c ")).count(),
+        1,
+        "A holds one replica record (B's upload): {la:#?}"
+    );
+    let dups: BTreeMap<&String, usize> = lb.iter().fold(BTreeMap::new(), |mut m, l| {
+        *m.entry(l).or_default() += 1;
+        m
+    });
+    assert!(
+        dups.values().all(|&k| k == 1),
+        "B applied something twice: {lb:#?}"
+    );
+}
+
+#[test]
+fn a_peer_that_was_down_gets_every_file_even_if_the_source_crashes_meanwhile() {
+    let c = Cluster::new("repl-down");
+    // A pauses 5 ms after each file so the catch-up lasts long enough to
+    // kill it in the middle.
+    // Without per-file fsyncs (a kill -9 loses no acknowledged write
+    // either way; only a power loss would) the test stays quick.
+    let mut a = c.storage(11, &["sync_interval = 5", "durable = false"]);
+    let mut b = c.storage(12, &["durable = false"]);
+    c.wait_status(&a, status::ACTIVE, 20);
+    c.wait_status(&b, status::ACTIVE, 20);
+    let first = upload(&a, b"before", "txt");
+    wait_content(&b, &first, Some(b"before"), 15);
+
+    b.stop();
+    c.wait_status(&b, status::OFFLINE, 10);
+    let mut files = Vec::new();
+    for i in 0..FILES_WHILE_DOWN {
+        let data = content(i);
+        let n = upload(&a, &data, "bin");
+        files.push((n, crc32fast::hash(&data)));
+    }
+    b.restart();
+    // Kill the source once part of the backlog has arrived.
+    wait(
+        "part of the backlog on B",
+        30,
+        || binlog(&b).len() > 1 + FILES_WHILE_DOWN / 4,
+        || log_of(&a),
+    );
+    a.kill9();
+    let got = binlog(&b).len();
+    assert!(
+        got < 1 + FILES_WHILE_DOWN,
+        "the catch-up was already over ({got} records)"
+    );
+    a.restart();
+    for (n, crc) in &files {
+        wait(
+            "every file on B",
+            60,
+            || download(&b, n).is_ok_and(|d| crc32fast::hash(&d) == *crc),
+            || log_of(&a),
+        );
+    }
+    // Exactly one replica record per file: resent records after the crash
+    // were recognised, not applied twice.
+    let lb = binlog(&b);
+    for (n, _) in &files {
+        let k = lb
+            .iter()
+            .filter(|l| l.ends_with(&format!(" c {n}")))
+            .count();
+        assert_eq!(k, 1, "{n} recorded {k} times on B");
+    }
+}
+
+#[test]
+fn a_new_server_catches_up_from_its_source_and_turns_active() {
+    let c = Cluster::new("repl-new");
+    let a = c.storage(11, &[]);
+    let b = c.storage(12, &[]);
+    c.wait_status(&a, status::ACTIVE, 20);
+    c.wait_status(&b, status::ACTIVE, 20);
+    let mut files = Vec::new();
+    for i in 0..20 {
+        let s = if i % 2 == 0 { &a } else { &b };
+        let data = content(i);
+        files.push((upload(s, &data, "dat"), data));
+    }
+    let gone = upload(&a, b"deleted before the new server came", "txt");
+    let mut body = group16();
+    body.extend_from_slice(gone.to_string().as_bytes());
+    assert_eq!(call(&a, sc::DELETE_FILE, &body).0, 0);
+    for (n, d) in &files {
+        wait_content(&a, n, Some(d), 15);
+        wait_content(&b, n, Some(d), 15);
+    }
+
+    let cc = c.storage(13, &[]);
+    c.wait_status(&cc, status::ACTIVE, 40);
+    for (n, d) in &files {
+        wait_content(&cc, n, Some(d), 20);
+    }
+    assert_eq!(download(&cc, &gone), Err(errno::ENOENT));
+    // The new server only holds replica records; its init flag says done.
+    let lc = binlog(&cc);
+    assert!(
+        lc.iter().all(|l| l
+            .split(' ')
+            .nth(1)
+            .is_some_and(|op| op.chars().all(|c| c.is_ascii_lowercase()))),
+        "{lc:#?}"
+    );
+    // It learns it is ACTIVE from its next beat's reply.
+    let flag_path = cc.base.join("data/.data_init_flag");
+    let read_flag = || std::fs::read_to_string(&flag_path).unwrap_or_default();
+    wait(
+        "the new server to persist sync_old_done",
+        10,
+        || read_flag().contains("sync_old_done=1"),
+        read_flag,
+    );
+    let flag = read_flag();
+    let src = flag
+        .lines()
+        .find_map(|l| l.strip_prefix("sync_src_server="))
+        .unwrap()
+        .to_owned();
+    assert!(
+        src == a.addr.ip().to_string() || src == b.addr.ip().to_string(),
+        "{flag}"
+    );
+    // The source's mark for the new server records the finished full sync.
+    let source = if src == a.addr.ip().to_string() {
+        &a
+    } else {
+        &b
+    };
+    let mark = std::fs::read_to_string(source.base.join(format!(
+        "data/sync/{}_{}.mark",
+        cc.addr.ip(),
+        c.port
+    )))
+    .unwrap();
+    assert!(
+        mark.contains("need_sync_old=1") && mark.contains("sync_old_done=1"),
+        "{mark}"
+    );
+    // New uploads reach it like any peer.
+    let late = upload(&a, b"after the catch-up", "txt");
+    wait_content(&cc, &late, Some(b"after the catch-up"), 10);
+}
+
+#[test]
+fn the_sync_window_holds_changes_back_until_it_opens() {
+    let c = Cluster::new("repl-window");
+    // A window two hours from now: closed for the whole test.
+    let now_min = fdfs_storage::sync::window::local_secs_of_day() / 60;
+    let start = (now_min + 120) % (24 * 60);
+    let end = (start + 1) % (24 * 60);
+    let s_line = format!("sync_start_time = {:02}:{:02}", start / 60, start % 60);
+    let e_line = format!("sync_end_time = {:02}:{:02}", end / 60, end % 60);
+    // B first: A then joins as a new server whose full sync B serves (a
+    // source with a closed window would keep A out of the group).
+    let b = c.storage(12, &[]);
+    c.wait_status(&b, status::ACTIVE, 20);
+    let mut a = c.storage(11, &[&s_line, &e_line]);
+    c.wait_status(&a, status::ACTIVE, 20);
+    let n = upload(&a, b"held back", "txt");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        download(&b, &n),
+        Err(errno::ENOENT),
+        "sent outside the window"
+    );
+
+    // Open the window (config change + restart): the change flows.
+    let text = std::fs::read_to_string(&a.conf)
+        .unwrap()
+        .replace(&s_line, "sync_start_time = 00:00")
+        .replace(&e_line, "sync_end_time = 23:59");
+    std::fs::write(&a.conf, text).unwrap();
+    a.restart();
+    wait_content(&b, &n, Some(b"held back"), 20);
+}
+
+#[test]
+fn a_deleted_peer_stops_receiving_and_its_mark_is_removed() {
+    let c = Cluster::new("repl-delete");
+    let a = c.storage(11, &[]);
+    let mut b = c.storage(12, &[]);
+    c.wait_status(&a, status::ACTIVE, 20);
+    c.wait_status(&b, status::ACTIVE, 20);
+    let n = upload(&a, b"one", "txt");
+    wait_content(&b, &n, Some(b"one"), 15);
+    let mark = a
+        .base
+        .join(format!("data/sync/{}_{}.mark", b.addr.ip(), c.port));
+    wait("A's mark for B", 10, || mark.exists(), || log_of(&a));
+
+    b.stop();
+    c.wait_status(&b, status::OFFLINE, 10);
+    let mut body = group16();
+    body.extend_from_slice(b.addr.ip().to_string().as_bytes());
+    let (st, _) = Wire::connect(c.tracker.addr)
+        .unwrap()
+        .call(tc::SERVER_DELETE_STORAGE, &body)
+        .unwrap();
+    assert_eq!(st, 0);
+    wait("A to forget B's mark", 15, || !mark.exists(), || log_of(&a));
+    assert!(
+        log_of(&a).contains("peer deleted from the group: stopping its sync"),
+        "{}",
+        log_of(&a)
+    );
+    // The stopped worker does not bring the mark back, and new files are
+    // not queued for B any more.
+    upload(&a, b"after the delete", "txt");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!mark.exists());
+}

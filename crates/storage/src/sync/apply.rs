@@ -1,0 +1,435 @@
+//! The receiving side's file operations: applies one change a peer sent,
+//! with the peer's timestamp, and appends the matching lower-case (replica)
+//! binlog record, so the change is recorded here but never forwarded again.
+//!
+//! Every operation is idempotent towards a resend: a change that is
+//! already there answers [`Outcome::AlreadyThere`] and writes no record,
+//! so a sender that restarts from an older mark never duplicates anything.
+//! Changes whose base is missing (an append before its create arrived, a
+//! truncate of a file of another size) answer [`Outcome::Missing`] or
+//! [`Outcome::Mismatch`]; the sender then sends the whole file.
+//!
+//! Blocking file I/O: call from a blocking context.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use fdfs_proto::binlog::{BinlogOp, BinlogRecord};
+use fdfs_proto::{errno, LogicName};
+
+use crate::store::stats::idx;
+use crate::store::{now, Store, StoreError};
+
+/// What applying a change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// Nothing to do: the change (or a later state) is already here.
+    AlreadyThere,
+    /// The file the change applies to is not here.
+    Missing,
+    /// The file is here but not in the state the change starts from.
+    Mismatch,
+}
+
+impl Outcome {
+    /// The reply status for this outcome.
+    pub fn status(self) -> u8 {
+        match self {
+            Outcome::Applied => errno::OK,
+            Outcome::AlreadyThere => errno::EEXIST,
+            Outcome::Missing => errno::ENOENT,
+            Outcome::Mismatch => errno::EAGAIN,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Parses a sync filename (logic name, maybe with `-m`) and finds its path.
+pub fn path_of(store: &Store, name: &str) -> Result<(LogicName, PathBuf)> {
+    let logic = LogicName::parse(name)
+        .map_err(|e| StoreError::Invalid(format!("sync filename {name:?}: {e}")))?;
+    let path = store.resolve(&logic)?;
+    Ok((logic, path))
+}
+
+fn record(store: &Store, op: BinlogOp, name: &str, ts: u32) -> Result<()> {
+    let seq = store
+        .binlog()
+        .append(&BinlogRecord {
+            timestamp: ts,
+            is_source: false,
+            filename: name.to_owned(),
+            op,
+        })
+        .map_err(|e| StoreError::io("writing the binlog", e))?;
+    if store.config().durable {
+        store
+            .binlog()
+            .sync(seq)
+            .map_err(|e| StoreError::io("fsync of the binlog", e))?;
+    }
+    store.stats().set(idx::LAST_SYNC_UPDATE, now() as i64);
+    Ok(())
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(d) => File::open(d)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Incoming whole-file content (SYNC_CREATE_FILE / SYNC_UPDATE_FILE),
+/// written to a temporary file in the store path's `.tmp` and named only
+/// when complete. Dropped unfinished: the temporary file is removed.
+pub struct Incoming {
+    name: String,
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<File>,
+    update: bool,
+    size: u64,
+    written: u64,
+}
+
+/// Starts receiving the content of `name` (`update`: replace if present).
+pub fn begin_file(store: &Store, name: &str, size: u64, update: bool) -> Result<Incoming> {
+    let (logic, path) = path_of(store, name)?;
+    let root = &store.config().store_paths[logic.store_path as usize];
+    let tmpdir = root.join("data").join(".tmp");
+    let tmp = tmpdir.join(format!(
+        "sync.{}.{}.{:08x}",
+        std::process::id(),
+        TMP_SEQ.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    ));
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| StoreError::io(format!("creating {}", tmp.display()), e))?;
+    Ok(Incoming {
+        name: name.to_owned(),
+        path,
+        tmp,
+        file: Some(file),
+        update,
+        size,
+        written: 0,
+    })
+}
+
+impl Incoming {
+    pub fn write(&mut self, buf: &[u8]) -> Result<()> {
+        if self.written + buf.len() as u64 > self.size {
+            return Err(StoreError::Invalid("more content than announced".into()));
+        }
+        let f = self.file.as_mut().expect("open until finished");
+        f.write_all(buf)
+            .map_err(|e| StoreError::io(format!("writing {}", self.name), e))?;
+        self.written += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Names the file and records `c` (or `u`). A create of a file that is
+    /// already here keeps the existing one ([`Outcome::AlreadyThere`]).
+    pub fn finish(mut self, store: &Store, ts: u32) -> Result<Outcome> {
+        if self.written != self.size {
+            return Err(StoreError::Invalid(format!(
+                "{}: content ended after {} of {} bytes",
+                self.name, self.written, self.size
+            )));
+        }
+        let file = self.file.take().expect("open until finished");
+        let durable = store.config().durable;
+        if durable {
+            file.sync_all()
+                .map_err(|e| StoreError::io(format!("fsync of {}", self.name), e))?;
+        }
+        drop(file);
+        let existed = self.path.symlink_metadata().is_ok();
+        if existed && !self.update {
+            return Ok(Outcome::AlreadyThere);
+        }
+        if existed
+            && same_content(&self.tmp, &self.path)
+                .map_err(|e| StoreError::io(format!("comparing {}", self.name), e))?
+        {
+            // A resent update: already applied.
+            return Ok(Outcome::AlreadyThere);
+        }
+        let r = if self.update {
+            fs::rename(&self.tmp, &self.path)
+        } else {
+            // A hard link never replaces a file that appeared meanwhile.
+            fs::hard_link(&self.tmp, &self.path)
+        };
+        match r {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Outcome::AlreadyThere),
+            Err(e) => return Err(StoreError::io(format!("naming {}", self.name), e)),
+        }
+        if durable {
+            sync_dir(&self.path).map_err(|e| StoreError::io("fsync of the directory", e))?;
+        }
+        // An update of a file we never had creates it here: record `c`.
+        let op = if self.update && existed {
+            BinlogOp::Update
+        } else {
+            BinlogOp::Create
+        };
+        record(store, op, &self.name, ts)?;
+        Ok(Outcome::Applied)
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        self.file = None;
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+/// SYNC_DELETE_FILE: removes the named file only (the source sends the
+/// `-m` sidecar's delete as its own record).
+pub fn delete(store: &Store, name: &str, ts: u32) -> Result<Outcome> {
+    let (_, path) = path_of(store, name)?;
+    match path.symlink_metadata() {
+        Ok(m) if m.is_dir() => return Ok(Outcome::Missing),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Outcome::Missing),
+        Err(e) => return Err(StoreError::io(format!("stat {name}"), e)),
+    }
+    match fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Outcome::Missing),
+        Err(e) => return Err(StoreError::io(format!("deleting {name}"), e)),
+    }
+    record(store, BinlogOp::Delete, name, ts)?;
+    Ok(Outcome::Applied)
+}
+
+/// An incoming append or modify: `len` bytes at `offset`. Bytes equal to
+/// what is already there are not rewritten, and a change that alters
+/// nothing writes no record (a resend).
+pub struct RangeIn {
+    name: String,
+    file: File,
+    append: bool,
+    offset: u64,
+    len: u64,
+    written: u64,
+    old_size: u64,
+    changed: bool,
+    scratch: Vec<u8>,
+}
+
+/// Checks the file can take `len` bytes at `offset` and opens it. An
+/// append whose bytes are all here already is [`Outcome::AlreadyThere`];
+/// a gap before `offset` is [`Outcome::Mismatch`].
+pub fn begin_range(
+    store: &Store,
+    name: &str,
+    offset: u64,
+    len: u64,
+    append: bool,
+) -> Result<std::result::Result<RangeIn, Outcome>> {
+    let (_, path) = path_of(store, name)?;
+    let file = match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Err(Outcome::Missing)),
+        Err(e) => return Err(StoreError::io(format!("opening {name}"), e)),
+    };
+    let size = file
+        .metadata()
+        .map_err(|e| StoreError::io(format!("stat {name}"), e))?
+        .len();
+    if size < offset {
+        return Ok(Err(Outcome::Mismatch));
+    }
+    if append && size >= offset + len {
+        return Ok(Err(Outcome::AlreadyThere));
+    }
+    Ok(Ok(RangeIn {
+        name: name.to_owned(),
+        file,
+        append,
+        offset,
+        len,
+        written: 0,
+        old_size: size,
+        changed: false,
+        scratch: Vec::new(),
+    }))
+}
+
+impl RangeIn {
+    pub fn write(&mut self, buf: &[u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        if self.written + buf.len() as u64 > self.len {
+            return Err(StoreError::Invalid("more content than announced".into()));
+        }
+        let pos = self.offset + self.written;
+        // Compare with what is there (within the old size) first.
+        let overlap = self.old_size.saturating_sub(pos).min(buf.len() as u64) as usize;
+        let same = overlap == buf.len() && {
+            self.scratch.resize(overlap, 0);
+            self.file
+                .read_exact_at(&mut self.scratch, pos)
+                .map_err(|e| StoreError::io(format!("reading {}", self.name), e))?;
+            self.scratch[..] == buf[..]
+        };
+        if !same {
+            self.file
+                .write_all_at(buf, pos)
+                .map_err(|e| StoreError::io(format!("writing {}", self.name), e))?;
+            self.changed = true;
+        }
+        self.written += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Records `a` (or `m`) with the peer's offset and length.
+    pub fn finish(self, store: &Store, ts: u32) -> Result<Outcome> {
+        if self.written != self.len {
+            return Err(StoreError::Invalid(format!(
+                "{}: data ended after {} of {} bytes",
+                self.name, self.written, self.len
+            )));
+        }
+        if !self.changed {
+            return Ok(Outcome::AlreadyThere);
+        }
+        if store.config().durable {
+            self.file
+                .sync_data()
+                .map_err(|e| StoreError::io(format!("fsync of {}", self.name), e))?;
+        }
+        let (offset, length) = (self.offset, self.len);
+        let op = if self.append {
+            BinlogOp::Append { offset, length }
+        } else {
+            BinlogOp::Modify { offset, length }
+        };
+        record(store, op, &self.name, ts)?;
+        Ok(Outcome::Applied)
+    }
+}
+
+/// True if two files have the same bytes.
+fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
+    use std::io::Read;
+    let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
+    if fa.metadata()?.len() != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = fa.read(&mut ba)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        fb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
+}
+
+/// SYNC_TRUNCATE_FILE: applies only from `old_size`; a file already at
+/// `new_size` is [`Outcome::AlreadyThere`], any other size a mismatch.
+pub fn truncate(store: &Store, name: &str, old: u64, new: u64, ts: u32) -> Result<Outcome> {
+    let (_, path) = path_of(store, name)?;
+    let file = match OpenOptions::new().write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Outcome::Missing),
+        Err(e) => return Err(StoreError::io(format!("opening {name}"), e)),
+    };
+    let size = file
+        .metadata()
+        .map_err(|e| StoreError::io(format!("stat {name}"), e))?
+        .len();
+    if size == new {
+        return Ok(Outcome::AlreadyThere);
+    }
+    if size != old {
+        return Ok(Outcome::Mismatch);
+    }
+    file.set_len(new)
+        .map_err(|e| StoreError::io(format!("truncating {name}"), e))?;
+    if store.config().durable {
+        file.sync_all()
+            .map_err(|e| StoreError::io(format!("fsync of {name}"), e))?;
+    }
+    record(
+        store,
+        BinlogOp::Truncate {
+            old_size: old,
+            new_size: new,
+        },
+        name,
+        ts,
+    )?;
+    Ok(Outcome::Applied)
+}
+
+/// SYNC_CREATE_LINK: `link` becomes a symlink to our copy of `target`.
+pub fn link(store: &Store, link: &str, target: &str, ts: u32) -> Result<Outcome> {
+    let (_, lpath) = path_of(store, link)?;
+    let (_, tpath) = path_of(store, target)?;
+    if lpath.symlink_metadata().is_ok() {
+        return Ok(Outcome::AlreadyThere);
+    }
+    if !tpath.exists() {
+        return Ok(Outcome::Missing);
+    }
+    match std::os::unix::fs::symlink(&tpath, &lpath) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Outcome::AlreadyThere),
+        Err(e) => return Err(StoreError::io(format!("linking {link}"), e)),
+    }
+    record(
+        store,
+        BinlogOp::Link {
+            target: target.to_owned(),
+        },
+        link,
+        ts,
+    )?;
+    Ok(Outcome::Applied)
+}
+
+/// SYNC_RENAME_FILE: the appender `old` becomes the normal file `new`.
+pub fn rename(store: &Store, new: &str, old: &str, ts: u32) -> Result<Outcome> {
+    let (_, npath) = path_of(store, new)?;
+    let (_, opath) = path_of(store, old)?;
+    if npath.symlink_metadata().is_ok() {
+        return Ok(Outcome::AlreadyThere);
+    }
+    // Link then unlink: never replaces a file that appeared meanwhile.
+    match fs::hard_link(&opath, &npath) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Outcome::Missing),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Outcome::AlreadyThere),
+        Err(e) => return Err(StoreError::io(format!("renaming {old}"), e)),
+    }
+    let _ = fs::remove_file(&opath);
+    if store.config().durable {
+        sync_dir(&npath).map_err(|e| StoreError::io("fsync of the directory", e))?;
+    }
+    record(
+        store,
+        BinlogOp::Rename {
+            old: old.to_owned(),
+        },
+        new,
+        ts,
+    )?;
+    Ok(Outcome::Applied)
+}

@@ -1,0 +1,380 @@
+//! Serving the storage-to-storage sync commands (PROTOCOL.md §6.4) on the
+//! ordinary storage port: REPORT_SERVER_ID (9) and SYNC_* (16, 17, 18, 19,
+//! 25, 35, 37, 40). Replies carry no body.
+//!
+//! Sync commands are accepted on any connection, also one that never sent
+//! REPORT_SERVER_ID (upstream's second sync connection, §12.1); the
+//! progress of such a connection is credited to its peer IP, which is the
+//! peer's id unless storages are named by id.
+//!
+//! A malformed request (bad head, bad name, other group) is answered
+//! EINVAL and the connection is closed, like every storage command; a
+//! request that cannot be applied gets its status and the connection stays.
+
+use std::sync::Arc;
+
+use fdfs_proto::sync::{
+    decode_sync_name, ReportServerId, SyncDelete, SyncFileHead, SyncRangeHead, SyncTruncate,
+    SyncTwoNames,
+};
+use fdfs_proto::{cmd, errno, Header, LogicName};
+use fdfs_runtime::net::{Conn, ConnError};
+use tracing::{debug, warn};
+
+use super::apply::{self, Outcome};
+use super::blocking;
+use super::progress::Progress;
+use crate::store::{Store, StoreError};
+
+/// Chunk size for incoming content.
+const CHUNK: usize = 256 * 1024;
+
+/// Longest body of a sync command without content.
+const MAX_SMALL: u64 = 4096;
+
+/// Who is sending on one connection.
+#[derive(Debug, Default, Clone)]
+pub struct PeerTag {
+    /// From REPORT_SERVER_ID, if the peer sent it.
+    pub id: Option<String>,
+}
+
+/// Shared by every connection.
+pub struct Receiver {
+    pub store: Arc<Store>,
+    pub progress: Arc<Progress>,
+}
+
+/// True for the commands [`Receiver::handle`] serves.
+pub fn is_sync_cmd(code: u8) -> bool {
+    use cmd::storage as s;
+    matches!(
+        code,
+        s::REPORT_SERVER_ID
+            | s::SYNC_CREATE_FILE
+            | s::SYNC_DELETE_FILE
+            | s::SYNC_UPDATE_FILE
+            | s::SYNC_CREATE_LINK
+            | s::SYNC_APPEND_FILE
+            | s::SYNC_MODIFY_FILE
+            | s::SYNC_TRUNCATE_FILE
+            | s::SYNC_RENAME_FILE
+    )
+}
+
+/// What a request turned into.
+enum Done {
+    /// Reply with this status, keep the connection.
+    Reply(u8),
+    /// Reply EINVAL and close.
+    Refuse(String),
+    /// Close without a reply (body over the limit).
+    Close,
+}
+
+impl Receiver {
+    /// Serves one sync command whose header was read. `Ok(false)`: close
+    /// the connection.
+    pub async fn handle(
+        &self,
+        conn: &mut Conn,
+        h: Header,
+        tag: &mut PeerTag,
+    ) -> Result<bool, ConnError> {
+        let done = self.dispatch(conn, h, tag).await?;
+        match done {
+            Done::Reply(st) => {
+                conn.send_status(st).await?;
+                Ok(true)
+            }
+            Done::Refuse(why) => {
+                warn!(
+                    worker = "sync-receiver",
+                    peer = %conn.peer(),
+                    cmd = cmd::name(h.cmd),
+                    "refused: {why}"
+                );
+                conn.send_status(errno::EINVAL).await?;
+                Ok(false)
+            }
+            Done::Close => {
+                warn!(
+                    worker = "sync-receiver",
+                    peer = %conn.peer(),
+                    cmd = cmd::name(h.cmd),
+                    len = h.pkg_len,
+                    "body length over the limit, closing"
+                );
+                Ok(false)
+            }
+        }
+    }
+
+    fn peer_key(&self, conn: &Conn, tag: &PeerTag) -> String {
+        tag.id
+            .clone()
+            .unwrap_or_else(|| conn.peer().ip().to_string())
+    }
+
+    fn outcome(
+        &self,
+        conn: &Conn,
+        tag: &PeerTag,
+        h: Header,
+        name: &str,
+        ts: u32,
+        r: Result<Outcome, StoreError>,
+    ) -> Done {
+        match r {
+            Ok(o) => {
+                self.progress.received(&self.peer_key(conn, tag), ts);
+                debug!(
+                    worker = "sync-receiver",
+                    peer = %conn.peer(),
+                    cmd = cmd::name(h.cmd),
+                    file = name,
+                    outcome = ?o,
+                    "sync applied"
+                );
+                Done::Reply(o.status())
+            }
+            Err(e) => {
+                warn!(
+                    worker = "sync-receiver",
+                    peer = %conn.peer(),
+                    cmd = cmd::name(h.cmd),
+                    file = name,
+                    "sync failed: {e}"
+                );
+                Done::Reply(e.status())
+            }
+        }
+    }
+
+    async fn small(&self, conn: &mut Conn, h: Header) -> Result<Option<Vec<u8>>, ConnError> {
+        if h.pkg_len > MAX_SMALL {
+            return Ok(None);
+        }
+        let mut b = vec![0u8; h.pkg_len as usize];
+        conn.read_exact_into(&mut b).await?;
+        Ok(Some(b))
+    }
+
+    async fn dispatch(
+        &self,
+        conn: &mut Conn,
+        h: Header,
+        tag: &mut PeerTag,
+    ) -> Result<Done, ConnError> {
+        use cmd::storage as s;
+        let store = &*self.store;
+        match h.cmd {
+            s::REPORT_SERVER_ID => {
+                let Some(b) = self.small(conn, h).await? else {
+                    return Ok(Done::Close);
+                };
+                match ReportServerId::decode(&b) {
+                    Ok(r) => {
+                        debug!(worker = "sync-receiver", peer = %conn.peer(), id = %r.id, "sync peer identified");
+                        tag.id = Some(r.id);
+                        Ok(Done::Reply(errno::OK))
+                    }
+                    Err(e) => Ok(Done::Refuse(e.to_string())),
+                }
+            }
+            s::SYNC_CREATE_FILE | s::SYNC_UPDATE_FILE => self.file(conn, h, tag).await,
+            s::SYNC_APPEND_FILE | s::SYNC_MODIFY_FILE => self.range(conn, h, tag).await,
+            s::SYNC_DELETE_FILE => {
+                let Some(b) = self.small(conn, h).await? else {
+                    return Ok(Done::Close);
+                };
+                let r = match SyncDelete::decode(&b) {
+                    Ok(r) => r,
+                    Err(e) => return Ok(Done::Refuse(e.to_string())),
+                };
+                if &r.group != store.group() {
+                    return Ok(Done::Refuse(format!("group {} is not ours", r.group)));
+                }
+                let name = r.filename.as_str();
+                let res = blocking(|| apply::delete(store, name, r.timestamp));
+                Ok(self.outcome(conn, tag, h, name, r.timestamp, res))
+            }
+            s::SYNC_TRUNCATE_FILE => {
+                let Some(b) = self.small(conn, h).await? else {
+                    return Ok(Done::Close);
+                };
+                let r = match SyncTruncate::decode(&b) {
+                    Ok(r) => r,
+                    Err(e) => return Ok(Done::Refuse(e.to_string())),
+                };
+                if &r.group != store.group() {
+                    return Ok(Done::Refuse(format!("group {} is not ours", r.group)));
+                }
+                let name = r.filename.as_str();
+                let logic = r.filename.logic();
+                let _g = store.lock_file(&logic).await;
+                let res =
+                    blocking(|| apply::truncate(store, name, r.old_size, r.new_size, r.timestamp));
+                Ok(self.outcome(conn, tag, h, name, r.timestamp, res))
+            }
+            s::SYNC_CREATE_LINK | s::SYNC_RENAME_FILE => {
+                let Some(b) = self.small(conn, h).await? else {
+                    return Ok(Done::Close);
+                };
+                let r = match SyncTwoNames::decode(&b) {
+                    Ok(r) => r,
+                    Err(e) => return Ok(Done::Refuse(e.to_string())),
+                };
+                if &r.group != store.group() {
+                    return Ok(Done::Refuse(format!("group {} is not ours", r.group)));
+                }
+                let (first, second) = (r.first.as_str(), r.second.as_str());
+                let res = if h.cmd == s::SYNC_CREATE_LINK {
+                    blocking(|| apply::link(store, first, second, r.timestamp))
+                } else {
+                    let logic = r.second.logic();
+                    let _g = store.lock_file(&logic).await;
+                    blocking(|| apply::rename(store, first, second, r.timestamp))
+                };
+                Ok(self.outcome(conn, tag, h, first, r.timestamp, res))
+            }
+            _ => Ok(Done::Refuse("not a sync command".into())),
+        }
+    }
+
+    /// Reads the filename that follows a fixed head.
+    async fn name(&self, conn: &mut Conn, len: usize) -> Result<Result<String, String>, ConnError> {
+        let mut b = vec![0u8; len];
+        conn.read_exact_into(&mut b).await?;
+        Ok(decode_sync_name(&b).map(|n| n.0).map_err(|e| e.to_string()))
+    }
+
+    /// SYNC_CREATE_FILE (16) / SYNC_UPDATE_FILE (18).
+    async fn file(&self, conn: &mut Conn, h: Header, tag: &PeerTag) -> Result<Done, ConnError> {
+        let store = &*self.store;
+        if h.pkg_len < SyncFileHead::LEN as u64 {
+            return Ok(Done::Refuse("body shorter than the sync file head".into()));
+        }
+        let mut head = [0u8; SyncFileHead::LEN];
+        conn.read_exact_into(&mut head).await?;
+        // Status EEXIST in the request header: the sender only announces a
+        // file the peer already has; no content follows.
+        let with_content = h.status != errno::EEXIST;
+        let sh = match SyncFileHead::decode(&head, h.pkg_len, with_content) {
+            Ok(x) => x,
+            Err(e) => return Ok(Done::Refuse(e.to_string())),
+        };
+        let name = match self.name(conn, sh.name_len).await? {
+            Ok(n) => n,
+            Err(e) => return Ok(Done::Refuse(e)),
+        };
+        if &sh.group != store.group() {
+            return Ok(Done::Refuse(format!("group {} is not ours", sh.group)));
+        }
+        if !with_content {
+            debug!(worker = "sync-receiver", file = %name, "peer announces a file we have");
+            self.progress
+                .received(&self.peer_key(conn, tag), sh.timestamp);
+            return Ok(Done::Reply(errno::OK));
+        }
+        let update = h.cmd == cmd::storage::SYNC_UPDATE_FILE;
+        let mut inc = match blocking(|| apply::begin_file(store, &name, sh.file_size, update)) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                conn.discard(sh.file_size).await?;
+                return Ok(self.outcome(conn, tag, h, &name, sh.timestamp, Err(e)));
+            }
+        };
+        let mut failed = None;
+        self.stream(conn, sh.file_size, |chunk| {
+            if let Some(i) = inc.as_mut() {
+                if let Err(e) = i.write(chunk) {
+                    failed = Some(e);
+                    inc = None;
+                }
+            }
+        })
+        .await?;
+        let res = match (failed, inc) {
+            (Some(e), _) => Err(e),
+            (None, Some(i)) => blocking(|| i.finish(store, sh.timestamp)),
+            (None, None) => Err(StoreError::Invalid("content lost".into())),
+        };
+        Ok(self.outcome(conn, tag, h, &name, sh.timestamp, res))
+    }
+
+    /// SYNC_APPEND_FILE (25) / SYNC_MODIFY_FILE (35).
+    async fn range(&self, conn: &mut Conn, h: Header, tag: &PeerTag) -> Result<Done, ConnError> {
+        let store = &*self.store;
+        if h.pkg_len < SyncRangeHead::LEN as u64 {
+            return Ok(Done::Refuse("body shorter than the sync range head".into()));
+        }
+        let mut head = [0u8; SyncRangeHead::LEN];
+        conn.read_exact_into(&mut head).await?;
+        let sh = match SyncRangeHead::decode(&head, h.pkg_len) {
+            Ok(x) => x,
+            Err(e) => return Ok(Done::Refuse(e.to_string())),
+        };
+        let name = match self.name(conn, sh.name_len).await? {
+            Ok(n) => n,
+            Err(e) => return Ok(Done::Refuse(e)),
+        };
+        if &sh.group != store.group() {
+            return Ok(Done::Refuse(format!("group {} is not ours", sh.group)));
+        }
+        let append = h.cmd == cmd::storage::SYNC_APPEND_FILE;
+        let Ok(logic) = LogicName::parse(&name) else {
+            return Ok(Done::Refuse(format!("bad filename {name:?}")));
+        };
+        let _g = store.lock_file(&logic).await;
+        let mut up =
+            match blocking(|| apply::begin_range(store, &name, sh.offset, sh.length, append)) {
+                Ok(Ok(u)) => Some(u),
+                Ok(Err(o)) => {
+                    conn.discard(sh.length).await?;
+                    return Ok(self.outcome(conn, tag, h, &name, sh.timestamp, Ok(o)));
+                }
+                Err(e) => {
+                    conn.discard(sh.length).await?;
+                    return Ok(self.outcome(conn, tag, h, &name, sh.timestamp, Err(e)));
+                }
+            };
+        let mut failed = None;
+        self.stream(conn, sh.length, |chunk| {
+            if let Some(u) = up.as_mut() {
+                if let Err(e) = u.write(chunk) {
+                    failed = Some(e);
+                    up = None;
+                }
+            }
+        })
+        .await?;
+        let res = match (failed, up) {
+            (Some(e), _) => Err(e),
+            (None, Some(u)) => blocking(|| u.finish(store, sh.timestamp)),
+            (None, None) => Err(StoreError::Invalid("data lost".into())),
+        };
+        Ok(self.outcome(conn, tag, h, &name, sh.timestamp, res))
+    }
+
+    /// Reads `n` body bytes in chunks and hands each to `sink` (which runs
+    /// blocking file writes).
+    async fn stream(
+        &self,
+        conn: &mut Conn,
+        mut n: u64,
+        mut sink: impl FnMut(&[u8]),
+    ) -> Result<(), ConnError> {
+        let mut buf = vec![0u8; (n.min(CHUNK as u64) as usize).max(1)];
+        while n > 0 {
+            let want = n.min(buf.len() as u64) as usize;
+            let mut filled = 0;
+            while filled < want {
+                filled += conn.read_some(&mut buf[filled..want]).await?;
+            }
+            n -= filled as u64;
+            blocking(|| sink(&buf[..filled]));
+        }
+        Ok(())
+    }
+}
