@@ -283,10 +283,6 @@ where
     };
     lock.write_pid(std::process::id())?;
     init_logging(log, opts.foreground, opts.log_level);
-    if let Some(r) = ready {
-        // The pid file is complete: the parent may exit now.
-        r.notify();
-    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -296,10 +292,21 @@ where
             "cannot start the async runtime for",
             &opts.base_path,
         ))?;
+    // Handlers go in before the launcher is released: a `stop` right after
+    // `start` must shut down cleanly, not die of SIGTERM's default action
+    // and leave the pid file behind.
+    let signals = rt.block_on(async { Signals::install() }).map_err(io_err(
+        "cannot install signal handlers for",
+        &opts.base_path,
+    ))?;
+    if let Some(r) = ready {
+        // The pid file is complete: the parent may exit now.
+        r.notify();
+    }
     info!(name = %opts.name, pid = std::process::id(), base_path = %opts.base_path.display(), "started");
     let result = rt.block_on(async {
         let shutdown = Shutdown::new();
-        let watcher = tokio::spawn(watch_signals(shutdown.clone()));
+        let watcher = tokio::spawn(watch_signals(signals, shutdown.clone()));
         let r = serve(state, shutdown.clone()).await;
         shutdown.trigger();
         watcher.abort();
@@ -321,21 +328,26 @@ where
     }
 }
 
-async fn watch_signals(shutdown: Shutdown) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(t), Ok(i)) => (t, i),
-        (Err(e), _) | (_, Err(e)) => {
-            error!(error = %e, "cannot install signal handlers");
-            return;
-        }
-    };
+/// SIGTERM and SIGINT, registered with the runtime.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
+async fn watch_signals(mut signals: Signals, shutdown: Shutdown) {
     tokio::select! {
-        _ = term.recv() => info!("SIGTERM received, shutting down"),
-        _ = int.recv() => info!("SIGINT received, shutting down"),
+        _ = signals.term.recv() => info!("SIGTERM received, shutting down"),
+        _ = signals.int.recv() => info!("SIGINT received, shutting down"),
         _ = shutdown.wait() => return,
     }
     shutdown.trigger();
