@@ -72,46 +72,16 @@ impl Conn {
         })
     }
 
-    fn io_err(&self, op: &'static str, source: std::io::Error) -> Error {
-        Error::Io {
-            op,
-            server: self.addr,
-            source,
-        }
-    }
-
-    fn timeout_err(&self, op: &'static str) -> Error {
-        Error::Timeout {
-            op,
-            server: self.addr,
-            after: self.network_timeout,
-        }
-    }
-
     pub(crate) async fn write_all(&mut self, op: &'static str, b: &[u8]) -> Result<()> {
         self.clean = false;
-        let t = self.network_timeout;
-        let addr = self.addr;
-        match tokio::time::timeout(t, self.stream.write_all(b)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(source)) => Err(Error::Io {
-                op,
-                server: addr,
-                source,
-            }),
-            Err(_) => Err(Error::Timeout {
-                op,
-                server: addr,
-                after: t,
-            }),
-        }
+        let (addr, t) = (self.addr, self.network_timeout);
+        timed(op, addr, t, self.stream.write_all(b)).await
     }
 
     /// Sends a request header announcing `pkg_len` body bytes, then `body`
     /// (which may be only the first part of the body).
     pub(crate) async fn send_head(
         &mut self,
-        op: &'static str,
         code: u8,
         status: u8,
         pkg_len: u64,
@@ -120,7 +90,7 @@ impl Conn {
         let mut buf = Vec::with_capacity(HEADER_LEN + body.len());
         buf.extend_from_slice(&Header::new(code, status, pkg_len).encode());
         buf.extend_from_slice(body);
-        self.write_all(op, &buf).await
+        self.write_all(cmd::name(code), &buf).await
     }
 
     /// Copies exactly `size` bytes from `src` to the socket.
@@ -161,13 +131,8 @@ impl Conn {
     pub(crate) async fn recv_header(&mut self, op: &'static str, limit: u64) -> Result<Header> {
         self.clean = false;
         let mut h = [0u8; HEADER_LEN];
-        let stream = &mut self.stream;
-        let r = tokio::time::timeout(self.network_timeout, stream.read_exact(&mut h)).await;
-        match r {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(self.io_err(op, e)),
-            Err(_) => return Err(self.timeout_err(op)),
-        }
+        let (addr, t) = (self.addr, self.network_timeout);
+        timed(op, addr, t, self.stream.read_exact(&mut h)).await?;
         let header = Header::decode(&h, limit).map_err(|source| Error::Protocol {
             op,
             server: self.addr,
@@ -197,13 +162,8 @@ impl Conn {
     /// Reads a whole body of `len` bytes (already checked against a limit).
     pub(crate) async fn recv_body(&mut self, op: &'static str, len: u64) -> Result<Vec<u8>> {
         let mut body = vec![0u8; len as usize];
-        let stream = &mut self.stream;
-        let r = tokio::time::timeout(self.network_timeout, stream.read_exact(&mut body)).await;
-        match r {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(self.io_err(op, e)),
-            Err(_) => return Err(self.timeout_err(op)),
-        }
+        let (addr, t) = (self.addr, self.network_timeout);
+        timed(op, addr, t, self.stream.read_exact(&mut body)).await?;
         self.finish();
         Ok(body)
     }
@@ -217,17 +177,16 @@ impl Conn {
     ) -> Result<()> {
         let mut buf = vec![0u8; CHUNK.min(len.max(1) as usize)];
         let mut left = len;
+        let (addr, t) = (self.addr, self.network_timeout);
         while left > 0 {
             let want = buf.len().min(left as usize);
-            let r = tokio::time::timeout(self.network_timeout, self.stream.read(&mut buf[..want]))
-                .await;
-            let n = match r {
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return Err(self.io_err(op, e)),
-                Err(_) => return Err(self.timeout_err(op)),
-            };
+            let n = timed(op, addr, t, self.stream.read(&mut buf[..want])).await?;
             if n == 0 {
-                return Err(self.io_err(op, std::io::ErrorKind::UnexpectedEof.into()));
+                return Err(Error::Io {
+                    op,
+                    server: addr,
+                    source: std::io::ErrorKind::UnexpectedEof.into(),
+                });
             }
             dst.write_all(&buf[..n])
                 .await
@@ -252,24 +211,17 @@ impl Conn {
     }
 
     /// One whole request with an in-memory body and an in-memory reply.
-    pub(crate) async fn request(
-        &mut self,
-        op: &'static str,
-        code: u8,
-        status: u8,
-        body: &[u8],
-    ) -> Result<Vec<u8>> {
-        self.send_head(op, code, status, body.len() as u64, body)
+    pub(crate) async fn request(&mut self, code: u8, status: u8, body: &[u8]) -> Result<Vec<u8>> {
+        self.send_head(code, status, body.len() as u64, body)
             .await?;
+        let op = cmd::name(code);
         let h = self.recv_header(op, REPLY_LIMIT).await?;
         self.recv_body(op, h.pkg_len).await
     }
 
     /// ACTIVE_TEST (111): an empty request that must get an empty reply.
     pub(crate) async fn active_test(&mut self) -> Result<()> {
-        let body = self
-            .request("ACTIVE_TEST", cmd::ACTIVE_TEST, 0, &[])
-            .await?;
+        let body = self.request(cmd::ACTIVE_TEST, 0, &[]).await?;
         if !body.is_empty() {
             self.clean = false;
             return Err(Error::Protocol {
@@ -283,6 +235,21 @@ impl Conn {
             });
         }
         Ok(())
+    }
+}
+
+/// Runs one socket operation of `op` on `server` under the network
+/// timeout `after`.
+async fn timed<T>(
+    op: &'static str,
+    server: SocketAddr,
+    after: Duration,
+    io: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(after, io).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => Err(Error::Io { op, server, source }),
+        Err(_) => Err(Error::Timeout { op, server, after }),
     }
 }
 

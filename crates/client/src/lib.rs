@@ -49,7 +49,8 @@ use std::time::Duration;
 
 use fdfs_conf::ClientConf;
 use fdfs_proto::common::ServerAddr;
-use fdfs_proto::{DecodeError, FileId, GroupName};
+use fdfs_proto::tracker::FileReq;
+use fdfs_proto::{cmd, DecodeError, FileId, GroupName};
 
 pub use error::{Error, Result};
 pub use fdfs_proto as proto;
@@ -220,20 +221,15 @@ impl Client {
         limit: u64,
         retry: bool,
     ) -> Result<(PooledConn, fdfs_proto::Header)> {
-        let Req {
-            op,
-            code,
-            status,
-            body,
-        } = req;
+        let Req { code, status, body } = req;
+        let op = cmd::name(code);
         let mut c = if retry {
             self.conn(addr, op).await?
         } else {
             self.conn_checked(addr, op).await?
         };
         let first = async {
-            c.send_head(op, code, status, body.len() as u64, body)
-                .await?;
+            c.send_head(code, status, body.len() as u64, body).await?;
             c.recv_header(op, limit).await
         }
         .await;
@@ -243,8 +239,7 @@ impl Client {
                 drop(c);
                 tracing::debug!(server = %addr, error = %e, "pooled connection was stale; retrying on a new one");
                 let mut c = self.inner.pool.connect(addr, op).await?;
-                c.send_head(op, code, status, body.len() as u64, body)
-                    .await?;
+                c.send_head(code, status, body.len() as u64, body).await?;
                 let h = c.recv_header(op, limit).await?;
                 Ok((c, h))
             }
@@ -257,42 +252,26 @@ impl Client {
     async fn call(
         &self,
         addr: SocketAddr,
-        op: &'static str,
         code: u8,
         status: u8,
         body: &[u8],
         retry: bool,
     ) -> Result<Vec<u8>> {
         let (mut c, h) = self
-            .exchange(
-                addr,
-                Req {
-                    op,
-                    code,
-                    status,
-                    body,
-                },
-                conn::REPLY_LIMIT,
-                retry,
-            )
+            .exchange(addr, Req { code, status, body }, conn::REPLY_LIMIT, retry)
             .await?;
-        c.recv_body(op, h.pkg_len).await
+        c.recv_body(cmd::name(code), h.pkg_len).await
     }
 
     /// Runs `code` against the trackers, starting with the next one in the
     /// rotation and moving on when one cannot be reached.
-    async fn tracker_call(
-        &self,
-        op: &'static str,
-        code: u8,
-        body: &[u8],
-    ) -> Result<(SocketAddr, Vec<u8>)> {
+    async fn tracker_call(&self, code: u8, body: &[u8]) -> Result<(SocketAddr, Vec<u8>)> {
         let n = self.inner.trackers.len();
         let start = self.inner.next_tracker.fetch_add(1, Ordering::Relaxed);
         let mut last = None;
         for i in 0..n {
             let addr = self.inner.trackers[(start + i) % n];
-            match self.call(addr, op, code, 0, body, true).await {
+            match self.call(addr, code, 0, body, true).await {
                 Ok(b) => return Ok((addr, b)),
                 Err(e) if e.is_network() => {
                     if i + 1 < n {
@@ -307,9 +286,8 @@ impl Client {
     }
 }
 
-/// One request with an in-memory body.
+/// One request with an in-memory body (errors name it by its command).
 struct Req<'a> {
-    op: &'static str,
     code: u8,
     status: u8,
     body: &'a [u8],
@@ -327,10 +305,22 @@ fn parse_group(g: &str) -> Result<GroupName> {
     GroupName::new(g).map_err(|e| Error::InvalidArgument(e.to_string()))
 }
 
-/// A storage address from a tracker reply.
-fn storage_addr(op: &'static str, tracker: SocketAddr, s: &ServerAddr) -> Result<SocketAddr> {
+/// The body naming a file: group (16 bytes) and logic name, as the
+/// tracker's fetch/update queries and the storage's file requests take it.
+fn file_req_body(id: &FileId) -> Vec<u8> {
+    let mut body = Vec::new();
+    FileReq {
+        group: id.group.clone(),
+        filename: id.logic.clone(),
+    }
+    .encode(&mut body);
+    body
+}
+
+/// A storage address from the reply of a tracker to `code`.
+fn storage_addr(code: u8, tracker: SocketAddr, s: &ServerAddr) -> Result<SocketAddr> {
     let ip: IpAddr = s.ip.parse().map_err(|_| Error::Protocol {
-        op,
+        op: cmd::name(code),
         server: tracker,
         source: DecodeError::InvalidField {
             field: "storage ip",
@@ -340,8 +330,13 @@ fn storage_addr(op: &'static str, tracker: SocketAddr, s: &ServerAddr) -> Result
     Ok(SocketAddr::new(ip, s.port))
 }
 
-fn decode_err(op: &'static str, server: SocketAddr) -> impl FnOnce(DecodeError) -> Error {
-    move |source| Error::Protocol { op, server, source }
+/// A reply to `code` from `server` that does not decode.
+fn decode_err(code: u8, server: SocketAddr) -> impl FnOnce(DecodeError) -> Error {
+    move |source| Error::Protocol {
+        op: cmd::name(code),
+        server,
+        source,
+    }
 }
 
 #[cfg(test)]

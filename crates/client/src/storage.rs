@@ -5,19 +5,18 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use fdfs_proto::cmd::storage as s;
+use fdfs_proto::cmd::{self, storage as s};
 use fdfs_proto::file_id::{validate_ext, validate_prefix, FileKind, MAX_EXT_LEN};
 use fdfs_proto::metadata::{self, MetaPair};
 use fdfs_proto::storage::{
     file_info_flags, AppendHead, DownloadReq, FileIdResp, FileInfoResp, MetaOp, ModifyHead,
     RegenerateReq, SetMetadataReq, SlaveUpload, TruncateReq, UploadHead,
 };
-use fdfs_proto::tracker::FileReq;
 use fdfs_proto::FileId;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::conn::REPLY_LIMIT;
-use crate::{decode_err, parse_id, Client, Error, Result};
+use crate::{decode_err, file_req_body, parse_id, Client, Error, Result};
 
 /// How and where to upload.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -96,6 +95,15 @@ fn require_appender(id: &FileId) -> Result<()> {
     Ok(())
 }
 
+/// The new file id in a reply to `code` (upload, slave upload, regenerate).
+fn file_id_reply(code: u8, server: SocketAddr, reply: &[u8]) -> Result<FileId> {
+    let r = FileIdResp::decode(reply).map_err(decode_err(code, server))?;
+    Ok(FileId {
+        group: r.group,
+        logic: r.filename,
+    })
+}
+
 async fn open_source(path: &Path) -> Result<(tokio::fs::File, u64)> {
     let f = tokio::fs::File::open(path)
         .await
@@ -154,10 +162,10 @@ impl Client {
                 (t.server, t.store_path_index as i8)
             }
         };
-        let (op, code) = if opts.appender {
-            ("UPLOAD_APPENDER_FILE", s::UPLOAD_APPENDER_FILE)
+        let code = if opts.appender {
+            s::UPLOAD_APPENDER_FILE
         } else {
-            ("UPLOAD_FILE", s::UPLOAD_FILE)
+            s::UPLOAD_FILE
         };
         let mut head = Vec::with_capacity(UploadHead::LEN);
         UploadHead {
@@ -166,30 +174,35 @@ impl Client {
             ext,
         }
         .encode(&mut head);
-        self.send_content(server, op, code, &head, src, size).await
+        let reply = self.send_streamed(server, code, &head, src, size).await?;
+        file_id_reply(code, server, &reply)
     }
 
-    /// Sends `head` + `size` streamed bytes and decodes the file id reply.
-    async fn send_content<R: AsyncRead + Unpin + ?Sized>(
+    /// Sends `head` followed by `size` bytes streamed from `src`; returns
+    /// the reply body.
+    async fn send_streamed<R: AsyncRead + Unpin + ?Sized>(
         &self,
         server: SocketAddr,
-        op: &'static str,
         code: u8,
         head: &[u8],
         src: &mut R,
         size: u64,
-    ) -> Result<FileId> {
+    ) -> Result<Vec<u8>> {
+        let op = cmd::name(code);
         let mut c = self.conn_checked(server, op).await?;
-        c.send_head(op, code, 0, head.len() as u64 + size, head)
-            .await?;
+        c.send_head(code, 0, head.len() as u64 + size, head).await?;
         c.send_stream(op, src, size).await?;
         let h = c.recv_header(op, REPLY_LIMIT).await?;
-        let body = c.recv_body(op, h.pkg_len).await?;
-        let r = FileIdResp::decode(&body).map_err(decode_err(op, server))?;
-        Ok(FileId {
-            group: r.group,
-            logic: r.filename,
-        })
+        c.recv_body(op, h.pkg_len).await
+    }
+
+    /// Parses `appender_id` and checks that it names an appender file; the id
+    /// and the storage to send the change to (103).
+    async fn appender_target(&self, appender_id: &str) -> Result<(FileId, SocketAddr)> {
+        let id = parse_id(appender_id)?;
+        require_appender(&id)?;
+        let server = self.query_update_id(&id).await?;
+        Ok((id, server))
     }
 
     /// Uploads a slave file of `master` (21) from memory. The slave's name is
@@ -229,7 +242,6 @@ impl Client {
         src: &mut R,
         size: u64,
     ) -> Result<FileId> {
-        let op = "UPLOAD_SLAVE_FILE";
         let id = parse_id(master)?;
         let ext = check_ext(ext)?;
         validate_prefix(prefix).map_err(|e| Error::InvalidArgument(e.to_string()))?;
@@ -246,8 +258,10 @@ impl Client {
         };
         let mut head = Vec::with_capacity(req.prefix_len());
         req.encode(&mut head);
-        self.send_content(server, op, s::UPLOAD_SLAVE_FILE, &head, src, size)
-            .await
+        let reply = self
+            .send_streamed(server, s::UPLOAD_SLAVE_FILE, &head, src, size)
+            .await?;
+        file_id_reply(s::UPLOAD_SLAVE_FILE, server, &reply)
     }
 
     // -------------------------------------------------------------- download
@@ -274,7 +288,7 @@ impl Client {
         length: u64,
         dst: &mut W,
     ) -> Result<u64> {
-        let op = "DOWNLOAD_FILE";
+        let code = s::DOWNLOAD_FILE;
         let id = parse_id(file_id)?;
         let server = self.query_fetch_id(&id).await?;
         let mut body = Vec::new();
@@ -292,8 +306,7 @@ impl Client {
             .exchange(
                 server,
                 crate::Req {
-                    op,
-                    code: s::DOWNLOAD_FILE,
+                    code,
                     status: 0,
                     body: &body,
                 },
@@ -301,6 +314,7 @@ impl Client {
                 true,
             )
             .await?;
+        let op = cmd::name(code);
         if length > 0 && h.pkg_len > length {
             return Err(Error::Protocol {
                 op,
@@ -344,30 +358,11 @@ impl Client {
 
     /// Deletes a file (12).
     pub async fn delete(&self, file_id: &str) -> Result<()> {
-        let op = "DELETE_FILE";
         let id = parse_id(file_id)?;
         let server = self.query_update_id(&id).await?;
-        self.file_req(server, op, s::DELETE_FILE, 0, &id, false)
+        self.call(server, s::DELETE_FILE, 0, &file_req_body(&id), false)
             .await?;
         Ok(())
-    }
-
-    async fn file_req(
-        &self,
-        server: SocketAddr,
-        op: &'static str,
-        code: u8,
-        status: u8,
-        id: &FileId,
-        retry: bool,
-    ) -> Result<Vec<u8>> {
-        let mut body = Vec::new();
-        FileReq {
-            group: id.group.clone(),
-            filename: id.logic.clone(),
-        }
-        .encode(&mut body);
-        self.call(server, op, code, status, &body, retry).await
     }
 
     // -------------------------------------------------------------- metadata
@@ -380,7 +375,6 @@ impl Client {
         meta: &[MetaPair],
         op_flag: MetaOp,
     ) -> Result<()> {
-        let op = "SET_METADATA";
         let id = parse_id(file_id)?;
         if let Some(p) = meta.iter().find(|p| {
             p.name.is_empty()
@@ -403,20 +397,18 @@ impl Client {
             meta: metadata::encode(meta),
         }
         .encode(&mut body);
-        self.call(server, op, s::SET_METADATA, 0, &body, false)
-            .await?;
+        self.call(server, s::SET_METADATA, 0, &body, false).await?;
         Ok(())
     }
 
     /// The file's metadata (15); ENOENT when it has none.
     pub async fn get_metadata(&self, file_id: &str) -> Result<Vec<MetaPair>> {
-        let op = "GET_METADATA";
         let id = parse_id(file_id)?;
         let server = self.query_fetch_id(&id).await?;
         let body = self
-            .file_req(server, op, s::GET_METADATA, 0, &id, true)
+            .call(server, s::GET_METADATA, 0, &file_req_body(&id), true)
             .await?;
-        metadata::decode(&body).map_err(decode_err(op, server))
+        metadata::decode(&body).map_err(decode_err(s::GET_METADATA, server))
     }
 
     /// Size, creation time, CRC32 and source address as the storage reports
@@ -428,20 +420,18 @@ impl Client {
 
     /// [`Client::query_file_info`] with flags ([`file_info_flags`]).
     pub async fn query_file_info_flags(&self, file_id: &str, flags: u8) -> Result<FileInfoResp> {
-        let op = "QUERY_FILE_INFO";
         let id = parse_id(file_id)?;
         let server = self.query_fetch_id(&id).await?;
         let body = self
-            .file_req(
+            .call(
                 server,
-                op,
                 s::QUERY_FILE_INFO,
                 flags & (file_info_flags::NO_CRC | file_info_flags::QUIET),
-                &id,
+                &file_req_body(&id),
                 true,
             )
             .await?;
-        FileInfoResp::decode(&body).map_err(decode_err(op, server))
+        FileInfoResp::decode(&body).map_err(decode_err(s::QUERY_FILE_INFO, server))
     }
 
     // --------------------------------------------------------- appender files
@@ -467,14 +457,12 @@ impl Client {
         src: &mut R,
         size: u64,
     ) -> Result<()> {
-        let op = "APPEND_FILE";
-        let id = parse_id(appender_id)?;
-        require_appender(&id)?;
-        let server = self.query_update_id(&id).await?;
+        let (id, server) = self.appender_target(appender_id).await?;
         let mut head = Vec::new();
         AppendHead::encode(&id.logic, size, &mut head);
-        self.send_change(server, op, s::APPEND_FILE, &head, src, size)
-            .await
+        self.send_streamed(server, s::APPEND_FILE, &head, src, size)
+            .await?;
+        Ok(())
     }
 
     /// Overwrites part of an appender file at `offset` (34); may extend it.
@@ -498,70 +486,38 @@ impl Client {
         src: &mut R,
         size: u64,
     ) -> Result<()> {
-        let op = "MODIFY_FILE";
-        let id = parse_id(appender_id)?;
-        require_appender(&id)?;
-        let server = self.query_update_id(&id).await?;
+        let (id, server) = self.appender_target(appender_id).await?;
         let mut head = Vec::new();
         ModifyHead::encode(&id.logic, offset, size, &mut head);
-        self.send_change(server, op, s::MODIFY_FILE, &head, src, size)
-            .await
-    }
-
-    async fn send_change<R: AsyncRead + Unpin + ?Sized>(
-        &self,
-        server: SocketAddr,
-        op: &'static str,
-        code: u8,
-        head: &[u8],
-        src: &mut R,
-        size: u64,
-    ) -> Result<()> {
-        let mut c = self.conn_checked(server, op).await?;
-        c.send_head(op, code, 0, head.len() as u64 + size, head)
+        self.send_streamed(server, s::MODIFY_FILE, &head, src, size)
             .await?;
-        c.send_stream(op, src, size).await?;
-        let h = c.recv_header(op, REPLY_LIMIT).await?;
-        c.recv_body(op, h.pkg_len).await?;
         Ok(())
     }
 
     /// Sets an appender file's size (36); growing fills with zeros.
     pub async fn truncate(&self, appender_id: &str, new_size: u64) -> Result<()> {
-        let op = "TRUNCATE_FILE";
-        let id = parse_id(appender_id)?;
-        require_appender(&id)?;
-        let server = self.query_update_id(&id).await?;
+        let (id, server) = self.appender_target(appender_id).await?;
         let mut body = Vec::new();
         TruncateReq {
             filename: id.logic.clone(),
             new_size,
         }
         .encode(&mut body);
-        self.call(server, op, s::TRUNCATE_FILE, 0, &body, false)
-            .await?;
+        self.call(server, s::TRUNCATE_FILE, 0, &body, false).await?;
         Ok(())
     }
 
     /// Turns an appender file into a normal one under a new name (38);
     /// returns the new file id.
     pub async fn regenerate_appender_name(&self, appender_id: &str) -> Result<FileId> {
-        let op = "REGENERATE_APPENDER_FILENAME";
-        let id = parse_id(appender_id)?;
-        require_appender(&id)?;
-        let server = self.query_update_id(&id).await?;
+        let code = s::REGENERATE_APPENDER_FILENAME;
+        let (id, server) = self.appender_target(appender_id).await?;
         let mut body = Vec::new();
         RegenerateReq {
             filename: id.logic.clone(),
         }
         .encode(&mut body);
-        let reply = self
-            .call(server, op, s::REGENERATE_APPENDER_FILENAME, 0, &body, false)
-            .await?;
-        let r = FileIdResp::decode(&reply).map_err(decode_err(op, server))?;
-        Ok(FileId {
-            group: r.group,
-            logic: r.filename,
-        })
+        let reply = self.call(server, code, 0, &body, false).await?;
+        file_id_reply(code, server, &reply)
     }
 }

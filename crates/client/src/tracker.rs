@@ -3,15 +3,17 @@
 
 use std::net::SocketAddr;
 
-use fdfs_proto::cmd::tracker as t;
+use fdfs_proto::cmd::{self, tracker as t};
 use fdfs_proto::errno;
 use fdfs_proto::tracker::{
-    DeleteStorageReq, FetchResp, FileReq, GroupReq, GroupStat, ListStorageReq, StorageStat,
-    StoreAllResp, StoreResp,
+    DeleteStorageReq, FetchResp, GroupReq, GroupStat, ListStorageReq, StorageStat, StoreAllResp,
+    StoreResp,
 };
 use fdfs_proto::{FileId, GroupName};
 
-use crate::{decode_err, parse_group, parse_id, storage_addr, Client, Error, Result};
+use crate::{
+    decode_err, file_req_body, parse_group, parse_id, storage_addr, Client, Error, Result,
+};
 
 /// Where to upload one file (reply to 101/104).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,29 +35,14 @@ pub struct StoreTargets {
 impl Client {
     /// Asks a tracker where to upload (101, or 104 when a group is given).
     pub async fn query_store(&self, group: Option<&str>) -> Result<StoreTarget> {
-        let (op, code, body) = match group {
-            None => (
-                "QUERY_STORE_WITHOUT_GROUP_ONE",
-                t::QUERY_STORE_WITHOUT_GROUP_ONE,
-                Vec::new(),
-            ),
-            Some(g) => {
-                let mut b = Vec::new();
-                GroupReq {
-                    group: parse_group(g)?,
-                }
-                .encode(&mut b);
-                (
-                    "QUERY_STORE_WITH_GROUP_ONE",
-                    t::QUERY_STORE_WITH_GROUP_ONE,
-                    b,
-                )
-            }
+        let code = match group {
+            None => t::QUERY_STORE_WITHOUT_GROUP_ONE,
+            Some(_) => t::QUERY_STORE_WITH_GROUP_ONE,
         };
-        let (tracker, reply) = self.tracker_call(op, code, &body).await?;
-        let r = StoreResp::decode(&reply).map_err(decode_err(op, tracker))?;
+        let (tracker, reply) = self.tracker_call(code, &group_body(group)?).await?;
+        let r = StoreResp::decode(&reply).map_err(decode_err(code, tracker))?;
         Ok(StoreTarget {
-            server: storage_addr(op, tracker, &r.server)?,
+            server: storage_addr(code, tracker, &r.server)?,
             group: r.group,
             store_path_index: r.store_path_index,
         })
@@ -63,31 +50,16 @@ impl Client {
 
     /// Asks a tracker for every writable server (106, or 107 with a group).
     pub async fn query_store_all(&self, group: Option<&str>) -> Result<StoreTargets> {
-        let (op, code, body) = match group {
-            None => (
-                "QUERY_STORE_WITHOUT_GROUP_ALL",
-                t::QUERY_STORE_WITHOUT_GROUP_ALL,
-                Vec::new(),
-            ),
-            Some(g) => {
-                let mut b = Vec::new();
-                GroupReq {
-                    group: parse_group(g)?,
-                }
-                .encode(&mut b);
-                (
-                    "QUERY_STORE_WITH_GROUP_ALL",
-                    t::QUERY_STORE_WITH_GROUP_ALL,
-                    b,
-                )
-            }
+        let code = match group {
+            None => t::QUERY_STORE_WITHOUT_GROUP_ALL,
+            Some(_) => t::QUERY_STORE_WITH_GROUP_ALL,
         };
-        let (tracker, reply) = self.tracker_call(op, code, &body).await?;
-        let r = StoreAllResp::decode(&reply).map_err(decode_err(op, tracker))?;
+        let (tracker, reply) = self.tracker_call(code, &group_body(group)?).await?;
+        let r = StoreAllResp::decode(&reply).map_err(decode_err(code, tracker))?;
         let servers = r
             .servers
             .iter()
-            .map(|s| storage_addr(op, tracker, s))
+            .map(|s| storage_addr(code, tracker, s))
             .collect::<Result<Vec<_>>>()?;
         Ok(StoreTargets {
             group: r.group,
@@ -96,18 +68,12 @@ impl Client {
         })
     }
 
-    async fn query_file(&self, op: &'static str, code: u8, id: &FileId) -> Result<Vec<SocketAddr>> {
-        let mut body = Vec::new();
-        FileReq {
-            group: id.group.clone(),
-            filename: id.logic.clone(),
-        }
-        .encode(&mut body);
-        let (tracker, reply) = self.tracker_call(op, code, &body).await?;
-        let r = FetchResp::decode(&reply).map_err(decode_err(op, tracker))?;
+    async fn query_file(&self, code: u8, id: &FileId) -> Result<Vec<SocketAddr>> {
+        let (tracker, reply) = self.tracker_call(code, &file_req_body(id)).await?;
+        let r = FetchResp::decode(&reply).map_err(decode_err(code, tracker))?;
         if r.servers.is_empty() {
             return Err(Error::Protocol {
-                op,
+                op: cmd::name(code),
                 server: tracker,
                 source: fdfs_proto::DecodeError::BadLength {
                     what: "fetch reply",
@@ -118,7 +84,7 @@ impl Client {
         }
         r.servers
             .iter()
-            .map(|s| storage_addr(op, tracker, s))
+            .map(|s| storage_addr(code, tracker, s))
             .collect()
     }
 
@@ -129,17 +95,14 @@ impl Client {
     }
 
     pub(crate) async fn query_fetch_id(&self, id: &FileId) -> Result<SocketAddr> {
-        let v = self
-            .query_file("QUERY_FETCH_ONE", t::QUERY_FETCH_ONE, id)
-            .await?;
+        let v = self.query_file(t::QUERY_FETCH_ONE, id).await?;
         Ok(v[0])
     }
 
     /// Every storage that can serve `file_id` (105).
     pub async fn query_fetch_all(&self, file_id: &str) -> Result<Vec<SocketAddr>> {
         let id = parse_id(file_id)?;
-        self.query_file("QUERY_FETCH_ALL", t::QUERY_FETCH_ALL, &id)
-            .await
+        self.query_file(t::QUERY_FETCH_ALL, &id).await
     }
 
     /// The storage to send a change of `file_id` to (103): delete,
@@ -150,34 +113,25 @@ impl Client {
     }
 
     pub(crate) async fn query_update_id(&self, id: &FileId) -> Result<SocketAddr> {
-        let v = self.query_file("QUERY_UPDATE", t::QUERY_UPDATE, id).await?;
+        let v = self.query_file(t::QUERY_UPDATE, id).await?;
         Ok(v[0])
     }
 
     /// Statistics of every group (91).
     pub async fn list_groups(&self) -> Result<Vec<GroupStat>> {
-        let op = "SERVER_LIST_ALL_GROUPS";
-        let (tracker, reply) = self
-            .tracker_call(op, t::SERVER_LIST_ALL_GROUPS, &[])
-            .await?;
-        GroupStat::decode_list(&reply).map_err(decode_err(op, tracker))
+        let code = t::SERVER_LIST_ALL_GROUPS;
+        let (tracker, reply) = self.tracker_call(code, &[]).await?;
+        GroupStat::decode_list(&reply).map_err(decode_err(code, tracker))
     }
 
     /// Statistics of one group (90).
     pub async fn list_group(&self, group: &str) -> Result<GroupStat> {
-        let op = "SERVER_LIST_ONE_GROUP";
-        let mut body = Vec::new();
-        GroupReq {
-            group: parse_group(group)?,
-        }
-        .encode(&mut body);
-        let (tracker, reply) = self
-            .tracker_call(op, t::SERVER_LIST_ONE_GROUP, &body)
-            .await?;
-        let mut v = GroupStat::decode_list(&reply).map_err(decode_err(op, tracker))?;
+        let code = t::SERVER_LIST_ONE_GROUP;
+        let (tracker, reply) = self.tracker_call(code, &group_body(Some(group))?).await?;
+        let mut v = GroupStat::decode_list(&reply).map_err(decode_err(code, tracker))?;
         if v.len() != 1 {
             return Err(Error::Protocol {
-                op,
+                op: cmd::name(code),
                 server: tracker,
                 source: fdfs_proto::DecodeError::BadLength {
                     what: "group stat",
@@ -195,15 +149,15 @@ impl Client {
         group: &str,
         storage_id: Option<&str>,
     ) -> Result<Vec<StorageStat>> {
-        let op = "SERVER_LIST_STORAGE";
+        let code = t::SERVER_LIST_STORAGE;
         let req = ListStorageReq {
             group: parse_group(group)?,
             storage_id: storage_id.map(check_storage_id).transpose()?,
         };
         let mut body = Vec::new();
         req.encode(&mut body);
-        let (tracker, reply) = self.tracker_call(op, t::SERVER_LIST_STORAGE, &body).await?;
-        StorageStat::decode_list(&reply).map_err(decode_err(op, tracker))
+        let (tracker, reply) = self.tracker_call(code, &body).await?;
+        StorageStat::decode_list(&reply).map_err(decode_err(code, tracker))
     }
 
     /// Removes a storage from a group (93), on every tracker as upstream
@@ -211,7 +165,6 @@ impl Client {
     /// others either did too, did not know it (ENOENT), had already deleted
     /// it (EALREADY) or could not be reached.
     pub async fn delete_storage(&self, group: &str, storage_id: &str) -> Result<()> {
-        let op = "SERVER_DELETE_STORAGE";
         let req = DeleteStorageReq {
             group: parse_group(group)?,
             storage_id: check_storage_id(storage_id)?,
@@ -223,7 +176,7 @@ impl Client {
         let mut hard: Option<Error> = None;
         for &tracker in &self.inner.trackers {
             match self
-                .call(tracker, op, t::SERVER_DELETE_STORAGE, 0, &body, false)
+                .call(tracker, t::SERVER_DELETE_STORAGE, 0, &body, false)
                 .await
             {
                 Ok(_) => done = true,
@@ -246,6 +199,18 @@ impl Client {
             (None, false, None) => unreachable!("at least one tracker"),
         }
     }
+}
+
+/// The request body naming a group (16 bytes), or none.
+fn group_body(group: Option<&str>) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    if let Some(g) = group {
+        GroupReq {
+            group: parse_group(g)?,
+        }
+        .encode(&mut body);
+    }
+    Ok(body)
 }
 
 fn check_storage_id(id: &str) -> Result<String> {

@@ -84,16 +84,14 @@ fn slave(c: &mut Client, master: &str, prefix: &str, ext: &str, data: &[u8]) -> 
     .encode(&mut b);
     b.extend_from_slice(data);
     match c.call(sc::UPLOAD_SLAVE_FILE, &b) {
-        (0, b) => Ok(String::from_utf8(b[16..].to_vec()).unwrap()),
+        (0, b) => Ok(reply_name(&b)),
         (st, _) => Err(st),
     }
 }
 
 #[test]
 fn storage_commands_end_to_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let tracker = start_tracker(dir.path(), &[]);
-    let storage = start_storage(dir.path(), &tracker, StorageOpts::default());
+    let (_dir, tracker, storage) = start_cluster(&[], StorageOpts::default());
     let mut c = Client::connect(storage.addr);
 
     // The storage joined and became ACTIVE: the tracker sends uploads to it.
@@ -240,7 +238,7 @@ fn storage_commands_end_to_end() {
     assert_eq!((fi.file_size, fi.crc32), (4, crc32fast::hash(&model)));
     let (st, b) = c.call(sc::REGENERATE_APPENDER_FILENAME, app.as_bytes());
     assert_eq!(st, 0);
-    let regen = String::from_utf8(b[16..].to_vec()).unwrap();
+    let regen = reply_name(&b);
     let rl = LogicName::parse(&regen).unwrap();
     assert!(!rl.info.is_appender());
     assert_eq!(rl.info.file_size(), Some(4));
@@ -280,8 +278,7 @@ fn storage_commands_end_to_end() {
     assert!(c.alive());
 
     // ---- the binlog names every change, in order, as upstream writes it ----
-    let binlog = std::fs::read_to_string(storage.base.join("data/sync/binlog.000")).unwrap();
-    let ops: Vec<(String, String)> = binlog
+    let ops: Vec<(String, String)> = binlog(&storage)
         .lines()
         .map(|l| {
             let mut p = l.splitn(3, ' ');

@@ -5,10 +5,12 @@
 mod storage_support;
 
 use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use fdfs_proto::cmd::storage as sc;
 use fdfs_proto::{cmd, errno, Header};
+use fdfs_testkit::Wire;
 use storage_support::*;
 
 /// A well-formed id that does not exist (golden S4/S8/S14).
@@ -18,18 +20,29 @@ fn raw(c: &mut Client, bytes: &[u8]) {
     c.s.write_all(bytes).unwrap();
 }
 
+/// DOWNLOAD, GET_METADATA and QUERY_FILE_INFO of `name` all answer ENOENT.
+fn assert_not_found(c: &mut Client, name: &str) {
+    assert_eq!(download(c, name, 0, 0), Err(errno::ENOENT), "{name}");
+    for code in [sc::GET_METADATA, sc::QUERY_FILE_INFO] {
+        assert_eq!(
+            c.call(code, &name_body(name)).0,
+            errno::ENOENT,
+            "{name}: cmd {code}"
+        );
+    }
+}
+
+/// On a new connection, `code` with `body` gets EINVAL and the server
+/// closes the connection.
+fn assert_einval_and_closed(a: SocketAddr, what: &str, code: u8, body: &[u8]) {
+    let mut c = Client::connect(a);
+    assert_eq!(c.call(code, body).0, errno::EINVAL, "{what}");
+    assert!(c.closed(), "{what}: connection kept");
+}
+
 #[test]
 fn storage_refuses_hostile_input() {
-    let dir = tempfile::tempdir().unwrap();
-    let tracker = start_tracker(dir.path(), &[]);
-    let storage = start_storage(
-        dir.path(),
-        &tracker,
-        StorageOpts {
-            ip: std::net::Ipv4Addr::new(127, 0, 0, 13),
-            ..StorageOpts::default()
-        },
-    );
+    let (_dir, _tracker, storage) = start_cluster(&[], StorageOpts::on([127, 0, 0, 13]));
     let a = storage.addr;
 
     // S1: unknown command → EINVAL and close.
@@ -50,47 +63,25 @@ fn storage_refuses_hostile_input() {
         "M00/FF/FF/wKgLU17CB62ADy-HAAAAqoZV9hQ128.zip",
         "M00/00/00/wKgLU17CB62ADy-HAAA!qoZV9hQ128.zip",
     ] {
-        assert_eq!(download(&mut c, bad, 0, 0), Err(errno::ENOENT), "{bad}");
-        assert_eq!(
-            c.call(sc::GET_METADATA, &name_body(bad)).0,
-            errno::ENOENT,
-            "{bad}"
-        );
-        assert_eq!(
-            c.call(sc::QUERY_FILE_INFO, &name_body(bad)).0,
-            errno::ENOENT,
-            "{bad}"
-        );
+        assert_not_found(&mut c, bad);
     }
     assert!(c.alive());
 
     // S3: another group → EINVAL and close.
-    let mut c = Client::connect(a);
     let mut b = vec![0u8; 16];
     b.extend_from_slice(&group16("group2"));
     b.extend_from_slice(MISSING.as_bytes());
-    assert_eq!(c.call(sc::DOWNLOAD_FILE, &b).0, errno::EINVAL);
-    assert!(c.closed());
+    assert_einval_and_closed(a, "S3 another group", sc::DOWNLOAD_FILE, &b);
 
     // S4 / S8 / S14: well-formed but missing → ENOENT, kept.
     let mut c = Client::connect(a);
-    assert_eq!(download(&mut c, MISSING, 0, 0), Err(errno::ENOENT));
-    assert_eq!(
-        c.call(sc::GET_METADATA, &name_body(MISSING)).0,
-        errno::ENOENT
-    );
-    assert_eq!(
-        c.call(sc::QUERY_FILE_INFO, &name_body(MISSING)).0,
-        errno::ENOENT
-    );
+    assert_not_found(&mut c, MISSING);
     assert!(c.alive());
 
     // S5: upload whose file_size disagrees with pkg_len → EINVAL, close.
-    let mut c = Client::connect(a);
     let mut body = upload_body(-1, b"0123456789", "txt");
     body[1..9].copy_from_slice(&100i64.to_be_bytes());
-    assert_eq!(c.call(sc::UPLOAD_FILE, &body).0, errno::EINVAL);
-    assert!(c.closed());
+    assert_einval_and_closed(a, "S5 file_size vs pkg_len", sc::UPLOAD_FILE, &body);
 
     // S6: body shorter than announced, then half-close → closed.
     let mut c = Client::connect(a);
@@ -106,12 +97,9 @@ fn storage_refuses_hostile_input() {
     assert!(c.closed());
 
     // S9: ACTIVE_TEST with a body → EINVAL, close.
-    let mut c = Client::connect(a);
-    assert_eq!(c.call(cmd::ACTIVE_TEST, b"x").0, errno::EINVAL);
-    assert!(c.closed());
+    assert_einval_and_closed(a, "S9 ACTIVE_TEST body", cmd::ACTIVE_TEST, b"x");
 
     // S10: SET_METADATA with op flag X → EINVAL, close.
-    let mut c = Client::connect(a);
     let mut b = Vec::new();
     b.extend_from_slice(&(MISSING.len() as i64).to_be_bytes());
     b.extend_from_slice(&7i64.to_be_bytes());
@@ -119,21 +107,14 @@ fn storage_refuses_hostile_input() {
     b.extend_from_slice(&group16("group1"));
     b.extend_from_slice(MISSING.as_bytes());
     b.extend_from_slice(b"a\x02b\x01c\x02d");
-    assert_eq!(c.call(sc::SET_METADATA, &b).0, errno::EINVAL);
-    assert!(c.closed());
+    assert_einval_and_closed(a, "S10 op flag X", sc::SET_METADATA, &b);
 
     // S11: DELETE with a too-short name → EINVAL, close; and `..`.
     for bad in [
         "M00/x",
         "M00/00/00/../../../../etc/passwd_aaaaaaaaaaaaaaaaaaaa",
     ] {
-        let mut c = Client::connect(a);
-        assert_eq!(
-            c.call(sc::DELETE_FILE, &name_body(bad)).0,
-            errno::EINVAL,
-            "{bad}"
-        );
-        assert!(c.closed());
+        assert_einval_and_closed(a, bad, sc::DELETE_FILE, &name_body(bad));
     }
 
     // S12: QUIT → closed, no reply.
@@ -162,34 +143,22 @@ fn storage_refuses_hostile_input() {
     b.extend_from_slice(&[b'j', b'p', b'g', 0, 0, 0]);
     b.extend_from_slice(good.as_bytes());
     b.push(b'x');
-    let mut c = Client::connect(a);
-    assert_eq!(c.call(sc::UPLOAD_SLAVE_FILE, &b).0, errno::EINVAL);
-    assert!(c.closed());
+    assert_einval_and_closed(a, "slave prefix a/b", sc::UPLOAD_SLAVE_FILE, &b);
 
     // Upload to a store path this server does not have → EINVAL.
-    let mut c = Client::connect(a);
-    assert_eq!(
-        c.call(sc::UPLOAD_FILE, &upload_body(7, b"abc", "txt")).0,
-        errno::EINVAL
-    );
-    assert!(c.closed());
+    let body = upload_body(7, b"abc", "txt");
+    assert_einval_and_closed(a, "store path 7", sc::UPLOAD_FILE, &body);
     // An extension with a slash → EINVAL.
-    let mut c = Client::connect(a);
-    assert_eq!(
-        c.call(sc::UPLOAD_FILE, &upload_body(-1, b"abc", "a/b")).0,
-        errno::EINVAL
-    );
-    assert!(c.closed());
+    let body = upload_body(-1, b"abc", "a/b");
+    assert_einval_and_closed(a, "extension a/b", sc::UPLOAD_FILE, &body);
 
     // Append whose file_size is larger than the body → EINVAL, close.
-    let mut c = Client::connect(a);
     let mut b = Vec::new();
     b.extend_from_slice(&(good.len() as i64).to_be_bytes());
     b.extend_from_slice(&1000i64.to_be_bytes());
     b.extend_from_slice(good.as_bytes());
     b.extend_from_slice(b"abc");
-    assert_eq!(c.call(sc::APPEND_FILE, &b).0, errno::EINVAL);
-    assert!(c.closed());
+    assert_einval_and_closed(a, "append file_size 1000", sc::APPEND_FILE, &b);
 
     // Short body then stall: closed after network_timeout (2 s), and no
     // partial file anywhere.
@@ -218,7 +187,7 @@ fn storage_refuses_hostile_input() {
     std::thread::sleep(Duration::from_millis(300));
     let stored = stored_files(&storage.base);
     assert_eq!(stored.len(), 1, "{stored:?}");
-    assert!(files_under(&storage.base.join("data/.tmp")).is_empty());
+    assert!(no_temp_files(&storage));
 
     // The server survived all of it.
     let mut c = Client::connect(a);
@@ -230,15 +199,11 @@ fn storage_refuses_hostile_input() {
 
 #[test]
 fn storage_disk_full_gives_enospc_and_leaves_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let tracker = start_tracker(dir.path(), &[]);
-    let storage = start_storage(
-        dir.path(),
-        &tracker,
+    let (_dir, _tracker, storage) = start_cluster(
+        &[],
         StorageOpts {
-            ip: std::net::Ipv4Addr::new(127, 0, 0, 14),
             env: vec![("FDFS_FAULT_DISK_FULL_AFTER", "1000000")],
-            ..StorageOpts::default()
+            ..StorageOpts::on([127, 0, 0, 14])
         },
     );
     let mut c = Client::connect(storage.addr);
@@ -251,25 +216,18 @@ fn storage_disk_full_gives_enospc_and_leaves_nothing() {
     // ENOSPC keeps the connection; nothing partial remains.
     assert!(c.alive());
     assert_eq!(stored_files(&storage.base).len(), 1);
-    assert!(files_under(&storage.base.join("data/.tmp")).is_empty());
-    let binlog = std::fs::read_to_string(storage.base.join("data/sync/binlog.000")).unwrap();
-    assert_eq!(binlog.lines().count(), 1);
+    assert!(no_temp_files(&storage));
+    assert_eq!(binlog(&storage).lines().count(), 1);
     assert_eq!(download(&mut c, &small, 0, 0).unwrap(), vec![1u8; 600_000]);
 }
 
 #[test]
 fn storage_reserved_space_refuses_uploads() {
-    let dir = tempfile::tempdir().unwrap();
     // The tracker delivers reserved_storage_space with PARAMETER_REQ: ask
     // for more than any disk has free.
-    let tracker = start_tracker(dir.path(), &["reserved_storage_space=99.99%"]);
-    let storage = start_storage(
-        dir.path(),
-        &tracker,
-        StorageOpts {
-            ip: std::net::Ipv4Addr::new(127, 0, 0, 15),
-            ..StorageOpts::default()
-        },
+    let (_dir, _tracker, storage) = start_cluster(
+        &["reserved_storage_space=99.99%"],
+        StorageOpts::on([127, 0, 0, 15]),
     );
     let mut c = Client::connect(storage.addr);
     wait_until(
@@ -288,20 +246,16 @@ fn storage_reserved_space_refuses_uploads() {
         Err(errno::ENOSPC)
     );
     assert!(c.alive());
-    assert!(files_under(&storage.base.join("data/.tmp")).is_empty());
+    assert!(no_temp_files(&storage));
 }
 
 #[test]
 fn storage_honours_allow_hosts_and_max_connections() {
-    let dir = tempfile::tempdir().unwrap();
-    let tracker = start_tracker(dir.path(), &[]);
-    let storage = start_storage(
-        dir.path(),
-        &tracker,
+    let (_dir, _tracker, storage) = start_cluster(
+        &[],
         StorageOpts {
-            ip: std::net::Ipv4Addr::new(127, 0, 0, 21),
             extra: vec!["allow_hosts = 127.0.0.77", "max_connections = 2"],
-            ..StorageOpts::default()
+            ..StorageOpts::on([127, 0, 0, 21])
         },
     );
     // From 127.0.0.1 (not allowed): closed without a reply.
@@ -310,7 +264,10 @@ fn storage_honours_allow_hosts_and_max_connections() {
     assert!(c.closed());
     // From 127.0.0.77: served, up to max_connections at once.
     let from77 = || {
-        let s = socket2_connect("127.0.0.77", storage.addr);
+        let s = Wire::connect_from(Ipv4Addr::new(127, 0, 0, 77), storage.addr)
+            .unwrap()
+            .stream;
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         Client { s }
     };
     let mut a = from77();
@@ -324,21 +281,4 @@ fn storage_honours_allow_hosts_and_max_connections() {
         from77().alive()
     });
     assert!(b.alive());
-}
-
-/// A blocking connection from a chosen local address.
-fn socket2_connect(local: &str, to: std::net::SocketAddr) -> std::net::TcpStream {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let local: std::net::SocketAddr = format!("{local}:0").parse().unwrap();
-    let s = rt.block_on(async {
-        let sock = tokio::net::TcpSocket::new_v4().unwrap();
-        sock.bind(local).unwrap();
-        sock.connect(to).await.unwrap().into_std().unwrap()
-    });
-    s.set_nonblocking(false).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fdfs_proto::cmd::storage as sc;
-use fdfs_proto::{errno, Header, LogicName};
+use fdfs_proto::{Header, LogicName};
 use storage_support::*;
 
 /// Peak resident memory of a process, in KiB.
@@ -35,17 +35,22 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
+/// Sends the header and upload head of an UPLOAD_FILE of `size` bytes;
+/// the content is the caller's to stream (or withhold).
+fn begin_upload(c: &mut Client, size: u64, ext: &str) {
+    let head = upload_head(-1, size, ext);
+    c.s.write_all(&Header::new(sc::UPLOAD_FILE, 0, head.len() as u64 + size).encode())
+        .unwrap();
+    c.s.write_all(&head).unwrap();
+}
+
 #[test]
 fn storage_big_file_streams_with_flat_memory() {
-    let dir = tempfile::tempdir().unwrap();
-    let tracker = start_tracker(dir.path(), &[]);
-    let storage = start_storage(
-        dir.path(),
-        &tracker,
+    let (_dir, _tracker, storage) = start_cluster(
+        &[],
         StorageOpts {
-            ip: std::net::Ipv4Addr::new(127, 0, 0, 16),
             extra: vec!["durable=false"],
-            ..StorageOpts::default()
+            ..StorageOpts::on([127, 0, 0, 16])
         },
     );
     let pid = storage.proc.pid().unwrap();
@@ -59,22 +64,13 @@ fn storage_big_file_streams_with_flat_memory() {
 
     let mut c = Client::connect(storage.addr);
     c.s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut head = Vec::new();
-    fdfs_proto::storage::UploadHead {
-        store_path_index: -1,
-        file_size: SIZE,
-        ext: "bin".into(),
-    }
-    .encode(&mut head);
-    c.s.write_all(&Header::new(sc::UPLOAD_FILE, 0, head.len() as u64 + SIZE).encode())
-        .unwrap();
-    c.s.write_all(&head).unwrap();
+    begin_upload(&mut c, SIZE, "bin");
     for _ in 0..200 {
         c.s.write_all(&chunk).unwrap();
     }
     let (st, b) = c.read_reply().unwrap();
     assert_eq!(st, 0);
-    let name = String::from_utf8(b[16..].to_vec()).unwrap();
+    let name = reply_name(&b);
     let l = LogicName::parse(&name).unwrap();
     assert_eq!(l.info.file_size(), Some(SIZE));
     assert_eq!(l.info.crc32, crc);
@@ -109,23 +105,13 @@ fn storage_big_file_streams_with_flat_memory() {
     // A > 4 GiB upload is accepted by size and streamed (not buffered):
     // disconnecting after a few MiB leaves nothing behind.
     let mut c = Client::connect(storage.addr);
-    let big: u64 = 5 << 30;
-    let mut head = Vec::new();
-    fdfs_proto::storage::UploadHead {
-        store_path_index: -1,
-        file_size: big,
-        ext: "iso".into(),
-    }
-    .encode(&mut head);
-    c.s.write_all(&Header::new(sc::UPLOAD_FILE, 0, head.len() as u64 + big).encode())
-        .unwrap();
-    c.s.write_all(&head).unwrap();
+    begin_upload(&mut c, 5 << 30, "iso");
     for _ in 0..4 {
         c.s.write_all(&chunk).unwrap();
     }
     drop(c);
     wait_until("temporary file removed", Duration::from_secs(5), || {
-        files_under(&storage.base.join("data/.tmp")).is_empty()
+        no_temp_files(&storage)
     });
     assert_eq!(stored_files(&storage.base).len(), 1);
     assert!(vm_hwm_kib(pid) < 48 * 1024);
@@ -133,16 +119,7 @@ fn storage_big_file_streams_with_flat_memory() {
 
 #[test]
 fn storage_serves_16_concurrent_clients() {
-    let dir = tempfile::tempdir().unwrap();
-    let tracker = start_tracker(dir.path(), &[]);
-    let storage = start_storage(
-        dir.path(),
-        &tracker,
-        StorageOpts {
-            ip: std::net::Ipv4Addr::new(127, 0, 0, 17),
-            ..StorageOpts::default()
-        },
-    );
+    let (_dir, _tracker, storage) = start_cluster(&[], StorageOpts::on([127, 0, 0, 17]));
     let addr = storage.addr;
     let handles: Vec<_> = (0..16u32)
         .map(|t| {
@@ -168,22 +145,12 @@ fn storage_serves_16_concurrent_clients() {
         }
     }
     assert_eq!(all.len(), 320);
-    let binlog = std::fs::read_to_string(storage.base.join("data/sync/binlog.000")).unwrap();
-    assert_eq!(binlog.lines().count(), 320);
+    assert_eq!(binlog(&storage).lines().count(), 320);
 }
 
 #[test]
 fn storage_kill9_during_uploads_keeps_every_acknowledged_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let tracker = start_tracker(dir.path(), &[]);
-    let mut storage = start_storage(
-        dir.path(),
-        &tracker,
-        StorageOpts {
-            ip: std::net::Ipv4Addr::new(127, 0, 0, 18),
-            ..StorageOpts::default()
-        },
-    );
+    let (_dir, _tracker, mut storage) = start_cluster(&[], StorageOpts::on([127, 0, 0, 18]));
     let addr = storage.addr;
     let acked: Arc<Mutex<Vec<(String, u32, usize)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -211,11 +178,11 @@ fn storage_kill9_during_uploads_keeps_every_acknowledged_file() {
                     }
                     match c.read_reply() {
                         Ok((0, b)) => {
-                            let name = String::from_utf8(b[16..].to_vec()).unwrap();
-                            acked
-                                .lock()
-                                .unwrap()
-                                .push((name, crc32fast::hash(&data), data.len()));
+                            acked.lock().unwrap().push((
+                                reply_name(&b),
+                                crc32fast::hash(&data),
+                                data.len(),
+                            ));
                         }
                         Ok((st, _)) => panic!("upload failed with {st}"),
                         Err(_) => return,
@@ -242,7 +209,7 @@ fn storage_kill9_during_uploads_keeps_every_acknowledged_file() {
     }
     // No partial file anywhere: every stored file matches the size and CRC
     // its name records, and the temporary folder was emptied on start.
-    assert!(files_under(&storage.base.join("data/.tmp")).is_empty());
+    assert!(no_temp_files(&storage));
     let stored = stored_files(&storage.base);
     assert!(stored.len() >= acked.len());
     for p in &stored {
@@ -257,7 +224,7 @@ fn storage_kill9_during_uploads_keeps_every_acknowledged_file() {
         assert_eq!(l.info.crc32, crc32fast::hash(&data), "{rel}");
     }
     // The binlog names only files that exist, and every acknowledged one.
-    let binlog = std::fs::read_to_string(storage.base.join("data/sync/binlog.000")).unwrap();
+    let binlog = binlog(&storage);
     let names: Vec<&str> = binlog
         .lines()
         .map(|l| l.split(' ').nth(2).unwrap())
@@ -280,5 +247,4 @@ fn storage_kill9_during_uploads_keeps_every_acknowledged_file() {
         upload(&mut c, sc::UPLOAD_FILE, b"after restart", "txt").map(|_| ()),
         Ok(())
     );
-    let _ = errno::OK;
 }

@@ -5,7 +5,7 @@
 mod storage_support;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use fdfs_proto::cmd::tracker as tc;
@@ -27,6 +27,14 @@ fn read_req(s: &mut TcpStream) -> Option<(Header, Vec<u8>)> {
 fn reply(s: &mut TcpStream, body: &[u8]) {
     s.write_all(&fdfs_proto::encode_frame(cmd::RESP, 0, body))
         .unwrap();
+}
+
+/// The tracker at `tracker` sends uploads to the storage on `port`: it
+/// joined and is ACTIVE there.
+fn stores_on(tracker: SocketAddr, port: u16) -> bool {
+    let mut c = Client::connect(tracker);
+    let (st, b) = c.call(tc::QUERY_STORE_WITHOUT_GROUP_ONE, &[]);
+    st == 0 && StoreResp::decode(&b).unwrap().server.port == port
 }
 
 /// Plays a tracker for one session; returns the requests seen (and the
@@ -166,21 +174,10 @@ fn storage_session_with_a_scripted_tracker() {
 fn storage_keeps_serving_and_rejoins_a_restarted_tracker() {
     let dir = fdfs_testkit::TestDir::new("storage-rejoin");
     let mut tracker = start_tracker(dir.path(), &[]);
-    let storage = start_storage(
-        dir.path(),
-        &tracker,
-        StorageOpts {
-            ip: Ipv4Addr::new(127, 0, 0, 20),
-            ..StorageOpts::default()
-        },
-    );
-    let active = |t: &TrackerProc| {
-        let mut c = Client::connect(t.addr);
-        let (st, b) = c.call(tc::QUERY_STORE_WITHOUT_GROUP_ONE, &[]);
-        st == 0 && StoreResp::decode(&b).unwrap().server.port == storage.addr.port()
-    };
+    let storage = start_storage(dir.path(), &tracker, StorageOpts::on([127, 0, 0, 20]));
+    let port = storage.addr.port();
     wait_until("storage active", Duration::from_secs(15), || {
-        active(&tracker)
+        stores_on(tracker.addr, port)
     });
     tracker.stop();
     // Tracker down: clients are still served; file ids keep our address.
@@ -200,7 +197,7 @@ fn storage_keeps_serving_and_rejoins_a_restarted_tracker() {
     std::thread::sleep(Duration::from_millis(1500));
     tracker.restart();
     wait_until("storage rejoined", Duration::from_secs(20), || {
-        active(&tracker)
+        stores_on(tracker.addr, port)
     });
 }
 
@@ -221,11 +218,7 @@ fn storage_joins_every_tracker() {
         wait_until(
             &format!("storage active on {}", t.addr),
             Duration::from_secs(15),
-            || {
-                let mut c = Client::connect(t.addr);
-                let (st, b) = c.call(tc::QUERY_STORE_WITHOUT_GROUP_ONE, &[]);
-                st == 0 && StoreResp::decode(&b).unwrap().server.port == storage.addr.port()
-            },
+            || stores_on(t.addr, storage.addr.port()),
         );
     }
 }

@@ -4,7 +4,8 @@
 mod tracker_common;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use fdfs_testkit::{free_port, wait_for_port, wait_until, write_file, TestDir, TrackerProc};
@@ -18,6 +19,34 @@ fn pid_alive(pid: i32) -> bool {
             .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
         Err(_) => false,
     }
+}
+
+/// The pid in a pid file.
+fn read_pid(pid_file: &Path) -> i32 {
+    std::fs::read_to_string(pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// `fdfs tracker <conf> <args...>`, run to completion.
+fn fdfs_tracker(conf: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("tracker")
+        .arg(conf)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Writes `<base>/<name>` with the tracker.conf testkit would write for
+/// `ip:port`; its path.
+fn write_conf(base: &Path, name: &str, ip: Ipv4Addr, port: u16, extra: &[&str]) -> PathBuf {
+    std::fs::create_dir_all(base).unwrap();
+    let conf = base.join(name);
+    write_file(&conf, &TrackerProc::conf_text(ip, port, base, extra));
+    conf
 }
 
 /// Kills a background daemon left behind by a failed assertion.
@@ -46,15 +75,7 @@ fn foreground_pid_file_second_instance_and_stop() {
         std::fs::read_to_string(&pid_file).is_ok_and(|t| t.trim() == pid.to_string())
     }));
     // A second instance on the same base_path refuses, naming the pid.
-    let out = Command::new(BIN)
-        .args([
-            "tracker",
-            tr.conf.to_str().unwrap(),
-            "start",
-            "--foreground",
-        ])
-        .output()
-        .unwrap();
+    let out = fdfs_tracker(&tr.conf, &["start", "--foreground"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -64,10 +85,7 @@ fn foreground_pid_file_second_instance_and_stop() {
     // Still serving.
     assert_eq!(list_groups(tr.addr).len(), 0);
     // `stop` signals it and waits until it is gone; the pid file goes too.
-    let out = Command::new(BIN)
-        .args(["tracker", tr.conf.to_str().unwrap(), "stop"])
-        .output()
-        .unwrap();
+    let out = fdfs_tracker(&tr.conf, &["stop"]);
     assert!(
         out.status.success(),
         "{}",
@@ -77,10 +95,7 @@ fn foreground_pid_file_second_instance_and_stop() {
     assert!(!pid_file.exists());
     assert!(std::net::TcpStream::connect(tr.addr).is_err());
     // Stopping again: not running, non-zero.
-    let out = Command::new(BIN)
-        .args(["tracker", tr.conf.to_str().unwrap(), "stop"])
-        .output()
-        .unwrap();
+    let out = fdfs_tracker(&tr.conf, &["stop"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
     // The log file has the life-cycle.
@@ -94,9 +109,7 @@ fn background_start_under_the_fastdfs_name_restart_and_stop() {
     let ip = Ipv4Addr::new(127, 0, 0, 1);
     let port = free_port(ip);
     let base = dir.join("base");
-    std::fs::create_dir_all(&base).unwrap();
-    let conf = base.join("tracker.conf");
-    write_file(&conf, &TrackerProc::conf_text(ip, port, &base, &[]));
+    let conf = write_conf(&base, "tracker.conf", ip, port, &[]);
     let link = dir.join("fdfs_trackerd");
     std::os::unix::fs::symlink(BIN, &link).unwrap();
     let pid_file = base.join("data/fdfs_trackerd.pid");
@@ -106,11 +119,7 @@ fn background_start_under_the_fastdfs_name_restart_and_stop() {
     let st = Command::new(&link).arg(&conf).status().unwrap();
     assert!(st.success());
     assert!(wait_for_port(addr, Duration::from_secs(10)));
-    let pid1: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid1 = read_pid(&pid_file);
     assert!(pid_alive(pid1));
     assert_ne!(pid1 as u32, std::process::id());
     // restart: a new process on the same port.
@@ -128,11 +137,7 @@ fn background_start_under_the_fastdfs_name_restart_and_stop() {
     }));
     assert!(!pid_alive(pid1));
     assert!(wait_for_port(addr, Duration::from_secs(10)));
-    let pid2: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid2 = read_pid(&pid_file);
     // stop.
     let st = Command::new(&link).arg(&conf).arg("stop").status().unwrap();
     assert!(st.success());
@@ -145,16 +150,14 @@ fn disabled_and_bad_configs_refuse_to_start() {
     let dir = TestDir::new("tr-disabled");
     let ip = Ipv4Addr::new(127, 0, 0, 1);
     let base = dir.join("base");
-    std::fs::create_dir_all(&base).unwrap();
-    let conf = base.join("tracker.conf");
-    write_file(
-        &conf,
-        &TrackerProc::conf_text(ip, free_port(ip), &base, &["disabled = true"]),
+    let conf = write_conf(
+        &base,
+        "tracker.conf",
+        ip,
+        free_port(ip),
+        &["disabled = true"],
     );
-    let out = Command::new(BIN)
-        .args(["tracker", conf.to_str().unwrap(), "--foreground"])
-        .output()
-        .unwrap();
+    let out = fdfs_tracker(&conf, &["--foreground"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("disabled"));
     assert!(!base.join("data/fdfs_trackerd.pid").exists());
@@ -164,21 +167,14 @@ fn disabled_and_bad_configs_refuse_to_start() {
         &conf2,
         &TrackerProc::conf_text(ip, free_port(ip), &dir.join("nope"), &[]),
     );
-    let out = Command::new(BIN)
-        .args(["tracker", conf2.to_str().unwrap(), "start", "-f"])
-        .output()
-        .unwrap();
+    let out = fdfs_tracker(&conf2, &["start", "-f"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("base_path"));
     // Port in use: the error reaches the terminal.
     let busy = std::net::TcpListener::bind((ip, 0)).unwrap();
     let port = busy.local_addr().unwrap().port();
-    let conf3 = base.join("busy.conf");
-    write_file(&conf3, &TrackerProc::conf_text(ip, port, &base, &[]));
-    let out = Command::new(BIN)
-        .args(["tracker", conf3.to_str().unwrap(), "start"])
-        .output()
-        .unwrap();
+    let conf3 = write_conf(&base, "busy.conf", ip, port, &[]);
+    let out = fdfs_tracker(&conf3, &["start"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
 }

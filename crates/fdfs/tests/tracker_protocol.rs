@@ -8,7 +8,7 @@ use fdfs_proto::cmd::tracker as t;
 use fdfs_proto::errno;
 use fdfs_proto::server::{JoinResp, StorageBrief, SyncInfo};
 use fdfs_proto::tracker::{StatBuff, StorageClusterStat, TrackerInfo, VolumeStat};
-use fdfs_testkit::TestDir;
+use fdfs_testkit::{golden_body, TestDir};
 use tracker_common::*;
 
 #[test]
@@ -77,17 +77,12 @@ fn listings_have_upstream_sizes_and_contents() {
         "last_heart_beat_time"
     );
     // One storage by id; unknown id / group → ENOENT.
-    let mut body = group16("group1");
-    body.extend_from_slice(b"127.0.0.12");
+    let body = group_and("group1", b"127.0.0.12");
     let (st, b) = client(tr.addr).call(t::SERVER_LIST_STORAGE, &body).unwrap();
     assert_eq!((st, b.len()), (0, 487));
-    let mut body = group16("group1");
-    body.extend_from_slice(b"127.0.0.99");
+    let body = group_and("group1", b"127.0.0.99");
     assert_eq!(
-        client(tr.addr)
-            .call(t::SERVER_LIST_STORAGE, &body)
-            .unwrap()
-            .0,
+        status(tr.addr, t::SERVER_LIST_STORAGE, &body),
         errno::ENOENT
     );
     assert_eq!(list_storages(tr.addr, "group9").unwrap_err(), errno::ENOENT);
@@ -156,22 +151,10 @@ fn parameters_have_the_golden_keys_in_order() {
     let (st, b) = client(tr.addr).call(t::STORAGE_PARAMETER_REQ, &[]).unwrap();
     assert_eq!(st, 0);
     let ours = fdfs_proto::tracker::decode_params(&b).unwrap();
-    let golden = golden("storage_join_and_heartbeat.jsonl");
-    let line = golden
-        .lines()
-        .find(|l| l.contains("RESP(STORAGE_PARAMETER_REQ)"))
-        .expect("golden PARAMETER_REQ reply");
-    let hex = line
-        .split("\"body_hex\": \"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    let bytes: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect();
+    let bytes = golden_body(
+        "storage_join_and_heartbeat.jsonl",
+        "RESP(STORAGE_PARAMETER_REQ)",
+    );
     let theirs = fdfs_proto::tracker::decode_params(&bytes).unwrap();
     let keys = |v: &[(String, String)]| v.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
     assert_eq!(keys(&ours), keys(&theirs));
@@ -186,10 +169,7 @@ fn parameters_have_the_golden_keys_in_order() {
         .unwrap();
     assert_eq!((st, b), (0, vec![0; 8]));
     assert_eq!(
-        client(tr.addr)
-            .call(t::STORAGE_FETCH_STORAGE_IDS, &[0, 0, 0, 0, 0])
-            .unwrap()
-            .0,
+        status(tr.addr, t::STORAGE_FETCH_STORAGE_IDS, &[0, 0, 0, 0, 0]),
         errno::EOPNOTSUPP
     );
     let mut w = fdfs_testkit::Wire::connect_from([127, 0, 0, 22].into(), tr.addr).unwrap();
@@ -201,8 +181,7 @@ fn parameters_have_the_golden_keys_in_order() {
         (0, b"127.0.0.22".to_vec())
     );
     let _s = SimStorage::active(tr.addr, [127, 0, 0, 22], "group2", &[5000]);
-    let mut body = group16("group2");
-    body.extend_from_slice(b"127.0.0.22:23000");
+    let body = group_and("group2", b"127.0.0.22:23000");
     assert_eq!(
         w.call(t::STORAGE_GET_SERVER_ID, &body).unwrap(),
         (0, b"127.0.0.22".to_vec())
@@ -222,13 +201,9 @@ fn delete_storage_and_the_changelog() {
     let tr = tracker(&dir, &[]);
     let mut a = SimStorage::active(tr.addr, [127, 0, 0, 21], "group2", &[5000]);
     let b = SimStorage::active(tr.addr, [127, 0, 0, 22], "group2", &[5000]);
-    let mut del = group16("group2");
-    del.extend_from_slice(b"127.0.0.22");
+    let del = group_and("group2", b"127.0.0.22");
     assert_eq!(
-        client(tr.addr)
-            .call(t::SERVER_DELETE_STORAGE, &del)
-            .unwrap()
-            .0,
+        status(tr.addr, t::SERVER_DELETE_STORAGE, &del),
         errno::EBUSY
     );
     b.quit();
@@ -245,19 +220,12 @@ fn delete_storage_and_the_changelog() {
         (4, 0, "")
     );
     assert_eq!(
-        client(tr.addr)
-            .call(t::SERVER_DELETE_STORAGE, &del)
-            .unwrap()
-            .0,
+        status(tr.addr, t::SERVER_DELETE_STORAGE, &del),
         errno::EALREADY
     );
-    let mut unknown = group16("group2");
-    unknown.extend_from_slice(b"127.0.0.99");
+    let unknown = group_and("group2", b"127.0.0.99");
     assert_eq!(
-        client(tr.addr)
-            .call(t::SERVER_DELETE_STORAGE, &unknown)
-            .unwrap()
-            .0,
+        status(tr.addr, t::SERVER_DELETE_STORAGE, &unknown),
         errno::ENOENT
     );
     // The other storage learns it through the change flags and the changelog.
@@ -276,26 +244,19 @@ fn delete_storage_and_the_changelog() {
         "nothing new"
     );
     // The pre-JOIN form (group + id) on a plain connection.
-    let mut q = group16("group2");
-    let mut id16 = b"127.0.0.21".to_vec();
-    id16.resize(16, 0);
-    q.extend_from_slice(&id16);
+    let q = group_and("group2", &group16("127.0.0.21"));
     assert_eq!(
         client(tr.addr).call(t::STORAGE_CHANGELOG_REQ, &q).unwrap(),
         (0, vec![])
     );
-    let mut q = group16("group7");
-    q.extend_from_slice(&id16);
+    let q = group_and("group7", &group16("127.0.0.21"));
     assert_eq!(
         client(tr.addr).call(t::STORAGE_CHANGELOG_REQ, &q).unwrap(),
         (0, vec![]),
         "unknown: nothing"
     );
     assert_eq!(
-        client(tr.addr)
-            .call(t::STORAGE_CHANGELOG_REQ, &[])
-            .unwrap()
-            .0,
+        status(tr.addr, t::STORAGE_CHANGELOG_REQ, &[]),
         errno::EACCES
     );
     assert!(
@@ -305,10 +266,7 @@ fn delete_storage_and_the_changelog() {
     );
     // A group with live members cannot be deleted.
     assert_eq!(
-        client(tr.addr)
-            .call(t::SERVER_DELETE_GROUP, &group16("group2"))
-            .unwrap()
-            .0,
+        status(tr.addr, t::SERVER_DELETE_GROUP, &group16("group2")),
         errno::EBUSY
     );
 }
@@ -344,10 +302,7 @@ fn storage_session_and_full_sync_hand_over() {
     assert_eq!(new.call(t::STORAGE_SYNC_DEST_QUERY, &[]), (0, b.clone()));
     assert_eq!(status_of(tr.addr, "group2", "127.0.0.22"), Some(1));
     // The source asks who its new peer syncs from, reports progress.
-    let mut q = group16("group2");
-    let mut id16 = b"127.0.0.22".to_vec();
-    id16.resize(16, 0);
-    q.extend_from_slice(&id16);
+    let q = group_and("group2", &group16("127.0.0.22"));
     assert_eq!(src.call(t::STORAGE_SYNC_SRC_REQ, &q), (0, b.clone()));
     let report = |st: u8| {
         let mut body = group16("group2");

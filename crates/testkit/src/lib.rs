@@ -97,6 +97,57 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// The body of the first message in the golden capture
+/// `testdata/golden/wire/<file>` whose note starts with `note`.
+pub fn golden_body(file: &str, note: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/golden/wire")
+        .join(file);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!("\"note\": \"{note}")))
+        .unwrap_or_else(|| panic!("{note} not in {file}"));
+    let hex = line
+        .split("\"body_hex\": \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// A conf file's `key = value` lines: `fixed`, then `defaults`, where an
+/// `extra` line (`key = value`) replaces the value of the same key or is
+/// appended; then `repeated` (keys that may occur more than once).
+fn conf_text(
+    fixed: &[(&str, String)],
+    defaults: &[(&str, &str)],
+    extra: &[&str],
+    repeated: &[(&str, String)],
+) -> String {
+    let mut kv: Vec<(String, String)> = fixed
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .chain(defaults.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect();
+    for line in extra {
+        if let Some((k, v)) = line.split_once('=') {
+            let (k, v) = (k.trim().to_owned(), v.trim().to_owned());
+            match kv.iter_mut().find(|(kk, _)| *kk == k) {
+                Some(e) => e.1 = v,
+                None => kv.push((k, v)),
+            }
+        }
+    }
+    kv.extend(repeated.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    kv.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
+}
+
 /// Writes `text` to `path`, creating parent folders.
 pub fn write_file(path: impl AsRef<Path>, text: &str) {
     let path = path.as_ref();

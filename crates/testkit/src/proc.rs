@@ -196,26 +196,12 @@ impl TrackerProc {
 
     /// The tracker.conf text [`TrackerProc::start`] writes.
     pub fn conf_text(ip: Ipv4Addr, port: u16, base: &Path, extra: &[&str]) -> String {
-        let mut kv: Vec<(String, String)> = vec![
-            ("bind_addr".into(), ip.to_string()),
-            ("port".into(), port.to_string()),
-            ("base_path".into(), base.display().to_string()),
+        let fixed = [
+            ("bind_addr", ip.to_string()),
+            ("port", port.to_string()),
+            ("base_path", base.display().to_string()),
         ];
-        kv.extend(
-            Self::DEFAULTS
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
-        for line in extra {
-            if let Some((k, v)) = line.split_once('=') {
-                let (k, v) = (k.trim().to_owned(), v.trim().to_owned());
-                match kv.iter_mut().find(|(kk, _)| *kk == k) {
-                    Some(e) => e.1 = v,
-                    None => kv.push((k, v)),
-                }
-            }
-        }
-        kv.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
+        crate::conf_text(&fixed, Self::DEFAULTS, extra, &[])
     }
 
     /// Starts a tracker with an existing conf (no waiting).

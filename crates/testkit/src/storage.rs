@@ -91,34 +91,19 @@ impl StorageProc {
         trackers: &[SocketAddr],
         extra: &[&str],
     ) -> String {
-        let mut kv: Vec<(String, String)> = vec![
-            ("group_name".into(), group.to_owned()),
-            ("bind_addr".into(), ip.to_string()),
-            ("port".into(), port.to_string()),
-            ("base_path".into(), base.display().to_string()),
-            ("store_path0".into(), base.display().to_string()),
+        let fixed = [
+            ("group_name", group.to_owned()),
+            ("bind_addr", ip.to_string()),
+            ("port", port.to_string()),
+            ("base_path", base.display().to_string()),
+            ("store_path0", base.display().to_string()),
         ];
-        kv.extend(
-            Self::DEFAULTS
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
-        for line in extra {
-            if let Some((k, v)) = line.split_once('=') {
-                let (k, v) = (k.trim().to_owned(), v.trim().to_owned());
-                match kv.iter_mut().find(|(kk, _)| *kk == k) {
-                    Some(e) => e.1 = v,
-                    None => kv.push((k, v)),
-                }
-            }
-        }
         // tracker_server is a repeated key: one line per tracker.
-        kv.extend(
-            trackers
-                .iter()
-                .map(|t| ("tracker_server".to_owned(), t.to_string())),
-        );
-        kv.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
+        let trackers: Vec<_> = trackers
+            .iter()
+            .map(|t| ("tracker_server", t.to_string()))
+            .collect();
+        crate::conf_text(&fixed, Self::DEFAULTS, extra, &trackers)
     }
 
     fn wait_ready(&self) {

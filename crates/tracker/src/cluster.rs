@@ -64,7 +64,8 @@ pub struct Storage {
 }
 
 impl Storage {
-    fn new(id: &str, ip: &str, port: u16) -> Storage {
+    /// A server as first seen (INIT, read-write, nothing reported yet).
+    pub(crate) fn new(id: &str, ip: &str, port: u16) -> Storage {
         Storage {
             id: id.to_owned(),
             ip: ip.to_owned(),
@@ -141,7 +142,7 @@ pub struct Group {
 }
 
 impl Group {
-    fn new(name: &str) -> Group {
+    pub(crate) fn new(name: &str) -> Group {
         Group {
             name: name.to_owned(),
             port: 0,
@@ -159,6 +160,29 @@ impl Group {
 
     fn readable(&self) -> Vec<&Storage> {
         self.storages.values().filter(|s| s.readable()).collect()
+    }
+
+    /// Index into [`Group::writable`] (not empty) of the server an upload
+    /// or update goes to by the store_server rule (§8.2): 1 the first by
+    /// id, 2 the lowest upload_priority (the first on ties), else round
+    /// robin.
+    fn pick_writable(&mut self, store_server: u8) -> usize {
+        let w = self.writable();
+        match store_server {
+            1 => 0,
+            2 => {
+                let best = w.iter().map(|s| s.upload_priority).min().unwrap_or(0);
+                w.iter()
+                    .position(|s| s.upload_priority == best)
+                    .unwrap_or(0)
+            }
+            _ => {
+                let n = w.len();
+                let i = self.current_write_server % n;
+                self.current_write_server = (i + 1) % n;
+                i
+            }
+        }
     }
 
     /// Group total/free MB: those of the member with the least free space
@@ -735,13 +759,19 @@ impl Cluster {
         }
     }
 
+    /// §8.5: more than the reserved space is free. A reservation in bytes
+    /// is split into `shares` (one per store path for a path check).
+    fn has_space(&self, total: i64, free: i64, shares: i64) -> bool {
+        match self.settings.reserved {
+            ReservedSpace::Bytes(b) => free > (b / MB) as i64 / shares,
+            ReservedSpace::Ratio(r) => total > 0 && (free as f64 / total as f64) > r,
+        }
+    }
+
     /// §8.5 group check.
     fn group_has_space(&self, g: &Group) -> bool {
         let (total, free) = g.space();
-        match self.settings.reserved {
-            ReservedSpace::Bytes(b) => free > (b / MB) as i64,
-            ReservedSpace::Ratio(r) => total > 0 && (free as f64 / total as f64) > r,
-        }
+        self.has_space(total, free, 1)
     }
 
     /// §8.5 path check.
@@ -749,12 +779,7 @@ impl Cluster {
         let Some(&(total, free)) = s.paths.get(path) else {
             return false;
         };
-        match self.settings.reserved {
-            ReservedSpace::Bytes(b) => {
-                free > (b / MB) as i64 / i64::from(s.store_path_count.max(1))
-            }
-            ReservedSpace::Ratio(r) => total > 0 && (free as f64 / total as f64) > r,
-        }
+        self.has_space(total, free, i64::from(s.store_path_count.max(1)))
     }
 
     /// Picks the group for an upload without a group name (§8.1).
@@ -824,20 +849,7 @@ impl Cluster {
         let store_server = self.settings.store_server;
         let g = self.groups.get_mut(&gname).expect("group picked above");
         let writable: Vec<String> = g.writable().iter().map(|s| s.id.clone()).collect();
-        let chosen = match store_server {
-            1 => writable[0].clone(),
-            2 => g
-                .writable()
-                .iter()
-                .min_by_key(|s| s.upload_priority)
-                .map(|s| s.id.clone())
-                .expect("non-empty"),
-            _ => {
-                let i = g.current_write_server % writable.len();
-                g.current_write_server = (i + 1) % writable.len();
-                writable[i].clone()
-            }
-        };
+        let chosen = writable[g.pick_writable(store_server)].clone();
         // 106/107 compute the path against the first server of the list.
         let path_server = if all {
             writable[0].clone()
@@ -998,23 +1010,8 @@ impl Cluster {
         }
         let store_server = self.settings.store_server;
         let g = self.group_mut(group)?;
-        let w: Vec<ServerAddr> = g.writable().iter().map(|s| s.addr()).collect();
-        let pick = match store_server {
-            1 => 0,
-            2 => {
-                let ws = g.writable();
-                let best = ws.iter().map(|s| s.upload_priority).min().unwrap_or(0);
-                ws.iter()
-                    .position(|s| s.upload_priority == best)
-                    .unwrap_or(0)
-            }
-            _ => {
-                let i = g.current_write_server % w.len();
-                g.current_write_server = (i + 1) % w.len();
-                i
-            }
-        };
-        Ok(w[pick].clone())
+        let i = g.pick_writable(store_server);
+        Ok(g.writable()[i].addr())
     }
 
     // ----- listings (§3.3) -----

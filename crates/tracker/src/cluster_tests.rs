@@ -828,34 +828,11 @@ fn persisted_state_round_trips_and_loads_offline() {
     assert!(e.to_string().contains("unknown group"), "{e}");
 }
 
-/// The body of the first reply in a golden capture whose note starts with
-/// `prefix`.
-fn golden_body(file: &str, prefix: &str) -> Vec<u8> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/golden/wire")
-        .join(file);
-    let text = std::fs::read_to_string(&p).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.contains(&format!("\"note\": \"{prefix}")))
-        .unwrap_or_else(|| panic!("{prefix} not in {file}"));
-    let hex = line
-        .split("\"body_hex\": \"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 #[test]
 fn listings_reproduce_the_golden_bytes() {
-    let groups = golden_body("list_groups_storages.jsonl", "RESP(SERVER_LIST_ALL_GROUPS)");
-    let storages = golden_body(
+    let groups =
+        fdfs_testkit::golden_body("list_groups_storages.jsonl", "RESP(SERVER_LIST_ALL_GROUPS)");
+    let storages = fdfs_testkit::golden_body(
         "list_groups_storages.jsonl",
         "RESP(SERVER_LIST_STORAGE): 1 x",
     );

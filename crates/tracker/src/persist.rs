@@ -59,7 +59,6 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use fdfs_proto::tracker::StatBuff;
 use thiserror::Error;
 
 use crate::cluster::{Cluster, Group, Storage};
@@ -184,9 +183,17 @@ pub fn parse(text: &str, settings: Settings, path: &Path) -> Result<Cluster, Per
             let prev = std::mem::replace(
                 &mut cur,
                 if line == "[group]" {
-                    Rec::Group(empty_group())
+                    Rec::Group(Group::new(""))
                 } else {
-                    Rec::Storage(String::new(), Box::new(empty_storage()))
+                    Rec::Storage(
+                        String::new(),
+                        // A record without `status` is a server nobody is
+                        // connected to.
+                        Box::new(Storage {
+                            status: fdfs_proto::server::status::OFFLINE,
+                            ..Storage::new("", "", 0)
+                        }),
+                    )
                 },
             );
             finish(&mut c, prev, n)?;
@@ -272,43 +279,6 @@ pub fn parse(text: &str, settings: Settings, path: &Path) -> Result<Cluster, Per
 
 fn split_list(v: &str) -> impl Iterator<Item = &str> {
     v.split(',').map(str::trim).filter(|p| !p.is_empty())
-}
-
-fn empty_group() -> Group {
-    Group {
-        name: String::new(),
-        port: 0,
-        store_path_count: 0,
-        subdir_count: 0,
-        storages: Default::default(),
-        current_write_server: 0,
-        current_read_server: 0,
-    }
-}
-
-fn empty_storage() -> Storage {
-    Storage {
-        id: String::new(),
-        ip: String::new(),
-        port: 0,
-        status: fdfs_proto::server::status::OFFLINE,
-        rw_mode: 6,
-        join_time: 0,
-        up_time: 0,
-        version: String::new(),
-        store_path_count: 0,
-        subdir_count: 0,
-        upload_priority: 0,
-        paths: Vec::new(),
-        current_write_path: 0,
-        last_heartbeat: 0,
-        stat: StatBuff::default(),
-        sync_src_id: String::new(),
-        sync_until: 0,
-        synced: Default::default(),
-        changelog_offset: 0,
-        needs_group_list: true,
-    }
 }
 
 /// Writes `bytes` to `path` atomically and durably.

@@ -611,9 +611,10 @@ impl Tracker {
 fn log_close(peer: SocketAddr, e: &ConnError, what: &str) {
     match e {
         ConnError::Closed | ConnError::Shutdown => debug!(%peer, "connection closed ({e})"),
-        ConnError::Timeout(_) => info!(%peer, "closing connection: {e} while {what}"),
+        ConnError::Timeout(_) | ConnError::Io(_) => {
+            info!(%peer, "closing connection: {e} while {what}")
+        }
         ConnError::Decode(_) => warn!(%peer, "closing connection without reply: {e}"),
-        ConnError::Io(_) => info!(%peer, "closing connection: {e} while {what}"),
     }
 }
 

@@ -18,28 +18,14 @@ pub struct Args {
 pub async fn run(a: Args) -> anyhow::Result<()> {
     let client = super::load_client(&a.conf)?;
     let path = &a.local_file;
-    let mut f = tokio::fs::File::open(path)
-        .await
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    let size = f
-        .metadata()
-        .await
-        .with_context(|| format!("cannot stat {}", path.display()))?
-        .len();
-    let r = match super::progress(size, "appending") {
-        Some(bar) => {
-            let mut src = bar.wrap_async_read(f);
-            let r = client
-                .append_reader(&a.appender_file_id, &mut src, size)
-                .await;
-            bar.finish_and_clear();
-            r
-        }
-        None => {
-            client
-                .append_reader(&a.appender_file_id, &mut f, size)
-                .await
-        }
-    };
+    let (f, meta) = super::open_local(path).await?;
+    let size = meta.len();
+    let (mut src, bar) = super::progress_reader(f, size, "appending");
+    let r = client
+        .append_reader(&a.appender_file_id, &mut src, size)
+        .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     r.with_context(|| format!("appending {} to {}", path.display(), a.appender_file_id))
 }

@@ -265,6 +265,34 @@ pub(crate) fn progress(size: u64, what: &str) -> Option<ProgressBar> {
     Some(bar)
 }
 
+/// Opens a local file to send: the handle and its metadata.
+pub(crate) async fn open_local(
+    path: &Path,
+) -> anyhow::Result<(tokio::fs::File, std::fs::Metadata)> {
+    let f = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let meta = f
+        .metadata()
+        .await
+        .with_context(|| format!("cannot stat {}", path.display()))?;
+    Ok((f, meta))
+}
+
+/// `f` (of `size` bytes) as a reader that moves a progress bar when the
+/// file is large and someone is watching ([`progress`]); finish the bar,
+/// if any, when the transfer ends.
+pub(crate) fn progress_reader(
+    f: tokio::fs::File,
+    size: u64,
+    what: &str,
+) -> (Box<dyn tokio::io::AsyncRead + Unpin>, Option<ProgressBar>) {
+    match progress(size, what) {
+        Some(bar) => (Box::new(bar.wrap_async_read(f)), Some(bar)),
+        None => (Box::new(f), None),
+    }
+}
+
 /// `YYYY-MM-DD HH:MM:SS` in the local time zone, as upstream tools print.
 pub(crate) fn format_local_time(ts: i64) -> String {
     let t = ts as libc::time_t;

@@ -33,13 +33,7 @@ pub(crate) async fn upload(
     path: &Path,
     opts: UploadOptions,
 ) -> anyhow::Result<String> {
-    let mut f = tokio::fs::File::open(path)
-        .await
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    let meta = f
-        .metadata()
-        .await
-        .with_context(|| format!("cannot stat {}", path.display()))?;
+    let (f, meta) = super::open_local(path).await?;
     if !meta.is_file() {
         return Err(super::invalid(format!(
             "{} is not a regular file",
@@ -49,15 +43,11 @@ pub(crate) async fn upload(
     let size = meta.len();
     let mut opts = opts;
     opts.ext = ext_of_path(path);
-    let id = match super::progress(size, "uploading") {
-        Some(bar) => {
-            let mut src = bar.wrap_async_read(f);
-            let r = client.upload_reader(&mut src, size, &opts).await;
-            bar.finish_and_clear();
-            r
-        }
-        None => client.upload_reader(&mut f, size, &opts).await,
-    };
+    let (mut src, bar) = super::progress_reader(f, size, "uploading");
+    let id = client.upload_reader(&mut src, size, &opts).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     let id = id.with_context(|| format!("uploading {}", path.display()))?;
     Ok(id.to_string())
 }

@@ -7,21 +7,19 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fdfs_proto::{cmd, Header, HEADER_LEN};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fdfs");
 
-pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + timeout;
-    while Instant::now() < end {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out waiting for {what}");
+/// Polls `f` (testkit's [`fdfs_testkit::wait_until`]); panics when it is
+/// not true within `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, f: impl FnMut() -> bool) {
+    assert!(
+        fdfs_testkit::wait_until(timeout, f),
+        "timed out waiting for {what}"
+    );
 }
 
 pub use fdfs_testkit::storage::StorageProc;
@@ -40,8 +38,15 @@ pub struct StorageOpts<'a> {
 
 impl Default for StorageOpts<'_> {
     fn default() -> Self {
+        StorageOpts::on(Ipv4Addr::LOCALHOST)
+    }
+}
+
+impl StorageOpts<'_> {
+    /// A storage on `ip` with no extra conf lines or environment.
+    pub fn on(ip: impl Into<Ipv4Addr>) -> Self {
         StorageOpts {
-            ip: Ipv4Addr::LOCALHOST,
+            ip: ip.into(),
             extra: vec![],
             env: vec![],
         }
@@ -54,6 +59,19 @@ pub fn start_storage(dir: &Path, tracker: &TrackerProc, o: StorageOpts<'_>) -> S
     let mut extra = vec!["network_timeout = 2"];
     extra.extend(o.extra);
     StorageProc::start_env(BIN, dir, o.ip, "group1", &[tracker.addr], &extra, &o.env)
+}
+
+/// A fresh temporary folder with a tracker (testkit's defaults plus
+/// `tracker_extra`) and a storage reporting to it. Keep the folder bound
+/// (`let (_dir, ..)`) for as long as the processes run.
+pub fn start_cluster(
+    tracker_extra: &[&str],
+    o: StorageOpts<'_>,
+) -> (tempfile::TempDir, TrackerProc, StorageProc) {
+    let dir = tempfile::tempdir().unwrap();
+    let tracker = start_tracker(dir.path(), tracker_extra);
+    let storage = start_storage(dir.path(), &tracker, o);
+    (dir, tracker, storage)
 }
 
 /// Everything the storage logged so far.
@@ -126,16 +144,27 @@ pub fn group16(g: &str) -> Vec<u8> {
     v
 }
 
-pub fn upload_body(path: i8, data: &[u8], ext: &str) -> Vec<u8> {
+/// The fixed head of an upload body announcing `size` bytes of content.
+pub fn upload_head(path: i8, size: u64, ext: &str) -> Vec<u8> {
     let mut b = Vec::new();
     fdfs_proto::storage::UploadHead {
         store_path_index: path,
-        file_size: data.len() as u64,
+        file_size: size,
         ext: ext.into(),
     }
     .encode(&mut b);
+    b
+}
+
+pub fn upload_body(path: i8, data: &[u8], ext: &str) -> Vec<u8> {
+    let mut b = upload_head(path, data.len() as u64, ext);
     b.extend_from_slice(data);
     b
+}
+
+/// The logic filename in a file id reply (group16 + name).
+pub fn reply_name(reply: &[u8]) -> String {
+    String::from_utf8(reply[16..].to_vec()).unwrap()
 }
 
 /// Uploads; returns the logic filename (without group) or the status.
@@ -145,7 +174,7 @@ pub fn upload(c: &mut Client, code: u8, data: &[u8], ext: &str) -> Result<String
         return Err(st);
     }
     assert_eq!(&b[..16], &group16("group1")[..]);
-    Ok(String::from_utf8(b[16..].to_vec()).unwrap())
+    Ok(reply_name(&b))
 }
 
 pub fn name_body(name: &str) -> Vec<u8> {
@@ -183,6 +212,16 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// The storage's binlog so far (`data/sync/binlog.000`).
+pub fn binlog(s: &StorageProc) -> String {
+    std::fs::read_to_string(s.base.join("data/sync/binlog.000")).unwrap()
+}
+
+/// True when no temporary (partial) file is left in `data/.tmp`.
+pub fn no_temp_files(s: &StorageProc) -> bool {
+    files_under(&s.base.join("data/.tmp")).is_empty()
 }
 
 /// Data files in the store (under data/HH/HH), excluding metadata sidecars.

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::Duration;
 
 use fdfs_proto::cmd::tracker as t;
@@ -25,13 +24,17 @@ pub fn group16(g: &str) -> Vec<u8> {
     b
 }
 
+/// A group name (16 bytes) followed by `rest` (an id, a file name...).
+pub fn group_and(g: &str, rest: &[u8]) -> Vec<u8> {
+    let mut b = group16(g);
+    b.extend_from_slice(rest);
+    b
+}
+
 /// A storage server as the tracker sees it: one long-lived connection
 /// from its own loopback address.
 pub struct SimStorage {
     pub ip: Ipv4Addr,
-    pub group: String,
-    pub port: u16,
-    pub paths: u32,
     pub wire: Wire,
 }
 
@@ -58,13 +61,7 @@ impl SimStorage {
     ) -> Result<(SimStorage, JoinResp), u8> {
         let ip = Ipv4Addr::from(ip);
         let wire = Wire::connect_from(ip, tracker).expect("connect to the tracker");
-        let mut s = SimStorage {
-            ip,
-            group: group.into(),
-            port,
-            paths,
-            wire,
-        };
+        let mut s = SimStorage { ip, wire };
         let req = JoinReq {
             group: GroupName::new(group).unwrap(),
             storage_port: port,
@@ -87,10 +84,6 @@ impl SimStorage {
             return Err(st);
         }
         Ok((s, JoinResp::decode(&b).unwrap()))
-    }
-
-    pub fn id(&self) -> String {
-        self.ip.to_string()
     }
 
     pub fn call(&mut self, cmd: u8, body: &[u8]) -> (u8, Vec<u8>) {
@@ -158,28 +151,35 @@ pub fn client(addr: SocketAddr) -> Wire {
     Wire::connect(addr).expect("connect to the tracker")
 }
 
-pub fn store_one(addr: SocketAddr, group: Option<&str>) -> Result<StoreResp, u8> {
-    let mut w = client(addr);
-    let (st, b) = match group {
-        Some(g) => w.call(t::QUERY_STORE_WITH_GROUP_ONE, &group16(g)).unwrap(),
-        None => w.call(t::QUERY_STORE_WITHOUT_GROUP_ONE, &[]).unwrap(),
-    };
-    if st != 0 {
-        return Err(st);
+/// One request on a new connection: the reply body, or the status.
+pub fn call_ok(addr: SocketAddr, cmd: u8, body: &[u8]) -> Result<Vec<u8>, u8> {
+    match client(addr).call(cmd, body).unwrap() {
+        (0, b) => Ok(b),
+        (st, _) => Err(st),
     }
+}
+
+/// The status of one request on a new connection.
+pub fn status(addr: SocketAddr, cmd: u8, body: &[u8]) -> u8 {
+    client(addr).call(cmd, body).unwrap().0
+}
+
+/// 101 / 104 (`group`): where to upload one file.
+pub fn store_one(addr: SocketAddr, group: Option<&str>) -> Result<StoreResp, u8> {
+    let b = match group {
+        Some(g) => call_ok(addr, t::QUERY_STORE_WITH_GROUP_ONE, &group16(g))?,
+        None => call_ok(addr, t::QUERY_STORE_WITHOUT_GROUP_ONE, &[])?,
+    };
     assert_eq!(b.len(), 40, "store reply with 15-byte IP");
     Ok(StoreResp::decode(&b).unwrap())
 }
 
+/// 106 / 107 (`group`): every writable server.
 pub fn store_all(addr: SocketAddr, group: Option<&str>) -> Result<StoreAllResp, u8> {
-    let mut w = client(addr);
-    let (st, b) = match group {
-        Some(g) => w.call(t::QUERY_STORE_WITH_GROUP_ALL, &group16(g)).unwrap(),
-        None => w.call(t::QUERY_STORE_WITHOUT_GROUP_ALL, &[]).unwrap(),
+    let b = match group {
+        Some(g) => call_ok(addr, t::QUERY_STORE_WITH_GROUP_ALL, &group16(g))?,
+        None => call_ok(addr, t::QUERY_STORE_WITHOUT_GROUP_ALL, &[])?,
     };
-    if st != 0 {
-        return Err(st);
-    }
     Ok(StoreAllResp::decode(&b).unwrap())
 }
 
@@ -196,12 +196,7 @@ pub fn file_name(src: [u8; 4], ts: u32, appender: bool) -> LogicName {
 
 /// 102 / 103 / 105 for `name` in `group`: the server IPs, or the status.
 pub fn fetch(addr: SocketAddr, cmd: u8, group: &str, name: &LogicName) -> Result<Vec<String>, u8> {
-    let mut body = group16(group);
-    body.extend_from_slice(name.to_string().as_bytes());
-    let (st, b) = client(addr).call(cmd, &body).unwrap();
-    if st != 0 {
-        return Err(st);
-    }
+    let b = call_ok(addr, cmd, &group_and(group, name.to_string().as_bytes()))?;
     let r = FetchResp::decode(&b).unwrap();
     assert_eq!(r.group.as_str(), group);
     Ok(r.servers.into_iter().map(|s| s.ip).collect())
@@ -215,12 +210,7 @@ pub fn list_groups(addr: SocketAddr) -> Vec<GroupStat> {
 }
 
 pub fn list_storages(addr: SocketAddr, group: &str) -> Result<Vec<StorageStat>, u8> {
-    let (st, b) = client(addr)
-        .call(t::SERVER_LIST_STORAGE, &group16(group))
-        .unwrap();
-    if st != 0 {
-        return Err(st);
-    }
+    let b = call_ok(addr, t::SERVER_LIST_STORAGE, &group16(group))?;
     assert_eq!(b.len() % 487, 0);
     Ok(StorageStat::decode_list(&b).unwrap())
 }
@@ -238,11 +228,4 @@ pub fn now() -> u32 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as u32
-}
-
-pub fn golden(name: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata/golden/wire")
-        .join(name);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
