@@ -26,6 +26,8 @@ use fdfs_proto::{FileKind, IpSize, LogicName, ServerAddr, SourceServer};
 use crate::error::TrackerError;
 use crate::settings::{Settings, MB};
 
+/// Index of `last_synced_timestamp` in [`StatBuff::counters`].
+const STAT_LAST_SYNCED: usize = 40;
 /// Index of `last_heart_beat_time` in [`StatBuff::counters`].
 const STAT_LAST_HEART_BEAT: usize = 41;
 
@@ -901,6 +903,8 @@ impl Cluster {
         let vals = s
             .synced
             .iter()
+            // A report also names the reporter itself, with 0 (golden §12.7).
+            .filter(|(peer, _)| **peer != s.id)
             .filter(|(peer, _)| g.storages.get(*peer).is_some_and(|p| p.is_active()))
             .map(|(_, ts)| i64::from(*ts));
         let v = if self.settings.store_server == 0 {
@@ -1054,6 +1058,22 @@ impl Cluster {
         let one = |s: &Storage| {
             let mut stat = s.stat.clone();
             stat.counters[STAT_LAST_HEART_BEAT] = s.last_heartbeat;
+            // What the server reported receiving from its peers, at the
+            // least (offline peers included), as upstream's monitor shows it.
+            if let Some(ts) = s
+                .synced
+                .iter()
+                .filter(|(peer, _)| **peer != s.id)
+                .filter(|(peer, _)| {
+                    g.storages
+                        .get(*peer)
+                        .is_some_and(|p| p.status != status::DELETED)
+                })
+                .map(|(_, ts)| i64::from(*ts))
+                .min()
+            {
+                stat.counters[STAT_LAST_SYNCED] = ts;
+            }
             StorageStat {
                 status: s.status,
                 rw_mode: s.rw_mode,

@@ -620,6 +620,9 @@ fn download_routing_follows_sync_progress() {
         ],
     };
     c.sync_report("g1", "127.0.0.12", &report).unwrap();
+    // The listing shows what 12 received (its own 0 entry does not count).
+    let listed = c.storage_stats("g1", Some("127.0.0.12")).unwrap();
+    assert_eq!(listed[0].stat.get("last_synced_timestamp"), T0 + 6);
     let mut seen: Vec<String> = (0..4)
         .map(|_| {
             c.query_fetch("g1", &file, false, now).unwrap()[0]

@@ -162,6 +162,30 @@ fn print_storage(o: &mut String, i: usize, s: &StorageStat) {
     }
 }
 
+/// How far `s` has received each peer's changes. The tracker knows, for
+/// each server, the source time up to which it has received its peers'
+/// changes (the §8.4 aggregate, a lower bound for every peer) and, from
+/// each peer's beat, when that peer last changed a file itself: a peer whose
+/// last change is older than what `s` has received is caught up.
+fn print_sync_progress(o: &mut String, s: &StorageStat, group: &[StorageStat]) {
+    let synced = s.stat.get("last_synced_timestamp");
+    for peer in group.iter().filter(|p| p.id != s.id) {
+        let changed = peer.stat.get("last_source_update");
+        let state = if changed <= 0 || synced >= changed {
+            "caught up".to_owned()
+        } else if synced <= 0 {
+            format!("nothing received yet; last change there {}", time(changed))
+        } else {
+            format!(
+                "{} s behind; last change there {}",
+                changed - synced,
+                time(changed)
+            )
+        };
+        out!(o, "\t\tsync from {} ({}) = {state}", peer.id, peer.ip_addr);
+    }
+}
+
 async fn list(o: &mut String, client: &Client, group: Option<&str>) -> anyhow::Result<()> {
     let groups = match group {
         Some(g) => vec![client
@@ -179,6 +203,7 @@ async fn list(o: &mut String, client: &Client, group: Option<&str>) -> anyhow::R
             .with_context(|| format!("listing the storage servers of {}", g.group_name))?;
         for (j, s) in storages.iter().enumerate() {
             print_storage(o, j, s);
+            print_sync_progress(o, s, &storages);
         }
     }
     Ok(())
@@ -256,5 +281,46 @@ mod tests {
         assert!(parse_action(&v("delete group1")).is_err());
         assert_eq!(parse_tracker("127.0.0.1").unwrap().port(), 22122);
         assert_eq!(parse_tracker("127.0.0.1:9").unwrap().port(), 9);
+    }
+
+    #[test]
+    fn sync_progress_compares_received_with_each_peers_last_change() {
+        let server = |id: &str, synced: i64, changed: i64| {
+            let mut s = StorageStat {
+                id: id.into(),
+                ip_addr: id.into(),
+                ..Default::default()
+            };
+            s.stat.counters[StatBuff::index("last_synced_timestamp").unwrap()] = synced;
+            s.stat.counters[StatBuff::index("last_source_update").unwrap()] = changed;
+            s
+        };
+        let group = [
+            server("127.0.0.11", 1_700_000_100, 1_700_000_050),
+            server("127.0.0.12", 1_700_000_000, 1_700_000_000),
+            server("127.0.0.13", 0, 0),
+        ];
+        let mut o = String::new();
+        print_sync_progress(&mut o, &group[1], &group);
+        assert!(
+            o.contains("sync from 127.0.0.11 (127.0.0.11) = 50 s behind"),
+            "{o}"
+        );
+        assert!(
+            o.contains("sync from 127.0.0.13 (127.0.0.13) = caught up"),
+            "{o}"
+        );
+        let mut o = String::new();
+        print_sync_progress(&mut o, &group[0], &group);
+        assert!(
+            o.contains("sync from 127.0.0.12 (127.0.0.12) = caught up"),
+            "{o}"
+        );
+        let mut o = String::new();
+        print_sync_progress(&mut o, &group[2], &group);
+        assert!(
+            o.contains("sync from 127.0.0.11 (127.0.0.11) = nothing received yet"),
+            "{o}"
+        );
     }
 }
