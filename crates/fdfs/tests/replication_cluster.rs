@@ -28,6 +28,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_fdfs");
 /// Files written while a peer is down (the issue asks for 1,000; the
 /// count is a constant so a longer run can raise it).
 const FILES_WHILE_DOWN: usize = 1000;
+/// Files a group holds when a new server joins it.
+const FILES_BEFORE_NEW_SERVER: usize = 1000;
 
 /// Storage settings for these tests: fast beats, quick retries.
 const STORAGE_EXTRA: &[&str] = &["sync_wait_msec = 50", "write_mark_file_freq = 10"];
@@ -431,7 +433,7 @@ fn a_new_server_catches_up_from_its_source_and_turns_active() {
     c.wait_status(&a, status::ACTIVE, 20);
     c.wait_status(&b, status::ACTIVE, 20);
     let mut files = Vec::new();
-    for i in 0..20 {
+    for i in 0..FILES_BEFORE_NEW_SERVER {
         let s = if i % 2 == 0 { &a } else { &b };
         let data = content(i);
         files.push((upload(s, &data, "dat"), data));
