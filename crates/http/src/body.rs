@@ -3,20 +3,20 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Frame, SizeHint};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 
 /// Every response body of this crate.
 pub type Body = UnsyncBoxBody<Bytes, io::Error>;
 
-/// Read size for file bodies.
-pub const CHUNK: usize = 64 * 1024;
+/// Read size for file bodies (one trip to the blocking pool each).
+pub const CHUNK: usize = 256 * 1024;
 
 pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into())
@@ -81,8 +81,58 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
-/// Streams `segments` (literal bytes and ranges of `file`) as a body.
-pub fn file_body(file: tokio::fs::File, segments: Vec<Segment>) -> Body {
+/// Where a response's bytes come from.
+#[derive(Debug)]
+pub enum Content {
+    /// An open file whose content starts at `base` (non-zero inside trunk
+    /// files and cache entries).
+    File { file: std::fs::File, base: u64 },
+    /// The whole content, read right when the file was opened (see
+    /// [`SMALL_FILE`]).
+    Memory(Bytes),
+}
+
+/// Files up to this size are read whole when opened and answered from
+/// memory: no producer task, no channel, no trip to the blocking pool per
+/// read (those hand-offs were most of a small request's cost).
+pub const SMALL_FILE: u64 = 64 * 1024;
+
+/// Streams `segments` (literal bytes and ranges of the content, offsets
+/// relative to its start) as a body.
+pub fn content_body(content: Content, segments: Vec<Segment>) -> Body {
+    match content {
+        Content::File { file, base } => file_body(file, base, segments),
+        Content::Memory(all) => {
+            let mut parts = segments.into_iter().map(|s| match s {
+                Segment::Bytes(b) => b,
+                Segment::File { offset, len } => {
+                    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(all.len());
+                    let end = usize::try_from(offset.saturating_add(len))
+                        .unwrap_or(usize::MAX)
+                        .min(all.len());
+                    all.slice(start..end)
+                }
+            });
+            match (parts.next(), parts.next()) {
+                (None, _) => empty(),
+                (Some(one), None) => full(one),
+                (Some(a), Some(b)) => {
+                    // multipart/byteranges of a small file: one buffer.
+                    let mut v = Vec::with_capacity(a.len() + b.len());
+                    v.extend_from_slice(&a);
+                    v.extend_from_slice(&b);
+                    parts.for_each(|p| v.extend_from_slice(&p));
+                    full(v)
+                }
+            }
+        }
+    }
+}
+
+/// Streams `segments` (literal bytes and ranges of `file` from `base`) as a
+/// body, reading [`CHUNK`] bytes per trip to the blocking pool (positioned
+/// reads: no shared cursor) into buffers reused within the download.
+pub fn file_body(file: std::fs::File, base: u64, segments: Vec<Segment>) -> Body {
     let total: u64 = segments
         .iter()
         .map(|s| match s {
@@ -90,16 +140,64 @@ pub fn file_body(file: tokio::fs::File, segments: Vec<Segment>) -> Body {
             Segment::File { len, .. } => *len,
         })
         .sum();
-    let (tx, rx) = mpsc::channel(4);
-    tokio::spawn(produce(file, segments, tx));
+    // Two chunks read ahead while hyper writes: the socket stays busy.
+    let (tx, rx) = mpsc::channel(2);
+    tokio::spawn(produce(Arc::new(file), base, segments, tx));
     ChannelBody::new(rx, Some(total)).boxed_unsync()
 }
 
+/// Chunk buffers of one download, reused once hyper has written them:
+/// fresh memory for every chunk cost page faults and `madvise` calls that
+/// together took more CPU than copying the data.
+type Pool = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// Buffers a pool keeps (about what is in flight: read ahead + writing).
+const POOL_MAX: usize = 4;
+
+/// A chunk handed to hyper; its buffer goes back to the pool on drop.
+struct Pooled {
+    buf: Vec<u8>,
+    len: usize,
+    pool: Pool,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.pool.lock() {
+            if p.len() < POOL_MAX {
+                p.push(std::mem::take(&mut self.buf));
+            }
+        }
+    }
+}
+
+/// Fills `buf` from `pos`; `UnexpectedEof` if the file is shorter (it
+/// shrank under us: the client must see a cut transfer, not a short
+/// "complete" one).
+fn read_chunk(file: &std::fs::File, pos: u64, buf: &mut [u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(buf, pos).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            io::Error::new(io::ErrorKind::UnexpectedEof, "file shorter than announced")
+        } else {
+            e
+        }
+    })
+}
+
 async fn produce(
-    mut file: tokio::fs::File,
+    file: Arc<std::fs::File>,
+    base: u64,
     segments: Vec<Segment>,
     tx: mpsc::Sender<io::Result<Bytes>>,
 ) {
+    let pool = Pool::default();
     for seg in segments {
         match seg {
             Segment::Bytes(b) => {
@@ -108,36 +206,31 @@ async fn produce(
                 }
             }
             Segment::File { offset, len } => {
-                if let Err(e) = file.seek(io::SeekFrom::Start(offset)).await {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-                let mut left = len;
-                while left > 0 {
-                    let want = left.min(CHUNK as u64) as usize;
-                    let mut buf = vec![0u8; want];
-                    let n = match file.read(&mut buf).await {
-                        Ok(0) => {
-                            // The file shrank under us: end the body with an
-                            // error so the client sees a cut transfer, not a
-                            // short "complete" one.
-                            let _ = tx
-                                .send(Err(io::Error::new(
-                                    io::ErrorKind::UnexpectedEof,
-                                    "file shorter than announced",
-                                )))
-                                .await;
-                            return;
-                        }
-                        Ok(n) => n,
-                        Err(e) => {
-                            let _ = tx.send(Err(e)).await;
-                            return;
-                        }
-                    };
-                    buf.truncate(n);
-                    left -= n as u64;
-                    if tx.send(Ok(Bytes::from(buf))).await.is_err() {
+                let mut pos = base + offset;
+                let end = pos + len;
+                while pos < end {
+                    let want = (end - pos).min(CHUNK as u64) as usize;
+                    let recycled = pool.lock().ok().and_then(|mut p| p.pop());
+                    let mut buf = recycled.unwrap_or_default();
+                    if buf.len() < want {
+                        buf.resize(want, 0);
+                    }
+                    let f = file.clone();
+                    let read = tokio::task::spawn_blocking(move || {
+                        read_chunk(&f, pos, &mut buf[..want]).map(|()| buf)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(io::Error::other(e)));
+                    let chunk = read.map(|buf| {
+                        Bytes::from_owner(Pooled {
+                            buf,
+                            len: want,
+                            pool: pool.clone(),
+                        })
+                    });
+                    let failed = chunk.is_err();
+                    pos += want as u64;
+                    if tx.send(chunk).await.is_err() || failed {
                         return;
                     }
                 }

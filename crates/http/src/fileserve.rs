@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
-use crate::body::{self, Body, Segment};
+use crate::body::{self, Body, Content, Segment};
 use crate::range::{parse_range, RangeRequest};
 
 /// What the response says about the file.
@@ -39,13 +39,12 @@ pub struct ServeOpts {
     pub download_name: Option<String>,
 }
 
-/// Builds the response for `file`, whose content starts at `base_offset`
-/// (non-zero inside trunk files and cache entries).
+/// Builds the response for `content` (an open file or the bytes already
+/// read, see [`body::Content`]).
 pub fn respond(
     req: &HeaderMap,
     meta: &FileMeta,
-    file: tokio::fs::File,
-    base_offset: u64,
+    content: Content,
     opts: &ServeOpts,
 ) -> Response<Body> {
     let etag = meta.etag();
@@ -73,10 +72,7 @@ pub fn respond(
         RangeRequest::Full => {
             builder = builder.status(StatusCode::OK);
             len = meta.size;
-            segments.push(Segment::File {
-                offset: base_offset,
-                len,
-            });
+            segments.push(Segment::File { offset: 0, len });
         }
         RangeRequest::Unsatisfiable => return unsatisfiable(meta.size),
         RangeRequest::Ranges(ranges) if ranges.len() == 1 => {
@@ -87,7 +83,7 @@ pub fn respond(
             );
             len = r.len();
             segments.push(Segment::File {
-                offset: base_offset + r.start,
+                offset: r.start,
                 len,
             });
         }
@@ -111,7 +107,7 @@ pub fn respond(
                 len += head.len() as u64 + r.len();
                 segments.push(Segment::Bytes(Bytes::from(head)));
                 segments.push(Segment::File {
-                    offset: base_offset + r.start,
+                    offset: r.start,
                     len: r.len(),
                 });
             }
@@ -125,7 +121,7 @@ pub fn respond(
     let body = if opts.head {
         body::empty()
     } else {
-        body::file_body(file, segments)
+        body::content_body(content, segments)
     };
     let mut r = builder.body(body).expect("valid response parts");
     let h = r.headers_mut();

@@ -96,6 +96,17 @@ pub async fn serve(
     Ok(())
 }
 
+/// Length of the request target as sent (`uri.to_string().len()` without
+/// building the string on every request).
+fn uri_len(u: &http::Uri) -> usize {
+    let pq = u.path_and_query().map_or(0, |p| p.as_str().len());
+    match (u.scheme_str(), u.authority()) {
+        (Some(s), Some(a)) => s.len() + 3 + a.as_str().len() + pq,
+        (None, Some(a)) => a.as_str().len() + pq,
+        _ => pq,
+    }
+}
+
 async fn serve_conn(
     stream: tokio::net::TcpStream,
     info: ConnInfo,
@@ -107,7 +118,7 @@ async fn serve_conn(
     let svc = service_fn(move |req: Request<Incoming>| {
         let handler = handler.clone();
         async move {
-            if req.uri().to_string().len() > MAX_URI_LEN {
+            if uri_len(req.uri()) > MAX_URI_LEN {
                 tracing::info!(peer = %info.peer, "request target too long");
                 return Ok::<_, std::convert::Infallible>(text(
                     StatusCode::URI_TOO_LONG,
@@ -138,6 +149,26 @@ async fn serve_conn(
                 stopping = true;
                 conn.as_mut().graceful_shutdown();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uri_len;
+
+    #[test]
+    fn uri_len_is_the_length_of_the_target() {
+        for t in [
+            "/group1/M00/00/00/a.jpg",
+            "/group1/M00/00/00/a.jpg?token=x&ts=1",
+            "*",
+            "http://example.com:8888/group1/M00/00/00/a.jpg?x=1",
+            "http://example.com",
+            "example.com:443",
+        ] {
+            let u: http::Uri = t.parse().unwrap();
+            assert_eq!(uri_len(&u), u.to_string().len(), "{t}");
         }
     }
 }

@@ -403,6 +403,65 @@ async fn trunk_slot_is_served() {
     srv.stop().await;
 }
 
+/// A trunk slot above the in-memory size: streamed from the middle of the
+/// trunk file, whole, one range and several.
+#[tokio::test]
+async fn big_trunk_slot_is_streamed_with_ranges() {
+    use fdfs_proto::file_id::{ext_part, NameInfo, SourceServer, TrunkSlot};
+    let dir = tempfile::tempdir().unwrap();
+    let content = pattern(300_000);
+    let ts = now();
+    let info = NameInfo {
+        source: SourceServer::Ip(Ipv4Addr::new(127, 0, 0, 1)),
+        timestamp: ts,
+        size_field: (1u64 << 63) | (1u64 << 59) | content.len() as u64,
+        crc32: 7,
+    };
+    let (off, alloc) = (4096usize, 300_124usize);
+    let slot = TrunkSlot {
+        trunk_id: 2,
+        offset: off as u32,
+        alloc_size: alloc as u32,
+    };
+    let logic = LogicName::build(0, 0, 0, info, Some(slot), &ext_part("bin", 1).unwrap());
+    let mut trunk = vec![0xAAu8; off + alloc + 4096];
+    let mut h = vec![b'F'];
+    h.extend_from_slice(&(alloc as u32).to_be_bytes());
+    h.extend_from_slice(&(content.len() as u32).to_be_bytes());
+    h.extend_from_slice(&7u32.to_be_bytes());
+    h.extend_from_slice(&ts.to_be_bytes());
+    h.extend_from_slice(b"bin\0\0\0\0");
+    trunk[off..off + 24].copy_from_slice(&h);
+    trunk[off + 24..off + 24 + content.len()].copy_from_slice(&content);
+    let p = dir.path().join("data/00/00/000002");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, &trunk).unwrap();
+    let srv = start_storage(bind([127, 0, 0, 1], 0).await, cfg(dir.path()));
+    let url = format!("/{GROUP}/{logic}");
+    let r = get(srv.addr, &url, &[]).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body == content);
+    let r = get(srv.addr, &url, &[("range", "bytes=262140-262150")]).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, content[262_140..=262_150]);
+    let r = get(srv.addr, &url, &[("range", "bytes=0-1,299990-")]).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-length"), r.body.len().to_string());
+    let body = r.body.to_vec();
+    let after = |needle: &[u8]| {
+        body.windows(needle.len())
+            .position(|w| w == needle)
+            .map(|i| i + needle.len())
+    };
+    let a = after(b"Content-Range: bytes 0-1/300000\r\n\r\n").expect("first part");
+    assert_eq!(body[a..a + 2], content[..2]);
+    let b = after(b"Content-Range: bytes 299990-299999/300000\r\n\r\n").expect("second part");
+    assert_eq!(body[b..b + 10], content[299_990..]);
+    assert!(body[b + 10..].starts_with(b"\r\n--"));
+    assert!(body.ends_with(b"--\r\n"));
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn big_file_and_many_concurrent_downloads() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,13 +6,17 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use md5::{Digest, Md5};
 use tokio::io::AsyncWriteExt;
+
+use crate::body::{Content, SMALL_FILE};
 
 const MAGIC: &str = "FDFSGW1";
 /// A cache file's header is at most this long (the key is ≤ 8 KiB).
@@ -63,10 +67,13 @@ fn now_ms() -> u64 {
 }
 
 fn hash(key: &str) -> String {
-    Md5::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(32);
+    for b in Md5::digest(key.as_bytes()) {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    s
 }
 
 impl Cache {
@@ -114,8 +121,8 @@ impl Cache {
                         .and_then(|n| n.to_str())
                         .unwrap_or("")
                         .to_owned();
-                    match read_meta(&p) {
-                        Ok((meta, _)) if hash(&meta.key) == name => {
+                    match std::fs::File::open(&p).and_then(read_meta) {
+                        Ok((meta, ..)) if hash(&meta.key) == name => {
                             let file_size = std::fs::metadata(&p)?.len();
                             let atime = std::fs::metadata(&p)?
                                 .modified()
@@ -151,6 +158,33 @@ impl Cache {
     /// A fresh entry for `key`: its meta, the open file and where the body
     /// starts. Counts as a use for LRU.
     pub fn lookup(&self, key: &str) -> Option<(CachedMeta, std::fs::File, u64)> {
+        self.lookup_inner(key)
+            .map(|(meta, file, offset, _)| (meta, file, offset))
+    }
+
+    /// Like [`Cache::lookup`], with the body itself when `preload` and it
+    /// is at most [`SMALL_FILE`] (the header read usually holds it already).
+    pub fn lookup_content(&self, key: &str, preload: bool) -> Option<(CachedMeta, Content)> {
+        let (meta, file, offset, head) = self.lookup_inner(key)?;
+        if !preload || meta.body_len > SMALL_FILE {
+            return Some((meta, Content::File { file, base: offset }));
+        }
+        let (start, len) = (offset as usize, meta.body_len as usize);
+        let body = if head.len() >= start + len {
+            Bytes::from(head).slice(start..start + len)
+        } else {
+            let mut buf = vec![0u8; len];
+            if let Err(e) = file.read_exact_at(&mut buf, offset) {
+                tracing::warn!(key = %key, error = %e, "cannot read cache file");
+                return None;
+            }
+            Bytes::from(buf)
+        };
+        Some((meta, Content::Memory(body)))
+    }
+
+    /// (meta, file, body offset, the first bytes of the file as read).
+    fn lookup_inner(&self, key: &str) -> Option<(CachedMeta, std::fs::File, u64, Vec<u8>)> {
         let h = hash(key);
         {
             let st = self.state.lock().expect("cache lock");
@@ -161,7 +195,7 @@ impl Cache {
             }
         }
         let path = self.path_of(&h);
-        let (meta, offset) = match read_meta(&path) {
+        let (meta, offset, file, head) = match std::fs::File::open(&path).and_then(read_meta) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "bad cache file");
@@ -172,12 +206,11 @@ impl Cache {
         if meta.key != key {
             return None;
         }
-        let file = std::fs::File::open(&path).ok()?;
         let mut st = self.state.lock().expect("cache lock");
         if let Some(e) = st.entries.get_mut(&h) {
             e.last_access = now_ms();
         }
-        Some((meta, file, offset))
+        Some((meta, file, offset, head))
     }
 
     /// Starts storing a response; nothing is visible until
@@ -342,9 +375,9 @@ impl Drop for CacheWriter {
     }
 }
 
-/// Reads a cache file's header: (meta, body offset).
-fn read_meta(path: &Path) -> io::Result<(CachedMeta, u64)> {
-    let mut f = std::fs::File::open(path)?;
+/// Reads a cache file's header: (meta, body offset, the file, the bytes
+/// read: the header and the start of the body).
+fn read_meta(mut f: std::fs::File) -> io::Result<(CachedMeta, u64, std::fs::File, Vec<u8>)> {
     let mut buf = vec![0u8; MAX_HEADER];
     let mut n = 0;
     while n < buf.len() {
@@ -354,7 +387,7 @@ fn read_meta(path: &Path) -> io::Result<(CachedMeta, u64)> {
         }
         n += r;
     }
-    let buf = &buf[..n];
+    buf.truncate(n);
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "not a cache file");
     let end = buf.windows(2).position(|w| w == b"\n\n").ok_or_else(bad)?;
     let text = std::str::from_utf8(&buf[..end]).map_err(|_| bad())?;
@@ -380,12 +413,19 @@ fn read_meta(path: &Path) -> io::Result<(CachedMeta, u64)> {
     if f.metadata()?.len() != offset + meta.body_len {
         return Err(bad());
     }
-    Ok((meta, offset))
+    Ok((meta, offset, f, buf))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_is_lower_hex_md5() {
+        // md5("") and md5("abc") from RFC 1321.
+        assert_eq!(hash(""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(hash("abc"), "900150983cd24fb0d6963f7d28e17f72");
+    }
 
     async fn store(c: &Cache, key: &str, body: &[u8]) {
         let mut w = c
@@ -395,6 +435,44 @@ mod tests {
             .unwrap();
         w.write(body).await.unwrap();
         assert!(c.commit(w).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn lookup_content_reads_small_bodies_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Cache::open(
+            d.path(),
+            1 << 24,
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        // In the header read, past it, and above SMALL_FILE.
+        let sizes = [5usize, 40_000, SMALL_FILE as usize + 1];
+        for (i, n) in sizes.iter().enumerate() {
+            let body: Vec<u8> = (0..*n).map(|j| (j * 7 + i) as u8).collect();
+            let key = format!("/g/{i}");
+            store(&c, &key, &body).await;
+            match c.lookup_content(&key, true).unwrap() {
+                (m, Content::Memory(b)) => {
+                    assert!(*n as u64 <= SMALL_FILE);
+                    assert_eq!(m.body_len, *n as u64);
+                    assert!(b[..] == body[..]);
+                }
+                (_, Content::File { file, base }) => {
+                    assert!(*n as u64 > SMALL_FILE);
+                    let mut got = vec![0u8; *n];
+                    file.read_exact_at(&mut got, base).unwrap();
+                    assert!(got == body);
+                }
+            }
+            // HEAD: no body read.
+            assert!(matches!(
+                c.lookup_content(&key, false),
+                Some((_, Content::File { .. }))
+            ));
+        }
+        assert!(c.lookup_content("/g/none", true).is_none());
     }
 
     #[tokio::test]

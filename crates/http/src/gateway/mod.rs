@@ -50,6 +50,8 @@ struct Inner {
     conf: GatewayConf,
     upstreams: Upstreams,
     cache: Option<Cache>,
+    /// `Cache-Control: max-age=<expires>` for 200s, built once.
+    cache_control: Option<HeaderValue>,
 }
 
 const FORWARD_RESP: &[header::HeaderName] = &[
@@ -92,6 +94,9 @@ impl Gateway {
         Ok(Gateway {
             inner: Arc::new(Inner {
                 upstreams: Upstreams::new(conf.max_fails, conf.fail_timeout),
+                cache_control: (conf.expires > Duration::ZERO)
+                    .then(|| format!("max-age={}", conf.expires.as_secs()))
+                    .and_then(|v| HeaderValue::from_str(&v).ok()),
                 conf,
                 cache,
             }),
@@ -312,8 +317,9 @@ impl Gateway {
         key: &str,
         head: bool,
     ) -> Option<Response<Body>> {
-        let cache = self.inner.cache.as_ref()?;
-        let (meta, file, offset) = cache.lookup(key)?;
+        // Inline, as before: a cache hit is the page cache, and a small
+        // body comes with the header read (see `Cache::lookup_content`).
+        let (meta, content) = self.inner.cache.as_ref()?.lookup_content(key, !head)?;
         let fm = FileMeta {
             size: meta.body_len,
             last_modified: meta.last_modified,
@@ -324,13 +330,7 @@ impl Gateway {
             multi_range: true,
             download_name: None,
         };
-        let mut r = fileserve::respond(
-            req.headers(),
-            &fm,
-            tokio::fs::File::from_std(file),
-            offset,
-            &opts,
-        );
+        let mut r = fileserve::respond(req.headers(), &fm, content, &opts);
         // Content-Disposition from a `filename` parameter is part of the key,
         // so re-derive it the way the storage did.
         if let Some(name) =
@@ -493,10 +493,9 @@ impl Gateway {
         if self.inner.cache.is_some() {
             h.insert("X-Cache", HeaderValue::from_static(cache_status));
         }
-        let exp = self.inner.conf.expires;
-        if exp > Duration::ZERO && r.status() == StatusCode::OK {
-            if let Ok(v) = HeaderValue::from_str(&format!("max-age={}", exp.as_secs())) {
-                r.headers_mut().insert(header::CACHE_CONTROL, v);
+        if let Some(v) = &self.inner.cache_control {
+            if r.status() == StatusCode::OK {
+                r.headers_mut().insert(header::CACHE_CONTROL, v.clone());
             }
         }
     }

@@ -19,7 +19,8 @@ pub use path::{parse_request_path, PathError, RequestPath};
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,10 +31,9 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::TcpListener;
 
-use crate::body::{self, Body};
+use crate::body::{self, Body, Content};
 use crate::fileserve::{self, text, FileMeta, ServeOpts};
 use crate::query;
 use crate::server::{self, ConnInfo, Limits};
@@ -139,14 +139,32 @@ async fn handle(
     } else {
         cfg.mime.default_type().to_owned()
     };
-    match open_local(cfg, logic).await {
-        Ok(Some((file, base, size, mtime))) => {
+    // A file the name says is small is opened and read inline, like the
+    // storage service does: it hits the page cache and costs less than
+    // handing the work to another thread (the futex wake-ups of that were
+    // most of a small request's cost). Others are opened in the blocking
+    // pool and streamed from it.
+    let store = &cfg.store_paths[usize::from(logic.store_path)];
+    let opened = if logic
+        .info
+        .file_size()
+        .is_some_and(|s| s <= body::SMALL_FILE)
+    {
+        open_local(store, logic, !head)
+    } else {
+        let (store, l) = (store.clone(), logic.clone());
+        tokio::task::spawn_blocking(move || open_local(&store, &l, !head))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    };
+    match opened {
+        Ok(Some((content, size, mtime))) => {
             let meta = FileMeta {
                 size,
                 last_modified: mtime,
                 content_type,
             };
-            return fileserve::respond(req.headers(), &meta, file, base, &opts);
+            return fileserve::respond(req.headers(), &meta, content, &opts);
         }
         Ok(None) => {}
         Err(e) => {
@@ -157,26 +175,25 @@ async fn handle(
     not_here(cfg, req, info, our_port, &rp, &q).await
 }
 
-/// Opens the file if it is here: (file, content offset, size, mtime for
+/// Opens the file if it is here (blocking): (content, size, mtime for
 /// Last-Modified). `None` when absent (or a trunk slot that does not match).
-async fn open_local(
-    cfg: &StorageHttpConfig,
+/// With `preload`, a file up to [`body::SMALL_FILE`] is read whole.
+fn open_local(
+    store: &Path,
     logic: &LogicName,
-) -> std::io::Result<Option<(tokio::fs::File, u64, u64, u64)>> {
-    let dir = cfg.store_paths[usize::from(logic.store_path)]
+    preload: bool,
+) -> std::io::Result<Option<(Content, u64, u64)>> {
+    let dir = store
         .join("data")
         .join(format!("{:02X}", logic.sub_high))
         .join(format!("{:02X}", logic.sub_low));
     if let FileKind::Trunk(slot) = logic.kind {
         let path = dir.join(format!("{:06}", slot.trunk_id));
-        let mut f = match open_regular(&path).await? {
-            Some(f) => f,
-            None => return Ok(None),
+        let Some((f, md)) = open_regular(&path)? else {
+            return Ok(None);
         };
         let mut h = [0u8; TRUNK_HEADER_LEN as usize];
-        f.seek(std::io::SeekFrom::Start(u64::from(slot.offset)))
-            .await?;
-        if f.read_exact(&mut h).await.is_err() {
+        if f.read_exact_at(&mut h, u64::from(slot.offset)).is_err() {
             return Ok(None);
         }
         let be = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
@@ -185,22 +202,21 @@ async fn open_local(
             && Some(size) == logic.info.file_size()
             && be(9) == logic.info.crc32
             && be(13) == logic.info.timestamp
-            && u64::from(slot.offset) + TRUNK_HEADER_LEN + size <= f.metadata().await?.len();
+            && u64::from(slot.offset) + TRUNK_HEADER_LEN + size <= md.len();
         if !valid {
             return Ok(None);
         }
+        let base = u64::from(slot.offset) + TRUNK_HEADER_LEN;
         return Ok(Some((
-            f,
-            u64::from(slot.offset) + TRUNK_HEADER_LEN,
+            load(f, base, size, preload)?,
             size,
             u64::from(logic.info.timestamp),
         )));
     }
     let path = dir.join(&logic.name);
-    let Some(f) = open_regular(&path).await? else {
+    let Some((f, md)) = open_regular(&path)? else {
         return Ok(None);
     };
-    let md = f.metadata().await?;
     // The name's timestamp is the creation time of normal files; appenders
     // and slaves change or were made later, so their mtime is the truth.
     let mtime = match logic.kind {
@@ -212,14 +228,26 @@ async fn open_local(
             .map(|d| d.as_secs())
             .unwrap_or(0),
     };
-    Ok(Some((f, 0, md.len(), mtime)))
+    Ok(Some((load(f, 0, md.len(), preload)?, md.len(), mtime)))
 }
 
-async fn open_regular(path: &std::path::Path) -> std::io::Result<Option<tokio::fs::File>> {
-    match tokio::fs::File::open(path).await {
+/// The content of `file` from `base`: read now when small and wanted.
+fn load(file: std::fs::File, base: u64, size: u64, preload: bool) -> std::io::Result<Content> {
+    if preload && size <= body::SMALL_FILE {
+        let mut buf = vec![0u8; size as usize];
+        file.read_exact_at(&mut buf, base)?;
+        Ok(Content::Memory(buf.into()))
+    } else {
+        Ok(Content::File { file, base })
+    }
+}
+
+fn open_regular(path: &Path) -> std::io::Result<Option<(std::fs::File, std::fs::Metadata)>> {
+    match std::fs::File::open(path) {
         Ok(f) => {
-            if f.metadata().await?.is_file() {
-                Ok(Some(f))
+            let md = f.metadata()?;
+            if md.is_file() {
+                Ok(Some((f, md)))
             } else {
                 Ok(None)
             }
