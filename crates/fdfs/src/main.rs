@@ -5,8 +5,10 @@
 //! program's own syntax (`fdfs_trackerd <conf> [start|stop|restart]`).
 //! Each role lives in its crate; the wiring for daemons is in `daemon.rs`.
 
+mod bench;
 mod daemon;
 mod gateway;
+mod sandbox;
 mod tools;
 
 use std::ffi::OsString;
@@ -37,6 +39,10 @@ enum Command {
     Gateway(gateway::GatewayArgs),
     /// Print a download URL signed with the anti-steal token of http.conf.
     Token(gateway::TokenArgs),
+    /// Run a whole local cluster (tracker + storages) until Ctrl-C.
+    Sandbox(sandbox::SandboxArgs),
+    /// Load a FastDFS-protocol cluster and report ops/s, latency and replication lag.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs a FastDFS program given its full argv (argv[0] included).
@@ -68,5 +74,7 @@ fn main() -> ExitCode {
         Command::Tool(t) => tools::run(t),
         Command::Gateway(a) => gateway::gateway(a),
         Command::Token(a) => gateway::token(a),
+        Command::Sandbox(a) => sandbox::main(a),
+        Command::Bench(a) => bench::main(a),
     }
 }
