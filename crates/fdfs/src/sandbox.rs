@@ -49,6 +49,10 @@ pub struct SandboxArgs {
     /// Storage HTTP port written as `http.server_port` (0 = off).
     #[arg(long, default_value_t = 8888)]
     pub http_port: u16,
+    /// Port of the HTTP gateway on the tracker's address (0 = no gateway;
+    /// also none when the storage HTTP is off).
+    #[arg(long, default_value_t = 8000)]
+    pub gateway_port: u16,
     /// `durable` of every storage.conf: fsync before acknowledging.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub durable: bool,
@@ -116,8 +120,18 @@ struct Node {
 struct Layout {
     tracker: Node,
     storages: Vec<Node>,
+    gateway: Option<Node>,
     client_conf: PathBuf,
     reused: bool,
+}
+
+impl Layout {
+    /// Every server, in start order: tracker, storages, gateway.
+    fn nodes(&self) -> impl Iterator<Item = &Node> {
+        std::iter::once(&self.tracker)
+            .chain(&self.storages)
+            .chain(&self.gateway)
+    }
 }
 
 fn mkdir_abs(p: &Path) -> Result<PathBuf> {
@@ -244,6 +258,8 @@ fn layout(args: &SandboxArgs) -> Result<Layout> {
         );
     }
 
+    let gateway = gateway_node(args, &root, &tracker_ip, tracker_addr)?;
+
     let cdir = mkdir_abs(&root.join("client"))?;
     let client_conf = cdir.join("client.conf");
     write_conf(
@@ -258,9 +274,49 @@ fn layout(args: &SandboxArgs) -> Result<Layout> {
     Ok(Layout {
         tracker,
         storages,
+        gateway,
         client_conf,
         reused,
     })
+}
+
+/// The HTTP gateway (what the guide's caching nginx on the trackers did),
+/// on the tracker's address; it learns the groups' servers from the tracker.
+fn gateway_node(
+    args: &SandboxArgs,
+    root: &Path,
+    tracker_ip: &str,
+    tracker_addr: SocketAddr,
+) -> Result<Option<Node>> {
+    let gdir = root.join("gateway");
+    let conf = gdir.join("gateway.conf");
+    if !conf.exists() && (args.gateway_port == 0 || args.http_port == 0) {
+        return Ok(None);
+    }
+    let gdir = mkdir_abs(&gdir)?;
+    write_conf(
+        &conf,
+        &format!(
+            "# fastdfs-rs sandbox gateway (written by `fdfs sandbox`; edits are kept)\n\
+             bind_addr = {tracker_ip}\nport = {port}\ntracker_server = {tracker_addr}\n\
+             storage_http_port = {http}\ncache_path = {cache}\ncache_max_size = 256m\n\
+             purge_allow = 127.0.0.0/8\n",
+            port = args.gateway_port,
+            http = args.http_port,
+            cache = gdir.join("cache").display(),
+        ),
+    )?;
+    let gc = fdfs_http::gateway::GatewayConf::load(&conf)
+        .with_context(|| format!("cannot load {}", conf.display()))?;
+    Ok(Some(Node {
+        name: "gateway".into(),
+        role: "gateway",
+        addr: gc.listen,
+        group: String::new(),
+        http_port: 0,
+        dir: gdir,
+        conf,
+    }))
 }
 
 /// Where a child's stdout and stderr go (its own logs are under base_path/logs).
@@ -276,11 +332,12 @@ fn spawn(exe: &Path, node: &Node) -> Result<Child> {
         .with_context(|| format!("cannot open {}", console_log(node).display()))?;
     let err = log.try_clone()?;
     let mut cmd = Command::new(exe);
-    cmd.arg(node.role)
-        .arg(&node.conf)
-        .arg("start")
-        .arg("--foreground")
-        .stdin(Stdio::null())
+    cmd.arg(node.role).arg(&node.conf);
+    if node.role != "gateway" {
+        // Daemons: stay in the foreground, as children of the sandbox.
+        cmd.arg("start").arg("--foreground");
+    }
+    cmd.stdin(Stdio::null())
         .stdout(log)
         .stderr(err)
         // Own process group: Ctrl-C reaches only the sandbox, which then
@@ -436,7 +493,7 @@ fn print_banner(exe: &Path, root: &Path, lay: &Layout, pending: &[String]) {
         root.display()
     );
     println!("  {:<10} {:<8} {:<21} config", "name", "role", "address");
-    for n in std::iter::once(&lay.tracker).chain(&lay.storages) {
+    for n in lay.nodes() {
         println!(
             "  {:<10} {:<8} {:<21} {}",
             n.name,
@@ -461,6 +518,12 @@ fn print_banner(exe: &Path, root: &Path, lay: &Layout, pending: &[String]) {
     if !http.is_empty() {
         println!("  storage HTTP: {}", http.join(" "));
         println!("  (download as http://<storage>/<file id>)");
+    }
+    if let Some(g) = &lay.gateway {
+        println!(
+            "  gateway: http://{}/<file id>  (cache, failover; /purge/<file id>, /healthz)",
+            g.addr
+        );
     }
     if !pending.is_empty() {
         println!(
@@ -510,7 +573,7 @@ pub fn run(args: SandboxArgs) -> Result<()> {
     let settle = Duration::from_secs(args.settle_secs);
     // A server of another sandbox (or anything else) on one of our
     // addresses would answer in place of ours: refuse to start.
-    for node in std::iter::once(&lay.tracker).chain(&lay.storages) {
+    for node in lay.nodes() {
         if listening(node.addr) {
             bail!(
                 "{} is already in use (is another sandbox running?): cannot start {}",
@@ -520,7 +583,7 @@ pub fn run(args: SandboxArgs) -> Result<()> {
         }
     }
     let started: Result<Vec<String>> = (|| {
-        for node in std::iter::once(&lay.tracker).chain(&lay.storages) {
+        for node in lay.nodes() {
             let mut child = spawn(&exe, node)?;
             let up = wait_for_port(node.addr, &mut child, timeout);
             children.push((node.name.clone(), child));

@@ -50,13 +50,18 @@ impl Sandbox {
         storage_port: u16,
         extra: &[&str],
     ) -> Sandbox {
-        let mut child = Command::new(BIN)
-            .args(["sandbox", "--dir"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["sandbox", "--dir"])
             .arg(dir)
             .args(["--net", net])
             .args(["--tracker-port", &tracker_port.to_string()])
             .args(["--storage-port", &storage_port.to_string()])
-            .args(["--http-port", "0", "--subdirs", "4"])
+            .args(["--subdirs", "4"]);
+        if !extra.contains(&"--http-port") {
+            // No storage HTTP, hence no gateway, unless a test asks.
+            cmd.args(["--http-port", "0"]);
+        }
+        let mut child = cmd
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -300,6 +305,101 @@ fn sandbox_serves_stops_on_sigterm_and_keeps_data_across_restarts() {
             !alive(*p),
             "server pid {p} still runs after the second stop"
         );
+    }
+}
+
+/// A plain HTTP/1.0 GET: the status code and the body.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect for HTTP");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: sandbox\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read the HTTP reply");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of the HTTP head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line: {head}"));
+    (code, raw[split + 4..].to_vec())
+}
+
+#[test]
+fn sandbox_starts_a_gateway_that_serves_uploaded_files() {
+    let tmp = TestDir::new("sandbox-http");
+    let dir = tmp.join("sb");
+    let (a, b) = random_net();
+    let (a, b) = (a, b.wrapping_add(128));
+    let net = format!("127.{a}.{b}");
+    let tracker_ip = Ipv4Addr::new(127, a, b, 1);
+    let tracker_port = free_port(tracker_ip);
+    let gateway_port = free_port(tracker_ip);
+    let storage_ip = Ipv4Addr::new(127, a, b, 11);
+    let storage_port = free_port(storage_ip);
+    let http_port = free_port(storage_ip);
+    let sb = Sandbox::start_with(
+        &dir,
+        &net,
+        tracker_port,
+        storage_port,
+        &[
+            "--servers",
+            "1",
+            "--settle-secs",
+            "5",
+            "--http-port",
+            &http_port.to_string(),
+            "--gateway-port",
+            &gateway_port.to_string(),
+        ],
+    );
+    let gateway = std::net::SocketAddr::from((tracker_ip, gateway_port));
+    let banner = sb.output.join("\n");
+    assert!(
+        banner.contains(&format!("gateway: http://{gateway}/")),
+        "no gateway in the banner:\n{banner}"
+    );
+    assert!(dir.join("gateway/gateway.conf").is_file());
+    let pids = sb.server_pids();
+    assert_eq!(
+        pids.len(),
+        3,
+        "expected tracker, storage, gateway: {pids:?}"
+    );
+
+    let body: Vec<u8> = (0..50_000u32).map(|i| (i * 13 + i / 7) as u8).collect();
+    let tracker = std::net::SocketAddr::from((tracker_ip, tracker_port));
+    let id = rt().block_on(async {
+        client(tracker)
+            .upload(&body, &UploadOptions::new().ext("bin"))
+            .await
+            .expect("upload to the sandbox")
+    });
+    let path = format!("/{id}");
+    let (code, got) = http_get(std::net::SocketAddr::from((storage_ip, http_port)), &path);
+    assert_eq!(code, 200, "storage HTTP");
+    assert!(got == body, "storage HTTP bytes differ");
+    // The gateway learns the group's servers from the tracker: retry while
+    // its first refresh is under way.
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, got) = http_get(gateway, &path);
+        if code == 200 {
+            assert!(got == body, "gateway bytes differ");
+            break;
+        }
+        assert!(Instant::now() < end, "gateway still answers {code}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(http_get(gateway, "/healthz").0, 200);
+    sb.terminate();
+    for p in &pids {
+        assert!(!alive(*p), "server pid {p} still runs after the stop");
     }
 }
 
