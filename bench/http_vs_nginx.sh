@@ -2,7 +2,7 @@
 # HTTP download throughput of fastdfs-rs (storage HTTP, gateway with a warm
 # cache) beside Debian's nginx serving the same files statically, on this
 # machine, in the same run. Measures; never asserts. Results go to stdout
-# (copy them into docs/benchmarks-http.md by hand).
+# (copy them into the HTTP section of docs/benchmarks.md by hand).
 #
 #   bench/http_vs_nginx.sh            # 2 rounds, 10 s per wrk run
 #   ROUNDS=3 DURATION=15s bench/http_vs_nginx.sh
