@@ -29,7 +29,6 @@
 pub mod binlog;
 pub mod disk;
 pub mod error;
-pub mod mark;
 pub mod stats;
 
 use std::fs::{self, File, OpenOptions};

@@ -107,6 +107,11 @@ mod tests {
 
     const GOLDEN: &str =
         include_str!("../../../../testdata/golden/disk/storage_g1b__127.0.0.11_23000.mark");
+    const GOLDEN_PEER: &str =
+        include_str!("../../../../testdata/golden/disk/storage_g1a__127.0.0.12_23000.mark");
+    const NEW_SERVER: &str = include_str!(
+        "../../../../testdata/golden/disk/storage_g2b__127.0.0.21_23000.mark.new_server"
+    );
     const SOURCE: &str = include_str!(
         "../../../../testdata/golden/disk/storage_g2__127.0.0.22_23000.mark.fullsync_source"
     );
@@ -114,7 +119,7 @@ mod tests {
     #[test]
     fn reads_and_rewrites_upstream_marks_byte_for_byte() {
         let d = tempfile::tempdir().unwrap();
-        for golden in [GOLDEN, SOURCE] {
+        for golden in [GOLDEN, GOLDEN_PEER, NEW_SERVER, SOURCE] {
             let p = d.path().join("x.mark");
             fs::write(&p, golden).unwrap();
             let m = Mark::load(&p).unwrap().unwrap();
