@@ -215,6 +215,34 @@ impl Session<'_> {
         self.refuse(h, e.status(), &e.to_string()).await
     }
 
+    /// The reply of a command whose success has no body.
+    async fn reply_empty(&mut self, h: Header, res: Result<(), StoreError>) -> Res {
+        match res {
+            Ok(()) => {
+                self.conn.send_status(errno::OK).await?;
+                Ok(Flow::Continue)
+            }
+            Err(e) => self.store_err(h, &e).await,
+        }
+    }
+
+    /// Reads and decodes a whole non-streamed request. `Err(flow)`: it was
+    /// over the limit or invalid (refused with EINVAL); the caller returns
+    /// `flow`.
+    async fn small_req<T>(
+        &mut self,
+        h: Header,
+        decode: impl FnOnce(&[u8]) -> Result<T, fdfs_proto::DecodeError>,
+    ) -> Result<Result<T, Flow>, ConnError> {
+        let Some(body) = self.small_body(h).await? else {
+            return Ok(Err(Flow::Close));
+        };
+        match decode(&body) {
+            Ok(r) => Ok(Ok(r)),
+            Err(e) => Ok(Err(self.refuse(h, errno::EINVAL, &e.to_string()).await?)),
+        }
+    }
+
     /// Reads the whole body of a non-streamed command. `None`: over the
     /// limit, the connection must be closed without a reply.
     async fn small_body(&mut self, h: Header) -> Result<Option<Vec<u8>>, ConnError> {
@@ -463,23 +491,14 @@ impl Session<'_> {
             Err(e) => Err(e),
         };
         self.stats_op(total, res.is_ok(), Some((bytes, size)));
-        match res {
-            Ok(()) => {
-                self.conn.send_status(errno::OK).await?;
-                Ok(Flow::Continue)
-            }
-            Err(e) => self.store_err(h, &e).await,
-        }
+        self.reply_empty(h, res).await
     }
 
     // ---- TRUNCATE_FILE (36) ----
     async fn truncate(&mut self, h: Header) -> Res {
-        let Some(body) = self.small_body(h).await? else {
-            return Ok(Flow::Close);
-        };
-        let req = match TruncateReq::decode(&body) {
+        let req = match self.small_req(h, TruncateReq::decode).await? {
             Ok(r) => r,
-            Err(e) => return self.refuse(h, errno::EINVAL, &e.to_string()).await,
+            Err(flow) => return Ok(flow),
         };
         let store = self.svc.store.clone();
         let res = {
@@ -487,23 +506,14 @@ impl Session<'_> {
             blocking(|| store.truncate(&req.filename, req.new_size))
         };
         self.stats_op(idx::TOTAL_TRUNCATE, res.is_ok(), None);
-        match res {
-            Ok(()) => {
-                self.conn.send_status(errno::OK).await?;
-                Ok(Flow::Continue)
-            }
-            Err(e) => self.store_err(h, &e).await,
-        }
+        self.reply_empty(h, res).await
     }
 
     // ---- REGENERATE_APPENDER_FILENAME (38) ----
     async fn regenerate(&mut self, h: Header) -> Res {
-        let Some(body) = self.small_body(h).await? else {
-            return Ok(Flow::Close);
-        };
-        let req = match RegenerateReq::decode(&body) {
+        let req = match self.small_req(h, RegenerateReq::decode).await? {
             Ok(r) => r,
-            Err(e) => return self.refuse(h, errno::EINVAL, &e.to_string()).await,
+            Err(flow) => return Ok(flow),
         };
         let store = self.svc.store.clone();
         let res = {
@@ -637,23 +647,14 @@ impl Session<'_> {
             blocking(|| store.delete(&name))
         };
         self.stats_op(idx::TOTAL_DELETE, res.is_ok(), None);
-        match res {
-            Ok(()) => {
-                self.conn.send_status(errno::OK).await?;
-                Ok(Flow::Continue)
-            }
-            Err(e) => self.store_err(h, &e).await,
-        }
+        self.reply_empty(h, res).await
     }
 
     // ---- SET_METADATA (13) ----
     async fn set_metadata(&mut self, h: Header) -> Res {
-        let Some(body) = self.small_body(h).await? else {
-            return Ok(Flow::Close);
-        };
-        let req = match SetMetadataReq::decode(&body) {
+        let req = match self.small_req(h, SetMetadataReq::decode).await? {
             Ok(r) => r,
-            Err(e) => return self.refuse(h, errno::EINVAL, &e.to_string()).await,
+            Err(flow) => return Ok(flow),
         };
         if !self.group_ok(&req.group) {
             let why = format!("group {} is not ours", req.group);
@@ -665,13 +666,7 @@ impl Session<'_> {
             blocking(|| store.set_metadata(&req.filename, req.op, &req.meta))
         };
         self.stats_op(idx::TOTAL_SET_META, res.is_ok(), None);
-        match res {
-            Ok(()) => {
-                self.conn.send_status(errno::OK).await?;
-                Ok(Flow::Continue)
-            }
-            Err(e) => self.store_err(h, &e).await,
-        }
+        self.reply_empty(h, res).await
     }
 
     // ---- GET_METADATA (15) ----
