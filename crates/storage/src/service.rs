@@ -72,6 +72,37 @@ pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Reads `n` body bytes in chunks of `buf`'s size and hands each to `sink`.
+/// After the first sink error the rest is still read (and dropped), so the
+/// connection stays in step; that error is returned.
+pub(crate) async fn stream_body(
+    conn: &mut Conn,
+    buf: &mut [u8],
+    mut n: u64,
+    mut sink: impl FnMut(&[u8]) -> Result<(), StoreError>,
+) -> Result<Result<(), StoreError>, ConnError> {
+    let mut failed: Option<StoreError> = None;
+    while n > 0 {
+        let want = n.min(buf.len() as u64) as usize;
+        let mut filled = 0;
+        // Gather a full chunk (or the rest) before touching the disk.
+        while filled < want {
+            filled += conn.read_some(&mut buf[filled..want]).await?;
+        }
+        n -= filled as u64;
+        if failed.is_none() {
+            let chunk = &buf[..filled];
+            if let Err(e) = maybe_blocking(filled as u64 <= SMALL, || sink(chunk)) {
+                failed = Some(e);
+            }
+        }
+    }
+    Ok(match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    })
+}
+
 /// One connection's state.
 struct Session<'a> {
     svc: &'a Service,
@@ -282,33 +313,13 @@ impl Session<'_> {
     /// stays usable; the first sink error is returned as `Ok(Err(_))`.
     async fn stream_in(
         &mut self,
-        mut n: u64,
-        mut sink: impl FnMut(&[u8]) -> Result<(), StoreError>,
+        n: u64,
+        sink: impl FnMut(&[u8]) -> Result<(), StoreError>,
     ) -> Result<Result<(), StoreError>, ConnError> {
         if self.buf.len() < CHUNK {
             self.buf = vec![0u8; CHUNK];
         }
-        let mut failed: Option<StoreError> = None;
-        while n > 0 {
-            let want = (n.min(CHUNK as u64)) as usize;
-            let mut filled = 0;
-            // Gather a full chunk (or the rest) before touching the disk.
-            while filled < want {
-                let k = self.conn.read_some(&mut self.buf[filled..want]).await?;
-                filled += k;
-            }
-            n -= filled as u64;
-            if failed.is_none() {
-                let chunk = &self.buf[..filled];
-                if let Err(e) = maybe_blocking(filled as u64 <= SMALL, || sink(chunk)) {
-                    failed = Some(e);
-                }
-            }
-        }
-        Ok(match failed {
-            Some(e) => Err(e),
-            None => Ok(()),
-        })
+        stream_body(&mut self.conn, &mut self.buf, n, sink).await
     }
 
     // ---- UPLOAD_FILE (11) / UPLOAD_APPENDER_FILE (23) ----

@@ -51,15 +51,7 @@ use crate::store::Store;
 pub use progress::Progress;
 pub use receiver::{is_sync_cmd, PeerTag, Receiver};
 
-/// Runs blocking file work without stalling the async workers.
-pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
-}
+pub(crate) use crate::service::blocking;
 
 /// The settings of the sync workers (storage.conf).
 #[derive(Debug, Clone)]

@@ -279,26 +279,15 @@ impl Receiver {
         }
         let update = h.cmd == cmd::storage::SYNC_UPDATE_FILE;
         let mut inc = match blocking(|| apply::begin_file(store, &name, sh.file_size, update)) {
-            Ok(i) => Some(i),
+            Ok(i) => i,
             Err(e) => {
                 conn.discard(sh.file_size).await?;
                 return Ok(self.outcome(conn, tag, h, &name, sh.timestamp, Err(e)));
             }
         };
-        let mut failed = None;
-        self.stream(conn, sh.file_size, |chunk| {
-            if let Some(i) = inc.as_mut() {
-                if let Err(e) = i.write(chunk) {
-                    failed = Some(e);
-                    inc = None;
-                }
-            }
-        })
-        .await?;
-        let res = match (failed, inc) {
-            (Some(e), _) => Err(e),
-            (None, Some(i)) => blocking(|| i.finish(store, sh.timestamp)),
-            (None, None) => Err(StoreError::Invalid("content lost".into())),
+        let res = match self.stream(conn, sh.file_size, |c| inc.write(c)).await? {
+            Ok(()) => blocking(|| inc.finish(store, sh.timestamp)),
+            Err(e) => Err(e),
         };
         Ok(self.outcome(conn, tag, h, &name, sh.timestamp, res))
     }
@@ -329,7 +318,7 @@ impl Receiver {
         let _g = store.lock_file(&logic).await;
         let mut up =
             match blocking(|| apply::begin_range(store, &name, sh.offset, sh.length, append)) {
-                Ok(Ok(u)) => Some(u),
+                Ok(Ok(u)) => u,
                 Ok(Err(o)) => {
                     conn.discard(sh.length).await?;
                     return Ok(self.outcome(conn, tag, h, &name, sh.timestamp, Ok(o)));
@@ -339,42 +328,22 @@ impl Receiver {
                     return Ok(self.outcome(conn, tag, h, &name, sh.timestamp, Err(e)));
                 }
             };
-        let mut failed = None;
-        self.stream(conn, sh.length, |chunk| {
-            if let Some(u) = up.as_mut() {
-                if let Err(e) = u.write(chunk) {
-                    failed = Some(e);
-                    up = None;
-                }
-            }
-        })
-        .await?;
-        let res = match (failed, up) {
-            (Some(e), _) => Err(e),
-            (None, Some(u)) => blocking(|| u.finish(store, sh.timestamp)),
-            (None, None) => Err(StoreError::Invalid("data lost".into())),
+        let res = match self.stream(conn, sh.length, |c| up.write(c)).await? {
+            Ok(()) => blocking(|| up.finish(store, sh.timestamp)),
+            Err(e) => Err(e),
         };
         Ok(self.outcome(conn, tag, h, &name, sh.timestamp, res))
     }
 
-    /// Reads `n` body bytes in chunks and hands each to `sink` (which runs
-    /// blocking file writes).
+    /// Reads `n` body bytes and hands them to `sink`; see
+    /// [`crate::service::stream_body`].
     async fn stream(
         &self,
         conn: &mut Conn,
-        mut n: u64,
-        mut sink: impl FnMut(&[u8]),
-    ) -> Result<(), ConnError> {
+        n: u64,
+        sink: impl FnMut(&[u8]) -> Result<(), StoreError>,
+    ) -> Result<Result<(), StoreError>, ConnError> {
         let mut buf = vec![0u8; (n.min(CHUNK as u64) as usize).max(1)];
-        while n > 0 {
-            let want = n.min(buf.len() as u64) as usize;
-            let mut filled = 0;
-            while filled < want {
-                filled += conn.read_some(&mut buf[filled..want]).await?;
-            }
-            n -= filled as u64;
-            blocking(|| sink(&buf[..filled]));
-        }
-        Ok(())
+        crate::service::stream_body(conn, &mut buf, n, sink).await
     }
 }
