@@ -35,8 +35,27 @@ impl<T> TimeoutIo<T> {
         }
     }
 
-    fn progressed(&mut self) {
-        self.last_progress = Instant::now();
+    /// The result of a poll of the inner stream: a finished call that moved
+    /// bytes (`moves_bytes`) resets the deadline; a pending one fails once
+    /// the deadline has passed.
+    fn watch<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        moves_bytes: bool,
+        p: Poll<io::Result<R>>,
+    ) -> Poll<io::Result<R>> {
+        match p {
+            Poll::Ready(r) => {
+                if moves_bytes {
+                    self.last_progress = Instant::now();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => match self.check(cx) {
+                Poll::Ready(e) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            },
+        }
     }
 
     fn check(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
@@ -61,16 +80,8 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Read for TimeoutIo
         buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                this.progressed();
-                Poll::Ready(r)
-            }
-            Poll::Pending => match this.check(cx) {
-                Poll::Ready(e) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        let p = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.watch(cx, true, p)
     }
 }
 
@@ -81,16 +92,8 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Write for TimeoutI
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(r) => {
-                this.progressed();
-                Poll::Ready(r)
-            }
-            Poll::Pending => match this.check(cx) {
-                Poll::Ready(e) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        let p = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.watch(cx, true, p)
     }
 
     /// Forwarded so hyper queues body chunks and sends them with the head
@@ -105,27 +108,14 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Write for TimeoutI
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => {
-                this.progressed();
-                Poll::Ready(r)
-            }
-            Poll::Pending => match this.check(cx) {
-                Poll::Ready(e) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        let p = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.watch(cx, true, p)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_flush(cx) {
-            Poll::Ready(r) => Poll::Ready(r),
-            Poll::Pending => match this.check(cx) {
-                Poll::Ready(e) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        let p = Pin::new(&mut this.inner).poll_flush(cx);
+        this.watch(cx, false, p)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
