@@ -290,6 +290,11 @@ impl SyncService {
     /// Starts workers for new peers, stops those of peers that left or were
     /// deleted (and forgets their marks).
     fn reconcile(self: &Arc<Self>, workers: &mut HashMap<String, Running>, shutdown: &Shutdown) {
+        // Once shutting down, workers finish on their own: reconciling now
+        // would take a finished worker for a dead one and drop its status.
+        if shutdown.is_triggered() {
+            return;
+        }
         let list = self.group_servers();
         if list.is_empty() {
             return;
@@ -320,10 +325,15 @@ impl SyncService {
             });
         }
         workers.retain(|id, w| {
-            let keep = wanted.contains(id) && !w.handle.is_finished();
+            let still_wanted = wanted.contains(id);
+            let keep = still_wanted && !w.handle.is_finished();
             if !keep {
                 w.stop.trigger();
-                self.status.remove(id);
+                // A finished worker of a wanted peer is restarted on the
+                // next tick; its status stays visible until then.
+                if !still_wanted {
+                    self.status.remove(id);
+                }
             }
             keep
         });
