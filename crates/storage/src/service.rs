@@ -51,10 +51,10 @@ pub struct Service {
 
 /// Work on files up to this size (or chunks up to it) runs inline: it hits
 /// the page cache and costs less than handing the worker thread over.
-const SMALL: u64 = 64 * 1024;
+pub(crate) const SMALL: u64 = 64 * 1024;
 
 /// Runs `f` inline when `small`, else through [`blocking`].
-fn maybe_blocking<T>(small: bool, f: impl FnOnce() -> T) -> T {
+pub(crate) fn maybe_blocking<T>(small: bool, f: impl FnOnce() -> T) -> T {
     if small {
         f()
     } else {

@@ -51,7 +51,7 @@ use crate::store::Store;
 pub use progress::Progress;
 pub use receiver::{is_sync_cmd, PeerTag, Receiver};
 
-pub(crate) use crate::service::blocking;
+pub(crate) use crate::service::{blocking, maybe_blocking, SMALL};
 
 /// The settings of the sync workers (storage.conf).
 #[derive(Debug, Clone)]

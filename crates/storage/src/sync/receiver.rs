@@ -22,8 +22,8 @@ use fdfs_runtime::net::{Conn, ConnError};
 use tracing::{debug, warn};
 
 use super::apply::{self, Outcome};
-use super::blocking;
 use super::progress::Progress;
+use super::{blocking, maybe_blocking, SMALL};
 use crate::store::{Store, StoreError};
 
 /// Chunk size for incoming content.
@@ -196,7 +196,8 @@ impl Receiver {
                     return Ok(Done::Refuse(format!("group {} is not ours", r.group)));
                 }
                 let name = r.filename.as_str();
-                let res = blocking(|| apply::delete(store, name, r.timestamp));
+                let inline = !store.config().durable;
+                let res = maybe_blocking(inline, || apply::delete(store, name, r.timestamp));
                 Ok(self.outcome(conn, tag, h, name, r.timestamp, res))
             }
             s::SYNC_TRUNCATE_FILE => {
@@ -278,7 +279,12 @@ impl Receiver {
             return Ok(Done::Reply(errno::OK));
         }
         let update = h.cmd == cmd::storage::SYNC_UPDATE_FILE;
-        let mut inc = match blocking(|| apply::begin_file(store, &name, sh.file_size, update)) {
+        // Small files hit the page cache: inline costs less than handing the
+        // worker over (fsyncs of the durable mode always go to a thread).
+        let small = sh.file_size <= SMALL;
+        let mut inc = match maybe_blocking(small, || {
+            apply::begin_file(store, &name, sh.file_size, update)
+        }) {
             Ok(i) => i,
             Err(e) => {
                 conn.discard(sh.file_size).await?;
@@ -286,7 +292,9 @@ impl Receiver {
             }
         };
         let res = match self.stream(conn, sh.file_size, |c| inc.write(c)).await? {
-            Ok(()) => blocking(|| inc.finish(store, sh.timestamp)),
+            Ok(()) => maybe_blocking(small && !store.config().durable, || {
+                inc.finish(store, sh.timestamp)
+            }),
             Err(e) => Err(e),
         };
         Ok(self.outcome(conn, tag, h, &name, sh.timestamp, res))

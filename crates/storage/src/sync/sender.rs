@@ -21,7 +21,7 @@
 //! after a few tries and counted. The mark file is rewritten every
 //! `write_mark_file_freq` records, at binlog rotation and when idle.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::net::SocketAddr;
@@ -44,7 +44,7 @@ use super::backoff::Backoff;
 use super::filter::Rules;
 use super::link::Link;
 use super::mark::Mark;
-use super::{apply, blocking, SyncService};
+use super::{apply, blocking, maybe_blocking, SyncService, SMALL};
 use crate::store::binlog::{BinlogReader, ReadItem};
 use crate::store::now;
 
@@ -81,6 +81,28 @@ fn refused(what: &'static str, status: u8) -> SyncError {
         status,
         name: errno::describe(status).0,
     }
+}
+
+/// Creates sent ahead of their replies, at most.
+const PIPELINE_DEPTH: usize = 64;
+
+/// A record read from the binlog and not yet settled.
+struct InFlight {
+    index: u32,
+    next_offset: u64,
+    pending: Pending,
+}
+
+/// What a record still waits for before the mark may pass it.
+enum Pending {
+    /// The reply to a request already sent.
+    Reply { what: &'static str, name: String },
+    /// Sent and answered.
+    Sent,
+    /// Nothing was sent: unreadable, gone here, or refused too often.
+    Skipped,
+    /// Not for this peer.
+    Passed,
 }
 
 /// What happened to one record.
@@ -361,6 +383,15 @@ impl Worker {
         );
         let mut wake = self.svc.wake.clone();
         let mut last_io = Instant::now();
+        // Records read but not yet settled, in binlog order: creates sent
+        // without waiting for their replies, and the records behind them.
+        let mut inflight: VecDeque<InFlight> = VecDeque::new();
+        // Pipelining keeps `sync_interval`'s pacing out of the picture.
+        let depth = if self.svc.conf.sync_interval.is_zero() {
+            PIPELINE_DEPTH
+        } else {
+            0
+        };
         loop {
             if self.stopped() {
                 return Err(SyncError::Stopped);
@@ -372,6 +403,7 @@ impl Worker {
                 .contains(super::window::local_secs_of_day())
             {
                 // Hold changes back: drop the connection until it opens.
+                self.settle(&mut link, &mut inflight, 0, progressed).await?;
                 self.save_mark();
                 link.quit().await;
                 self.wait_window().await?;
@@ -380,9 +412,11 @@ impl Worker {
             // Mark the current position as seen before reading, so a wake
             // that arrives while we read is not lost.
             wake.borrow_and_update();
-            let item = blocking(|| reader.next_item())?;
+            // A record is a line of the page-cached binlog: read inline.
+            let item = reader.next_item()?;
             let Some(item) = item else {
                 // Caught up.
+                self.settle(&mut link, &mut inflight, 0, progressed).await?;
                 if rules.full_sync {
                     self.finish_full_sync(&peer);
                     rules = Rules::from_mark(self.mark.as_ref().expect("mark set"));
@@ -400,15 +434,11 @@ impl Worker {
                 self.idle(&mut link, &mut wake, &mut last_io).await?;
                 continue;
             };
-            let m = self.mark.as_mut().expect("mark set");
-            let rotated = item.index != m.binlog_index;
-            m.scan_row_count += 1;
-            let mut skipped = false;
-            let mut sent = false;
+            let mut pending = Pending::Passed;
             match &item.record {
                 Err((line, e)) => {
                     warn!(worker = "sync", peer = %self.peer_id, index = item.index, offset = item.offset, "skipping an unreadable binlog record {line:?}: {e}");
-                    skipped = true;
+                    pending = Pending::Skipped;
                 }
                 Ok(rec) if rules.wants(rec) => {
                     let lag = u64::from(now().saturating_sub(rec.timestamp));
@@ -420,52 +450,139 @@ impl Worker {
                         };
                         s.lag_secs = lag;
                     });
-                    match self.send_record(&mut link, rec).await {
-                        Ok(Sent::Sent) => sent = true,
-                        Ok(Sent::Gone) => {
-                            debug!(worker = "sync", peer = %self.peer_id, record = %rec, "file gone here; record skipped");
-                            skipped = true;
-                        }
-                        Err(SyncError::Refused { what, status, name }) => {
-                            self.refusals += 1;
-                            if self.refusals < MAX_REFUSALS {
-                                return Err(SyncError::Refused { what, status, name });
+                    if depth > 0 && rec.op == BinlogOp::Create {
+                        // Creates, most of any binlog, are pipelined: the
+                        // peer answers them in order, and a resent create
+                        // is answered EEXIST, so a broken session simply
+                        // resumes from the last one answered.
+                        let name = rec.filename.as_str();
+                        pending = match self
+                            .request_file(&mut link, name, rec.timestamp, false)
+                            .await?
+                        {
+                            Sent::Sent => Pending::Reply {
+                                what: "SYNC_CREATE_FILE",
+                                name: name.to_owned(),
+                            },
+                            Sent::Gone => {
+                                debug!(worker = "sync", peer = %self.peer_id, record = %rec, "file gone here; record skipped");
+                                Pending::Skipped
                             }
-                            warn!(worker = "sync", peer = %self.peer_id, record = %rec, "peer refused {what} {} times (status {status} {name}); skipping the record", self.refusals);
-                            skipped = true;
-                        }
-                        Err(e) => return Err(e),
+                        };
+                    } else {
+                        self.settle(&mut link, &mut inflight, 0, progressed).await?;
+                        pending = match self.send_record(&mut link, rec).await {
+                            Ok(Sent::Sent) => Pending::Sent,
+                            Ok(Sent::Gone) => {
+                                debug!(worker = "sync", peer = %self.peer_id, record = %rec, "file gone here; record skipped");
+                                Pending::Skipped
+                            }
+                            Err(SyncError::Refused { what, status, .. }) => {
+                                self.count_refusal(what, status, &rec.to_string())?
+                            }
+                            Err(e) => return Err(e),
+                        };
                     }
                     last_io = Instant::now();
                 }
                 Ok(_) => {}
             }
-            self.refusals = 0;
-            *progressed = true;
-            let m = self.mark.as_mut().expect("mark set");
-            m.binlog_index = item.index;
-            m.binlog_offset = item.next_offset;
-            if sent {
-                m.sync_row_count += 1;
-            }
-            let (index, offset) = (m.binlog_index, m.binlog_offset);
-            self.svc.status.update(&self.peer_id, |s| {
-                s.binlog_index = index;
-                s.binlog_offset = offset;
-                if sent {
-                    s.records_sent += 1;
-                }
-                if skipped {
-                    s.records_skipped += 1;
-                }
+            let paced = depth == 0 && matches!(pending, Pending::Sent);
+            inflight.push_back(InFlight {
+                index: item.index,
+                next_offset: item.next_offset,
+                pending,
             });
-            self.unsaved += 1;
-            if rotated || self.unsaved >= self.svc.conf.write_mark_freq {
-                self.save_mark();
-            }
-            if sent && !self.svc.conf.sync_interval.is_zero() {
+            self.settle(&mut link, &mut inflight, depth, progressed)
+                .await?;
+            if paced {
                 self.sleep(self.svc.conf.sync_interval).await?;
             }
+        }
+    }
+
+    /// Counts a refusal of the record at the current position: an error
+    /// (the session restarts and retries it) until it was refused
+    /// [`MAX_REFUSALS`] times in a row, then the record is skipped.
+    fn count_refusal(
+        &mut self,
+        what: &'static str,
+        status: u8,
+        record: &str,
+    ) -> Result<Pending, SyncError> {
+        self.refusals += 1;
+        let name = errno::describe(status).0;
+        if self.refusals < MAX_REFUSALS {
+            return Err(SyncError::Refused { what, status, name });
+        }
+        warn!(worker = "sync", peer = %self.peer_id, record, "peer refused {what} {} times (status {status} {name}); skipping the record", self.refusals);
+        Ok(Pending::Skipped)
+    }
+
+    /// Settles records from the front of `inflight` until at most `keep`
+    /// remain, reading the replies of pipelined requests in order, and
+    /// moves the mark past each settled record. Records that await no
+    /// reply are settled as soon as everything before them is.
+    async fn settle(
+        &mut self,
+        link: &mut Link,
+        inflight: &mut VecDeque<InFlight>,
+        keep: usize,
+        progressed: &mut bool,
+    ) -> Result<(), SyncError> {
+        while let Some(front) = inflight.front() {
+            let waits = matches!(front.pending, Pending::Reply { .. });
+            if waits && inflight.len() <= keep {
+                return Ok(());
+            }
+            let f = inflight.pop_front().expect("front exists");
+            let (sent, skipped) = match f.pending {
+                Pending::Reply { what, name } => {
+                    let (st, _) = link.reply().await?;
+                    match st {
+                        errno::OK | errno::EEXIST => (true, false),
+                        st => {
+                            self.count_refusal(what, st, &name)?;
+                            (false, true)
+                        }
+                    }
+                }
+                Pending::Sent => (true, false),
+                Pending::Skipped => (false, true),
+                Pending::Passed => (false, false),
+            };
+            self.advance(f.index, f.next_offset, sent, skipped);
+            *progressed = true;
+        }
+        Ok(())
+    }
+
+    /// The peer has (or needs nothing of) every record before
+    /// `index`/`next_offset`: move the mark there.
+    fn advance(&mut self, index: u32, next_offset: u64, sent: bool, skipped: bool) {
+        self.refusals = 0;
+        let m = self.mark.as_mut().expect("mark set");
+        let rotated = index != m.binlog_index;
+        m.scan_row_count += 1;
+        m.binlog_index = index;
+        m.binlog_offset = next_offset;
+        if sent {
+            m.sync_row_count += 1;
+        }
+        let (index, offset) = (m.binlog_index, m.binlog_offset);
+        self.svc.status.update(&self.peer_id, |s| {
+            s.binlog_index = index;
+            s.binlog_offset = offset;
+            if sent {
+                s.records_sent += 1;
+            }
+            if skipped {
+                s.records_skipped += 1;
+            }
+        });
+        self.unsaved += 1;
+        if rotated || self.unsaved >= self.svc.conf.write_mark_freq {
+            self.save_mark();
         }
     }
 
@@ -698,28 +815,9 @@ impl Worker {
         ts: u32,
         update: bool,
     ) -> Result<Sent, SyncError> {
-        let opened = blocking(|| self.open_local(name))?;
-        let Some((mut file, size)) = opened else {
-            self.vanished(name);
+        if self.request_file(link, name, ts, update).await? == Sent::Gone {
             return Ok(Sent::Gone);
-        };
-        let fname = LogicNameOrMeta(name.to_owned());
-        let mut head = Vec::with_capacity(SyncFileHead::LEN + name.len());
-        SyncFileHead {
-            name_len: name.len(),
-            file_size: size,
-            timestamp: ts,
-            group: self.svc.store.group().clone(),
         }
-        .encode(&fname, &mut head);
-        let code = if update {
-            cmd::storage::SYNC_UPDATE_FILE
-        } else {
-            cmd::storage::SYNC_CREATE_FILE
-        };
-        link.start(code, 0, head.len() as u64 + size, &[&head])
-            .await?;
-        stream_file(link, &mut file, 0, size).await?;
         let (st, _) = link.reply().await?;
         match st {
             errno::OK | errno::EEXIST => Ok(Sent::Sent),
@@ -734,6 +832,55 @@ impl Worker {
         }
     }
 
+    /// Sends the request of [`Self::send_file`] without reading its reply.
+    async fn request_file(
+        &mut self,
+        link: &mut Link,
+        name: &str,
+        ts: u32,
+        update: bool,
+    ) -> Result<Sent, SyncError> {
+        let Some((mut file, size)) = self.open_local(name)? else {
+            self.vanished(name);
+            return Ok(Sent::Gone);
+        };
+        let fname = LogicNameOrMeta(name.to_owned());
+        let small = size <= CHUNK as u64;
+        let mut head = Vec::with_capacity(
+            SyncFileHead::LEN + name.len() + if small { size as usize } else { 0 },
+        );
+        SyncFileHead {
+            name_len: name.len(),
+            file_size: size,
+            timestamp: ts,
+            group: self.svc.store.group().clone(),
+        }
+        .encode(&fname, &mut head);
+        let code = if update {
+            cmd::storage::SYNC_UPDATE_FILE
+        } else {
+            cmd::storage::SYNC_CREATE_FILE
+        };
+        if small {
+            // Head and content in one write: one segment for a small file.
+            let at = head.len();
+            head.resize(at + size as usize, 0);
+            if let Err(e) = file.read_exact(&mut head[at..]) {
+                return Err(SyncError::Io(if e.kind() == io::ErrorKind::UnexpectedEof {
+                    io::Error::new(e.kind(), "file shrank while being sent")
+                } else {
+                    e
+                }));
+            }
+            link.start(code, 0, head.len() as u64, &[&head]).await?;
+        } else {
+            link.start(code, 0, head.len() as u64 + size, &[&head])
+                .await?;
+            stream_file(link, &mut file, 0, size).await?;
+        }
+        Ok(Sent::Sent)
+    }
+
     /// SYNC_APPEND_FILE / SYNC_MODIFY_FILE with the range's current bytes.
     async fn send_range(
         &mut self,
@@ -744,7 +891,7 @@ impl Worker {
         length: u64,
         append: bool,
     ) -> Result<Sent, SyncError> {
-        let opened = blocking(|| self.open_local(name))?;
+        let opened = self.open_local(name)?;
         let Some((mut file, size)) = opened else {
             self.vanished(name);
             return Ok(Sent::Gone);
@@ -797,12 +944,12 @@ async fn stream_file(
     offset: u64,
     len: u64,
 ) -> Result<(), SyncError> {
-    blocking(|| file.seek(SeekFrom::Start(offset)))?;
+    file.seek(SeekFrom::Start(offset))?;
     let mut buf = vec![0u8; (len.min(CHUNK as u64) as usize).max(1)];
     let mut left = len;
     while left > 0 {
         let want = left.min(buf.len() as u64) as usize;
-        let n = blocking(|| file.read(&mut buf[..want]))?;
+        let n = maybe_blocking(len <= SMALL, || file.read(&mut buf[..want]))?;
         if n == 0 {
             return Err(SyncError::Io(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

@@ -775,6 +775,87 @@ async fn shutdown_is_prompt_even_if_the_peer_stalls() {
     assert_eq!(m.binlog_offset, 0);
 }
 
+/// A peer that answers nothing until it holds three whole requests: a
+/// sender waiting for each reply before the next request would stall
+/// until network_timeout and never get a file through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_are_pipelined_and_the_mark_follows_the_replies_in_order() {
+    use std::io::{Read, Write};
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let b_addr = l.local_addr().unwrap();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel::<Vec<(u8, usize)>>();
+    std::thread::spawn(move || {
+        let (mut c, _) = l.accept().unwrap();
+        let read_req = |c: &mut std::net::TcpStream| {
+            let mut h = [0u8; 10];
+            c.read_exact(&mut h).unwrap();
+            let len = u64::from_be_bytes(h[..8].try_into().unwrap()) as usize;
+            let mut b = vec![0u8; len];
+            c.read_exact(&mut b).unwrap();
+            (h[8], len)
+        };
+        let ok = [0u8, 0, 0, 0, 0, 0, 0, 0, cmd::RESP, 0];
+        assert_eq!(read_req(&mut c).0, cmd::storage::REPORT_SERVER_ID);
+        c.write_all(&ok).unwrap();
+        let held: Vec<_> = (0..3).map(|_| read_req(&mut c)).collect();
+        seen_tx.send(held).unwrap();
+        for _ in 0..3 {
+            c.write_all(&ok).unwrap();
+        }
+        // Anything after (ACTIVE_TEST while idle) is answered at once.
+        let mut h = [0u8; 10];
+        while c.read_exact(&mut h).is_ok() {
+            c.write_all(&ok).unwrap();
+        }
+    });
+    let p = Pair {
+        a_dir: da.path().to_owned(),
+        b_dir: db.path().to_owned(),
+        a: store(da.path(), [127, 0, 0, 1]),
+        b: store(db.path(), [127, 0, 0, 1]),
+        _da: da,
+        _db: db,
+        b_addr,
+        sd: Shutdown::new(),
+        progress_b: Arc::new(Progress::default()),
+    };
+    let sizes = [5usize, 300_000, 7];
+    for n in sizes {
+        upload(&p.a, &vec![b'z'; n], "bin", UploadKind::Normal);
+    }
+    Mark::default().save(&mark_file(&p)).unwrap();
+    let (_tx, wake) = tokio::sync::watch::channel(0u64);
+    let svc = service(&p, wake);
+    let h = svc.clone().spawn(p.sd.clone());
+    wait_for("the three creates to be confirmed", 4, || {
+        svc.status.get("b").is_some_and(|s| s.records_sent == 3)
+    })
+    .await;
+    let held = seen_rx.recv_timeout(Duration::from_secs(1)).unwrap();
+    assert!(held
+        .iter()
+        .all(|(c, _)| *c == cmd::storage::SYNC_CREATE_FILE));
+    // Each request carries its file whole, the big one streamed behind
+    // its head, the small ones in the same write as theirs.
+    let bodies: Vec<usize> = held.iter().map(|(_, len)| *len).collect();
+    for (len, n) in bodies.iter().zip(sizes) {
+        assert!(*len > n && *len < n + 200, "body {len} for a file of {n}");
+    }
+    p.sd.trigger();
+    h.await.unwrap();
+    // The mark passed all three records.
+    let m = Mark::load(&mark_file(&p)).unwrap().unwrap();
+    let binlog_len: u64 = fs::read_dir(p.a_dir.join("data/sync"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("binlog.0"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert_eq!(m.binlog_offset, binlog_len);
+    assert_eq!(m.sync_row_count, 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_sync_requests_get_einval_and_a_closed_connection() {
     use fdfs_proto::sync::{LogicNameOrMeta, SyncDelete};
