@@ -13,6 +13,7 @@ Two clients from PyPI, both installed by .ci/run with pinned versions:
 Usage:
     python_client.py [--library L] --conf client.conf   # an existing client.conf
     python_client.py [--library L] --tracker HOST:PORT  # writes a client.conf itself
+    ... [--list GROUP=IP:PORT,IP:PORT]                  # also the listings (py3fdfs)
 
 It uploads a buffer, downloads it whole and by ranges, sets (overwrite, then
 merge) and gets metadata, uploads an appender file and appends to it twice,
@@ -20,12 +21,21 @@ deletes both files and checks that they are gone. Every result is compared
 byte by byte; the first mismatch exits with status 1. Exit status 2 means the
 client library is missing or the arguments are wrong.
 
+With --list it also lists the groups and storages through py3Fdfs's public
+listing calls (list_all_groups, list_one_group, list_servers) and checks that
+the group and each storage given are there, ACTIVE, with their ports. py3Fdfs
+parses the V6.10 records (105-byte groups, 612-byte storages): the tracker
+must run with `stat_layout = 6.10` (our tracker.conf key).
+
 Both libraries have Python 3 str/bytes bugs in some calls. They are worked
 around on the client side only (never by relaxing a check), using each
 library's own lower-level classes:
   * py3Fdfs: Fdfs_client.download_to_buffer() leaves its offset/length unset
     for non-zero values, so ranges go through Storage_client directly;
-    Fdfs_client.get_meta_data() calls .encode() on a bytes name.
+    Fdfs_client.get_meta_data() calls .encode() on a bytes name;
+    list_one_group() and list_servers() pack the group name as given (so it
+    is passed as bytes), and list_servers() without a storage IP packs a str,
+    so each storage is listed by its IP.
   * fastdfs-client: append_by_buffer() and set_meta_data() pass a str file
     name where struct needs bytes.
   * both: storage_set_metadata() packs the op flag and the packed metadata as
@@ -123,6 +133,15 @@ class Py3Fdfs:
     def delete(self, file_id):
         return self.c.delete_file(file_id)
 
+    def list_groups(self):
+        return self.c.list_all_groups()
+
+    def list_group(self, group):
+        return self.c.list_one_group(group.encode())
+
+    def list_server(self, group, ip):
+        return self.c.list_servers(group.encode(), ip.encode())
+
 
 class FastdfsClient:
     """fastdfs-client 1.3.0: file ids are str; storage calls want bytes names."""
@@ -219,16 +238,80 @@ def run(lib):
             fail(f"{as_text(f)} still downloads after delete")
 
 
+ACTIVE = 7
+
+
+def run_listings(lib, group, storages):
+    """Lists through the library; `storages` = [(ip, port)] of `group`."""
+    # A group's port is its first member's (ours may differ per server).
+    ports = {port for _, port in storages}
+
+    r = lib.list_groups()
+    check(int(r["Groups count"]) == 1, f"groups count {r['Groups count']!r}")
+    check(len(r["Groups"]) == 1, f"groups {r['Groups']!r}")
+    one = lib.list_group(group)
+    for g in (r["Groups"][0], one):
+        check(as_text(g.group_name) == group, f"group name {g.group_name!r}")
+        check(g.count == len(storages), f"storage count {g.count} (want {len(storages)})")
+        check(g.active_count == len(storages), f"active count {g.active_count}")
+        check(g.storage_port in ports, f"group storage port {g.storage_port} (want one of {ports})")
+        check(g.store_path_count == 1, f"store path count {g.store_path_count}")
+    try:
+        lib.list_group("nogroup")
+    except Exception as e:  # DataError with the status, as for downloads
+        check("Error: 2" in str(e), f"listing an unknown group: {e}")
+    else:
+        fail("listing an unknown group succeeded")
+
+    for ip, sport in storages:
+        r = lib.list_server(group, ip)
+        check(as_text(r["Group name"]) == group, f"list_servers group {r['Group name']!r}")
+        check(len(r["Servers"]) == 1, f"list_servers {ip}: {len(r['Servers'])} servers")
+        s = r["Servers"][0]
+        check(as_text(s.ip_addr) == ip, f"storage ip {s.ip_addr!r} (want {ip})")
+        check(s.status == ACTIVE, f"storage {ip} status {s.status}")
+        check(s.storage_port == sport, f"storage {ip} port {s.storage_port} (want {sport})")
+        check(as_text(s.version) != "", f"storage {ip} has no version")
+        check(s.store_path_count == 1, f"storage {ip} store path count {s.store_path_count}")
+
+
+def parse_list_arg(text):
+    """`group1=127.0.0.11:23000,127.0.0.12:23000` → ("group1", [(ip, port)])."""
+    group, _, rest = text.partition("=")
+    storages = []
+    for item in filter(None, rest.split(",")):
+        ip, _, port = item.rpartition(":")
+        storages.append((ip, int(port)))
+    if not group or not storages:
+        raise ValueError(text)
+    return group, storages
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--library", choices=sorted(PIP), default="py3fdfs")
     ap.add_argument("--conf", help="client.conf with tracker_server")
     ap.add_argument("--tracker", help="HOST:PORT of a tracker (a client.conf is written)")
+    ap.add_argument(
+        "--list",
+        metavar="GROUP=IP:PORT,...",
+        help="also check the listings: the group and its storages (py3fdfs, stat_layout = 6.10)",
+    )
     args = ap.parse_args()
     if bool(args.conf) == bool(args.tracker):
         ap.print_usage(sys.stderr)
         print("python_client.py: give exactly one of --conf and --tracker", file=sys.stderr)
         sys.exit(2)
+    listing = None
+    if args.list:
+        if args.library != "py3fdfs":
+            print("python_client.py: --list is checked with py3fdfs only", file=sys.stderr)
+            sys.exit(2)
+        try:
+            listing = parse_list_arg(args.list)
+        except ValueError:
+            print(f"python_client.py: bad --list {args.list!r}", file=sys.stderr)
+            sys.exit(2)
     try:
         importlib.import_module(MODULE[args.library])
     except ImportError as e:
@@ -250,6 +333,8 @@ def main():
                 )
         lib = Py3Fdfs(conf) if args.library == "py3fdfs" else FastdfsClient(conf)
         run(lib)
+        if listing:
+            run_listings(lib, *listing)
     print(f"python interop ({PIP[args.library]}): {CHECKS} checks passed")
     return 0
 

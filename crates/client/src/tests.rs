@@ -876,3 +876,78 @@ async fn oversized_range_reply_is_a_protocol_error() {
     assert_eq!(c.inner.pool.idle_count(st.addr), 0);
     assert_eq!(c.download(&id).await.unwrap(), vec![7u8; 100]);
 }
+
+#[tokio::test]
+async fn listings_read_both_record_layouts() {
+    use fdfs_proto::tracker::{GroupStatV610, StorageStat, StorageStatV610};
+    let group = GroupStat {
+        group_name: "group1".into(),
+        total_mb: 100,
+        free_mb: 50,
+        reserved_mb: 10,
+        storage_count: 2,
+        storage_port: 23000,
+        readable_server_count: 1,
+        writable_server_count: 1,
+        ..GroupStat::default()
+    };
+    let storage = StorageStat {
+        status: 7,
+        rw_mode: 6,
+        id: "127.0.0.11".into(),
+        ip_addr: "127.0.0.11".into(),
+        version: "6.16.1".into(),
+        storage_port: 23000,
+        ..StorageStat::default()
+    };
+    let enc = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = Vec::new();
+        f(&mut b);
+        b
+    };
+    // The same figures in each layout: 113/487 and 105/612 bytes.
+    let new_g = enc(&|b| group.encode(b));
+    let old_g = enc(&|b| GroupStatV610::from_current(&group, 8888, 1).encode(b));
+    let new_s = enc(&|b| (0..2).for_each(|_| storage.encode(b)));
+    let old_s = enc(&|b| (0..2).for_each(|_| StorageStatV610::from_current(&storage, 0).encode(b)));
+    assert_eq!(
+        (new_g.len(), old_g.len(), new_s.len(), old_s.len()),
+        (113, 105, 974, 1224)
+    );
+    for (groups, storages, reserved) in [(new_g, new_s, 10), (old_g, old_s, 0)] {
+        let t = fake(move |r| match r.cmd {
+            tc::SERVER_LIST_ALL_GROUPS | tc::SERVER_LIST_ONE_GROUP => Reply::Ok(groups.clone()),
+            tc::SERVER_LIST_STORAGE => Reply::Ok(storages.clone()),
+            _ => Reply::Status(22),
+        })
+        .await;
+        let c = Client::new(vec![t.addr], opts()).unwrap();
+        let want = GroupStat {
+            reserved_mb: reserved,
+            ..group.clone()
+        };
+        assert_eq!(c.list_groups().await.unwrap(), vec![want.clone()]);
+        assert_eq!(c.list_group("group1").await.unwrap(), want);
+        let l = c.list_storages("group1", None).await.unwrap();
+        assert_eq!(l, vec![storage.clone(); 2], "reserved {reserved}");
+    }
+    // Neither layout: a protocol error naming the length.
+    let t = fake(|_| Reply::Ok(vec![0; 110])).await;
+    let c = Client::new(vec![t.addr], opts()).unwrap();
+    for e in [
+        c.list_groups().await.unwrap_err(),
+        c.list_storages("group1", None)
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+    ] {
+        assert!(matches!(e, Error::Protocol { .. }), "{e:?}");
+        assert!(e.to_string().contains("110"), "{e}");
+    }
+    // Two old records where 90 wants one.
+    let two = enc(&|b| (0..2).for_each(|_| GroupStatV610::from_current(&group, 0, 1).encode(b)));
+    let t = fake(move |_| Reply::Ok(two.clone())).await;
+    let c = Client::new(vec![t.addr], opts()).unwrap();
+    let e = c.list_group("group1").await.unwrap_err();
+    assert!(e.to_string().contains("113 or 105"), "{e}");
+}

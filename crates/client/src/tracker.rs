@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use fdfs_proto::cmd::{self, tracker as t};
 use fdfs_proto::errno;
 use fdfs_proto::tracker::{
-    DeleteStorageReq, FetchResp, GroupReq, GroupStat, ListStorageReq, StorageStat, StoreAllResp,
-    StoreResp,
+    DeleteStorageReq, FetchResp, GroupReq, GroupStat, GroupStatV610, ListStorageReq, StorageStat,
+    StoreAllResp, StoreResp,
 };
 use fdfs_proto::{FileId, GroupName};
 
@@ -117,18 +117,20 @@ impl Client {
         Ok(v[0])
     }
 
-    /// Statistics of every group (91).
+    /// Statistics of every group (91). Both record layouts are read (the
+    /// current 113-byte one and the 105-byte one of V6.12-and-older
+    /// trackers, or ours with `stat_layout = 6.10`), told apart by length.
     pub async fn list_groups(&self) -> Result<Vec<GroupStat>> {
         let code = t::SERVER_LIST_ALL_GROUPS;
         let (tracker, reply) = self.tracker_call(code, &[]).await?;
-        GroupStat::decode_list(&reply).map_err(decode_err(code, tracker))
+        GroupStat::decode_list_any(&reply).map_err(decode_err(code, tracker))
     }
 
-    /// Statistics of one group (90).
+    /// Statistics of one group (90), in either layout as for 91.
     pub async fn list_group(&self, group: &str) -> Result<GroupStat> {
         let code = t::SERVER_LIST_ONE_GROUP;
         let (tracker, reply) = self.tracker_call(code, &group_body(Some(group))?).await?;
-        let mut v = GroupStat::decode_list(&reply).map_err(decode_err(code, tracker))?;
+        let mut v = GroupStat::decode_list_any(&reply).map_err(decode_err(code, tracker))?;
         if v.len() != 1 {
             return Err(Error::Protocol {
                 op: cmd::name(code),
@@ -136,14 +138,16 @@ impl Client {
                 source: fdfs_proto::DecodeError::BadLength {
                     what: "group stat",
                     got: reply.len(),
-                    expected: GroupStat::LEN.to_string(),
+                    expected: format!("{} or {}", GroupStat::LEN, GroupStatV610::LEN),
                 },
             });
         }
         Ok(v.remove(0))
     }
 
-    /// The storages of a group, or one of them by id (92).
+    /// The storages of a group, or one of them by id (92). Both record
+    /// layouts are read (487/517 bytes, or the 612 bytes of V6.10-and-older
+    /// trackers and ours with `stat_layout = 6.10`), told apart by length.
     pub async fn list_storages(
         &self,
         group: &str,
@@ -157,7 +161,7 @@ impl Client {
         let mut body = Vec::new();
         req.encode(&mut body);
         let (tracker, reply) = self.tracker_call(code, &body).await?;
-        StorageStat::decode_list(&reply).map_err(decode_err(code, tracker))
+        StorageStat::decode_list_any(&reply).map_err(decode_err(code, tracker))
     }
 
     /// Removes a storage from a group (93), on every tracker as upstream

@@ -315,6 +315,13 @@ fn build_tracker(ini: &IniFile, w: &mut Vec<Warning>) -> Result<TrackerConf, Con
         store_slave_file_use_link: r.bool("store_slave_file_use_link", false),
         use_connection_pool: r.bool("use_connection_pool", false),
         connection_pool_max_idle_time: r.secs("connection_pool_max_idle_time", 3600)?,
+        stat_layout: r.parse("stat_layout", StatLayout::V6_16, |s| match s {
+            "6.16" => Ok(StatLayout::V6_16),
+            "6.10" => Ok(StatLayout::V6_10),
+            _ => Err(format!(
+                "{s:?} must be 6.16 (current list records) or 6.10 (for old clients)"
+            )),
+        })?,
     };
     r.finish();
     Ok(conf)

@@ -71,6 +71,21 @@ pub enum LogLevel {
     Debug,
 }
 
+/// Ours: `stat_layout` in tracker.conf, the record layouts of the
+/// list-groups (90/91) and list-storages (92) replies. Nothing on the wire
+/// tells a client which one it gets, so the operator picks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StatLayout {
+    /// `6.16` (the default): V6.13.1+ records, 113-byte groups and
+    /// 487-byte storages.
+    #[default]
+    V6_16,
+    /// `6.10`: the V5.x–V6.10 records old clients parse (fastdfs-client-java
+    /// ≤ 1.30, fdfs_client-py and its forks), 105-byte groups and 612-byte
+    /// storages.
+    V6_10,
+}
+
 /// Keys shared by tracker.conf and storage.conf (CONFIG.md §2).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaemonConf {
@@ -91,7 +106,7 @@ pub struct DaemonConf {
     pub run_by_user: String,
 }
 
-/// tracker.conf (CONFIG.md §3).
+/// tracker.conf (CONFIG.md §3), plus our own keys.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrackerConf {
     pub daemon: DaemonConf,
@@ -123,6 +138,8 @@ pub struct TrackerConf {
     pub store_slave_file_use_link: bool,
     pub use_connection_pool: bool,
     pub connection_pool_max_idle_time: Duration,
+    /// Ours: `stat_layout = 6.16` (default) or `6.10`, see [`StatLayout`].
+    pub stat_layout: StatLayout,
 }
 
 /// storage.conf (CONFIG.md §4), plus our own keys.

@@ -3,19 +3,27 @@
 //! fields) and fastdfs-client 1.3.0 (module `fastdfs_client`, 45-byte IP
 //! fields) against a real cluster of ours (one tracker, two storages of
 //! group1): upload, whole and ranged downloads, metadata, appender files,
-//! delete, every byte checked.
+//! delete, every byte checked. With `stat_layout = 6.10` (our tracker.conf
+//! key) py3Fdfs also lists the groups and storages: it parses only the
+//! V6.10 records (105/612 bytes).
 //!
 //! The libraries must be installed (`.ci/run` does it with pinned
 //! versions); when one is missing its test fails with the install command
 //! rather than skipping, so CI cannot silently stop checking interop.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use fdfs_proto::cmd::tracker as tc;
+use fdfs_proto::server::status;
+use fdfs_proto::tracker::StorageStat;
 use fdfs_testkit::storage::StorageProc;
-use fdfs_testkit::{random_loopback, wait_until, TestDir, TrackerProc, Wire};
+use fdfs_testkit::{
+    free_port, random_loopback, wait_for_port, wait_until, write_file, Proc, TestDir, TrackerProc,
+    Wire,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fdfs");
 
@@ -37,40 +45,92 @@ fn require_python_module(module: &str, pip: &str) {
     }
 }
 
+/// Two storages of group1 on two loopback addresses and one port: the
+/// members of a group must share a port (the tracker refuses a join with
+/// another one).
+fn start_storages(dir: &TestDir, tracker: &TrackerProc) -> Vec<StorageProc> {
+    let a = random_loopback();
+    let [_, _, c, d] = a.octets();
+    let b = Ipv4Addr::new(127, 0, c, if d >= 250 { 2 } else { d + 1 });
+    let port = loop {
+        let p = free_port(a);
+        if std::net::TcpListener::bind((b, p)).is_ok() {
+            break p;
+        }
+    };
+    [a, b]
+        .into_iter()
+        .map(|ip| {
+            let base = dir.join(format!("storage-{ip}"));
+            let conf = base.join("storage.conf");
+            write_file(
+                &conf,
+                &StorageProc::conf_text(ip, port, &base, "group1", &[tracker.addr], &[]),
+            );
+            let addr = SocketAddr::from((ip, port));
+            let conf_s = conf.display().to_string();
+            let proc = Proc::spawn(
+                &format!("storage {addr}"),
+                BIN,
+                &["storage", &conf_s, "start", "--foreground"],
+                &[],
+                base.join("stdout.log"),
+            );
+            let s = StorageProc {
+                proc,
+                addr,
+                base,
+                conf,
+                group: "group1".into(),
+            };
+            assert!(
+                wait_for_port(addr, Duration::from_secs(20)),
+                "storage {addr} did not listen:\n{}",
+                s.proc.log_text()
+            );
+            s
+        })
+        .collect()
+}
+
 /// Starts a cluster whose tracker gets `tracker_extra` lines, runs the
-/// script with `--library library` and asserts it passed.
-fn run_against_cluster(library: &str, tracker_extra: &[&str]) {
+/// script with `--library library` (and, with `listing`, `--list` naming the
+/// group and its storages) and asserts it passed.
+fn run_against_cluster(library: &str, tracker_extra: &[&str], listing: bool) {
     let dir = TestDir::new("interop-python");
     let tracker = TrackerProc::start(BIN, dir.path(), random_loopback(), tracker_extra);
-    let storages: Vec<StorageProc> = (0..2)
-        .map(|_| {
-            StorageProc::start(
-                BIN,
-                dir.path(),
-                random_loopback(),
-                "group1",
-                &[tracker.addr],
-                &[],
-            )
-        })
-        .collect();
-    let writable = wait_until(Duration::from_secs(30), || {
-        Wire::connect(tracker.addr)
-            .and_then(|mut w| w.call(tc::QUERY_STORE_WITHOUT_GROUP_ONE, &[]))
-            .is_ok_and(|(st, _)| st == 0)
+    let storages = start_storages(&dir, &tracker);
+    // Both ACTIVE (read in whichever layout the tracker sends).
+    let mut seen = Vec::new();
+    let active = wait_until(Duration::from_secs(30), || {
+        let mut body = b"group1".to_vec();
+        body.resize(16, 0);
+        seen = Wire::connect(tracker.addr)
+            .and_then(|mut w| w.call(tc::SERVER_LIST_STORAGE, &body))
+            .ok()
+            .filter(|(st, _)| *st == 0)
+            .and_then(|(_, b)| StorageStat::decode_list_any(&b).ok())
+            .map(|l| l.iter().map(|s| (s.ip_addr.clone(), s.status)).collect())
+            .unwrap_or_default();
+        seen.len() == 2 && seen.iter().all(|(_, st)| *st == status::ACTIVE)
     });
     assert!(
-        writable,
-        "no storage became writable; log:\n{}",
-        storages[0].proc.log_text()
+        active,
+        "the storages did not both become ACTIVE ({seen:?}); tracker log:\n{}\nstorage logs:\n{}\n{}",
+        tracker.proc.log_text(),
+        storages[0].proc.log_text(),
+        storages[1].proc.log_text(),
     );
 
-    let out = Command::new("python3")
-        .arg(script())
+    let mut cmd = Command::new("python3");
+    cmd.arg(script())
         .args(["--library", library])
-        .args(["--tracker", &tracker.addr.to_string()])
-        .output()
-        .expect("run python3");
+        .args(["--tracker", &tracker.addr.to_string()]);
+    if listing {
+        let addrs: Vec<String> = storages.iter().map(|s| s.addr.to_string()).collect();
+        cmd.args(["--list", &format!("group1={}", addrs.join(","))]);
+    }
+    let out = cmd.output().expect("run python3");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -93,7 +153,16 @@ fn run_against_cluster(library: &str, tracker_extra: &[&str]) {
 #[test]
 fn py3fdfs_uploads_ranges_metadata_appends_and_deletes() {
     require_python_module("fdfs_client.client", "py3Fdfs==2.2.0");
-    run_against_cluster("py3fdfs", &[]);
+    run_against_cluster("py3fdfs", &[], false);
+}
+
+/// py3Fdfs's listing calls (list_all_groups, list_one_group, list_servers)
+/// parse the 105-byte group and 612-byte storage records: they see our
+/// group and both storages once the tracker sends the old layouts.
+#[test]
+fn py3fdfs_lists_groups_and_storages_with_stat_layout_6_10() {
+    require_python_module("fdfs_client.client", "py3Fdfs==2.2.0");
+    run_against_cluster("py3fdfs", &["stat_layout = 6.10"], true);
 }
 
 /// fastdfs-client hard-codes 46-byte IP sizes (the V6.11–V6.13 layout, a
@@ -102,5 +171,5 @@ fn py3fdfs_uploads_ranges_metadata_appends_and_deletes() {
 #[test]
 fn fastdfs_client_works_with_ipv6_sized_responses() {
     require_python_module("fastdfs_client", "fastdfs-client==1.3.0");
-    run_against_cluster("fastdfs-client", &["response_ip_addr_size = IPv6"]);
+    run_against_cluster("fastdfs-client", &["response_ip_addr_size = IPv6"], false);
 }

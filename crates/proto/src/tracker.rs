@@ -543,6 +543,382 @@ impl StorageStat {
     }
 }
 
+/// The layouts of 91/92 a V6.10 tracker sends, for clients that parse only
+/// those (fastdfs-client-java ≤ 1.30, fdfs_client-py and its Python 3
+/// forks, V5 C tools). Nothing on the wire says which layout a reply has:
+/// a tracker picks one by configuration, a reader by the body length
+/// ([`GroupStat::decode_list_any`], [`StorageStat::decode_list_any`]).
+///
+/// One group, V4.x–V6.12 layout (105 bytes):
+///
+/// | off | size | field |
+/// |---:|---:|---|
+/// | 0 | 17 | group name |
+/// | 17 | 8 | total_mb |
+/// | 25 | 8 | free_mb |
+/// | 33 | 8 | trunk_free_mb |
+/// | 41 | 8 | storage_count |
+/// | 49 | 8 | storage_port |
+/// | 57 | 8 | storage_http_port |
+/// | 65 | 8 | active_count |
+/// | 73 | 8 | current_write_server |
+/// | 81 | 8 | store_path_count |
+/// | 89 | 8 | subdir_count_per_path |
+/// | 97 | 8 | current_trunk_file_id |
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupStatV610 {
+    pub group_name: String,
+    pub total_mb: i64,
+    pub free_mb: i64,
+    pub trunk_free_mb: i64,
+    pub storage_count: i64,
+    pub storage_port: i64,
+    pub storage_http_port: i64,
+    pub active_count: i64,
+    pub current_write_server: i64,
+    pub store_path_count: i64,
+    pub subdir_count_per_path: i64,
+    pub current_trunk_file_id: i64,
+}
+
+impl GroupStatV610 {
+    pub const LEN: usize = 105;
+
+    /// The old record of a group: `storage_http_port` is 0 when unknown,
+    /// `active_count` the number of ACTIVE servers (the current layout
+    /// splits it into readable and writable counts, so the caller says).
+    pub fn from_current(g: &GroupStat, storage_http_port: i64, active_count: i64) -> Self {
+        GroupStatV610 {
+            group_name: g.group_name.clone(),
+            total_mb: g.total_mb,
+            free_mb: g.free_mb,
+            trunk_free_mb: g.trunk_free_mb,
+            storage_count: g.storage_count,
+            storage_port: g.storage_port,
+            storage_http_port,
+            active_count,
+            current_write_server: g.current_write_server,
+            store_path_count: g.store_path_count,
+            subdir_count_per_path: g.subdir_count_per_path,
+            current_trunk_file_id: g.current_trunk_file_id,
+        }
+    }
+
+    /// The current record for an old one. An old tracker has no reserved
+    /// figure (0) and no read/write split: its ACTIVE servers take both.
+    pub fn to_current(&self) -> GroupStat {
+        GroupStat {
+            group_name: self.group_name.clone(),
+            total_mb: self.total_mb,
+            free_mb: self.free_mb,
+            reserved_mb: 0,
+            trunk_free_mb: self.trunk_free_mb,
+            storage_count: self.storage_count,
+            storage_port: self.storage_port,
+            readable_server_count: self.active_count,
+            writable_server_count: self.active_count,
+            current_write_server: self.current_write_server,
+            store_path_count: self.store_path_count,
+            subdir_count_per_path: self.subdir_count_per_path,
+            current_trunk_file_id: self.current_trunk_file_id,
+        }
+    }
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_fixed(out, &self.group_name, GROUP_LEN + 1);
+        for v in [
+            self.total_mb,
+            self.free_mb,
+            self.trunk_free_mb,
+            self.storage_count,
+            self.storage_port,
+            self.storage_http_port,
+            self.active_count,
+            self.current_write_server,
+            self.store_path_count,
+            self.subdir_count_per_path,
+            self.current_trunk_file_id,
+        ] {
+            put_i64(out, v);
+        }
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let group_name = r.fixed_str("group name", GROUP_LEN + 1)?;
+        let mut v = [0i64; 11];
+        for x in v.iter_mut() {
+            *x = r.i64()?;
+        }
+        Ok(GroupStatV610 {
+            group_name,
+            total_mb: v[0],
+            free_mb: v[1],
+            trunk_free_mb: v[2],
+            storage_count: v[3],
+            storage_port: v[4],
+            storage_http_port: v[5],
+            active_count: v[6],
+            current_write_server: v[7],
+            store_path_count: v[8],
+            subdir_count_per_path: v[9],
+            current_trunk_file_id: v[10],
+        })
+    }
+
+    /// Decodes an old reply of 91 (N records) or 90 (one).
+    pub fn decode_list(b: &[u8]) -> Result<Vec<Self>, DecodeError> {
+        if b.len() % Self::LEN != 0 {
+            return Err(DecodeError::len(
+                "group stats (6.10 layout)",
+                b.len(),
+                "a multiple of 105",
+            ));
+        }
+        let mut r = Reader::new("group stats (6.10 layout)", b);
+        (0..b.len() / Self::LEN)
+            .map(|_| Self::read(&mut r))
+            .collect()
+    }
+}
+
+impl GroupStat {
+    /// Decodes a reply of 91/90 in either layout, told apart by length: a
+    /// multiple of 113 bytes is the current layout, else a multiple of 105
+    /// the V6.10 one (converted by [`GroupStatV610::to_current`]).
+    pub fn decode_list_any(b: &[u8]) -> Result<Vec<Self>, DecodeError> {
+        if b.len() % Self::LEN == 0 {
+            Self::decode_list(b)
+        } else if b.len() % GroupStatV610::LEN == 0 {
+            Ok(GroupStatV610::decode_list(b)?
+                .iter()
+                .map(GroupStatV610::to_current)
+                .collect())
+        } else {
+            Err(DecodeError::len(
+                "group stats",
+                b.len(),
+                "a multiple of 113 or of 105",
+            ))
+        }
+    }
+}
+
+/// Width of the domain name field of the V6.10 storage record.
+const DOMAIN_NAME_LEN: usize = 128;
+/// Width of the version field of the V6.10 storage record (no NUL when
+/// full: "6.16.1" takes all of it).
+const OLD_VERSION_LEN: usize = 6;
+
+/// One storage in the list-storages reply, V5.x–V6.10 layout (612 bytes,
+/// always 16-byte IP fields). See [`GroupStatV610`] for when it is used.
+///
+/// | off | size | field |
+/// |---:|---:|---|
+/// | 0 | 1 | status |
+/// | 1 | 16 | id |
+/// | 17 | 16 | ip_addr |
+/// | 33 | 128 | domain_name |
+/// | 161 | 16 | src_id |
+/// | 177 | 6 | version |
+/// | 183 | 80 | join_time, up_time, total_mb, free_mb, upload_priority, store_path_count, subdir_count_per_path, current_write_path, storage_port, storage_http_port (i64 each) |
+/// | 263 | 348 | StatBuff |
+/// | 611 | 1 | if_trunk_server |
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StorageStatV610 {
+    pub status: u8,
+    pub id: String,
+    pub ip_addr: String,
+    pub domain_name: String,
+    pub src_id: String,
+    pub version: String,
+    pub join_time: i64,
+    pub up_time: i64,
+    pub total_mb: i64,
+    pub free_mb: i64,
+    pub upload_priority: i64,
+    pub store_path_count: i64,
+    pub subdir_count_per_path: i64,
+    pub current_write_path: i64,
+    pub storage_port: i64,
+    pub storage_http_port: i64,
+    pub stat: StatBuff,
+    pub if_trunk_server: bool,
+}
+
+impl StorageStatV610 {
+    pub const LEN: usize = 1
+        + ID_LEN
+        + IPV4_SIZE
+        + DOMAIN_NAME_LEN
+        + ID_LEN
+        + OLD_VERSION_LEN
+        + 80
+        + StatBuff::LEN
+        + 1;
+
+    /// The old record of a server: no domain name, the HTTP port 0 when
+    /// unknown. On the wire the IP is cut to 15 bytes (plus its NUL) and
+    /// the version to 6 (the old fields' widths): an IPv6 address does not
+    /// fit.
+    pub fn from_current(s: &StorageStat, storage_http_port: i64) -> Self {
+        StorageStatV610 {
+            status: s.status,
+            id: s.id.clone(),
+            ip_addr: s.ip_addr.clone(),
+            domain_name: String::new(),
+            src_id: s.src_id.clone(),
+            version: s.version.clone(),
+            join_time: s.join_time,
+            up_time: s.up_time,
+            total_mb: s.total_mb,
+            free_mb: s.free_mb,
+            upload_priority: s.upload_priority,
+            store_path_count: s.store_path_count,
+            subdir_count_per_path: s.subdir_count_per_path,
+            current_write_path: s.current_write_path,
+            storage_port: s.storage_port,
+            storage_http_port,
+            stat: s.stat.clone(),
+            if_trunk_server: s.if_trunk_server,
+        }
+    }
+
+    /// The current record for an old one. Old trackers have no per-server
+    /// read/write mode (every server could do both: rw_mode 6) and no
+    /// reserved figure (0).
+    pub fn to_current(&self) -> StorageStat {
+        StorageStat {
+            status: self.status,
+            rw_mode: 6,
+            id: self.id.clone(),
+            ip_addr: self.ip_addr.clone(),
+            src_id: self.src_id.clone(),
+            version: self.version.clone(),
+            join_time: self.join_time,
+            up_time: self.up_time,
+            total_mb: self.total_mb,
+            free_mb: self.free_mb,
+            reserved_mb: 0,
+            upload_priority: self.upload_priority,
+            store_path_count: self.store_path_count,
+            subdir_count_per_path: self.subdir_count_per_path,
+            current_write_path: self.current_write_path,
+            storage_port: self.storage_port,
+            stat: self.stat.clone(),
+            if_trunk_server: self.if_trunk_server,
+            ip_size: IpSize::V4,
+        }
+    }
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_u8(out, self.status);
+        put_fixed(out, &self.id, ID_LEN);
+        // Keep the NUL: C readers treat the field as a string.
+        put_fixed(out, cut(&self.ip_addr, IPV4_SIZE - 1), IPV4_SIZE);
+        put_fixed(out, &self.domain_name, DOMAIN_NAME_LEN);
+        put_fixed(out, &self.src_id, ID_LEN);
+        put_fixed(out, &self.version, OLD_VERSION_LEN);
+        for v in [
+            self.join_time,
+            self.up_time,
+            self.total_mb,
+            self.free_mb,
+            self.upload_priority,
+            self.store_path_count,
+            self.subdir_count_per_path,
+            self.current_write_path,
+            self.storage_port,
+            self.storage_http_port,
+        ] {
+            put_i64(out, v);
+        }
+        self.stat.encode(out);
+        put_u8(out, self.if_trunk_server as u8);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let status = r.u8()?;
+        let id = r.fixed_str("id", ID_LEN)?;
+        let ip_addr = r.fixed_str("ip", IPV4_SIZE)?;
+        let domain_name = r.fixed_str("domain name", DOMAIN_NAME_LEN)?;
+        let src_id = r.fixed_str("src id", ID_LEN)?;
+        let version = r.fixed_str("version", OLD_VERSION_LEN)?;
+        let mut v = [0i64; 10];
+        for x in v.iter_mut() {
+            *x = r.i64()?;
+        }
+        let stat = StatBuff::read(r)?;
+        let if_trunk_server = r.u8()? != 0;
+        Ok(StorageStatV610 {
+            status,
+            id,
+            ip_addr,
+            domain_name,
+            src_id,
+            version,
+            join_time: v[0],
+            up_time: v[1],
+            total_mb: v[2],
+            free_mb: v[3],
+            upload_priority: v[4],
+            store_path_count: v[5],
+            subdir_count_per_path: v[6],
+            current_write_path: v[7],
+            storage_port: v[8],
+            storage_http_port: v[9],
+            stat,
+            if_trunk_server,
+        })
+    }
+
+    /// Decodes an old reply of 92: N records of 612 bytes.
+    pub fn decode_list(b: &[u8]) -> Result<Vec<Self>, DecodeError> {
+        if b.len() % Self::LEN != 0 {
+            return Err(DecodeError::len(
+                "storage stats (6.10 layout)",
+                b.len(),
+                "a multiple of 612",
+            ));
+        }
+        let mut r = Reader::new("storage stats (6.10 layout)", b);
+        (0..b.len() / Self::LEN)
+            .map(|_| Self::read(&mut r))
+            .collect()
+    }
+}
+
+/// `s` cut to at most `n` bytes, at a character boundary.
+fn cut(s: &str, n: usize) -> &str {
+    let mut end = s.len().min(n);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+impl StorageStat {
+    /// Decodes a reply of 92 in any layout, told apart by length: multiples
+    /// of 487 or 517 bytes are the current layout (15- or 45-byte IPs),
+    /// else multiples of 612 the V6.10 one (converted by
+    /// [`StorageStatV610::to_current`]).
+    pub fn decode_list_any(b: &[u8]) -> Result<Vec<Self>, DecodeError> {
+        if b.len() % Self::len(IpSize::V4) == 0 || b.len() % Self::len(IpSize::V6) == 0 {
+            Self::decode_list(b)
+        } else if b.len() % StorageStatV610::LEN == 0 {
+            Ok(StorageStatV610::decode_list(b)?
+                .iter()
+                .map(StorageStatV610::to_current)
+                .collect())
+        } else {
+            Err(DecodeError::len(
+                "storage stats",
+                b.len(),
+                "a multiple of 487, 517 or 612",
+            ))
+        }
+    }
+}
+
 /// Request of 71 (get status) and 70 (get server id): group and `ip:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupAddrReq {
@@ -887,5 +1263,312 @@ impl FetchStorageIdsResp {
             ));
         }
         Ok(FetchStorageIdsResp { total_count, lines })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn be(b: &[u8], off: usize) -> i64 {
+        i64::from_be_bytes(b[off..off + 8].try_into().unwrap())
+    }
+
+    fn sample_group() -> GroupStat {
+        GroupStat {
+            group_name: "group1".into(),
+            total_mb: 258019,
+            free_mb: 78128,
+            reserved_mb: 51603,
+            trunk_free_mb: 7,
+            storage_count: 3,
+            storage_port: 23000,
+            readable_server_count: 2,
+            writable_server_count: 1,
+            current_write_server: 1,
+            store_path_count: 2,
+            subdir_count_per_path: 256,
+            current_trunk_file_id: -1,
+        }
+    }
+
+    fn sample_storage() -> StorageStat {
+        let mut stat = StatBuff {
+            connection_alloc_count: 11,
+            connection_current_count: 12,
+            connection_max_count: 13,
+            ..StatBuff::default()
+        };
+        stat.counters[0] = 5;
+        stat.counters[41] = 1_795_000_200;
+        StorageStat {
+            status: 7,
+            rw_mode: 4,
+            id: "100001".into(),
+            ip_addr: "192.168.11.80".into(),
+            src_id: "100002".into(),
+            version: "6.16.1".into(),
+            join_time: 1_795_000_000,
+            up_time: 1_795_000_100,
+            total_mb: 1000,
+            free_mb: 400,
+            reserved_mb: 100,
+            upload_priority: 10,
+            store_path_count: 2,
+            subdir_count_per_path: 256,
+            current_write_path: 1,
+            storage_port: 23000,
+            stat,
+            if_trunk_server: true,
+            ip_size: IpSize::V4,
+        }
+    }
+
+    #[test]
+    fn old_group_fields_at_their_offsets() {
+        let old = GroupStatV610::from_current(&sample_group(), 8888, 2);
+        let mut b = Vec::new();
+        old.encode(&mut b);
+        assert_eq!(b.len(), 105);
+        assert_eq!(&b[..7], b"group1\0");
+        assert!(b[7..17].iter().all(|&c| c == 0));
+        let want = [
+            (17, 258019), // total_mb
+            (25, 78128),  // free_mb
+            (33, 7),      // trunk_free_mb (no reserved_mb before it)
+            (41, 3),      // storage_count
+            (49, 23000),  // storage_port
+            (57, 8888),   // storage_http_port
+            (65, 2),      // active_count
+            (73, 1),      // current_write_server
+            (81, 2),      // store_path_count
+            (89, 256),    // subdir_count_per_path
+            (97, -1),     // current_trunk_file_id
+        ];
+        for (off, v) in want {
+            assert_eq!(be(&b, off), v, "i64 at offset {off}");
+        }
+        assert_eq!(GroupStatV610::decode_list(&b).unwrap(), vec![old]);
+    }
+
+    #[test]
+    fn old_storage_fields_at_their_offsets() {
+        let cur = sample_storage();
+        let old = StorageStatV610::from_current(&cur, 8888);
+        let mut b = Vec::new();
+        old.encode(&mut b);
+        assert_eq!(b.len(), 612);
+        assert_eq!(StorageStatV610::LEN, 612);
+        assert_eq!(b[0], 7, "status");
+        assert_eq!(&b[1..8], b"100001\0", "id");
+        assert_eq!(&b[17..31], b"192.168.11.80\0", "ip");
+        assert!(b[33..161].iter().all(|&c| c == 0), "empty domain name");
+        assert_eq!(&b[161..168], b"100002\0", "src id");
+        assert_eq!(&b[177..183], b"6.16.1", "version fills its 6 bytes");
+        let want = [
+            (183, 1_795_000_000), // join_time
+            (191, 1_795_000_100), // up_time
+            (199, 1000),          // total_mb
+            (207, 400),           // free_mb (no reserved_mb after it)
+            (215, 10),            // upload_priority
+            (223, 2),             // store_path_count
+            (231, 256),           // subdir_count_per_path
+            (239, 1),             // current_write_path
+            (247, 23000),         // storage_port
+            (255, 8888),          // storage_http_port
+        ];
+        for (off, v) in want {
+            assert_eq!(be(&b, off), v, "i64 at offset {off}");
+        }
+        // StatBuff at 263: three u32 connection counters, then the i64s.
+        assert_eq!(&b[263..275], &[0, 0, 0, 11, 0, 0, 0, 12, 0, 0, 0, 13]);
+        assert_eq!(be(&b, 275), 5, "total_upload_count");
+        assert_eq!(be(&b, 275 + 41 * 8), 1_795_000_200, "last_heart_beat_time");
+        assert_eq!(b[611], 1, "if_trunk_server");
+        assert_eq!(StorageStatV610::decode_list(&b).unwrap(), vec![old]);
+    }
+
+    #[test]
+    fn long_version_and_ip_are_cut_to_the_old_widths() {
+        let mut s = sample_storage();
+        s.version = "6.16.10".into();
+        s.ip_addr = "fe80::1234:5678:9abc".into();
+        let mut b = Vec::new();
+        StorageStatV610::from_current(&s, 0).encode(&mut b);
+        assert_eq!(b.len(), 612, "the record keeps its size");
+        let back = &StorageStatV610::decode_list(&b).unwrap()[0];
+        assert_eq!(back.version, "6.16.1");
+        assert_eq!(back.ip_addr, "fe80::1234:5678");
+        assert_eq!(b[32], 0, "the IP keeps a NUL");
+    }
+
+    #[test]
+    fn conversions_back_to_the_current_layout() {
+        let g = GroupStatV610::from_current(&sample_group(), 0, 2).to_current();
+        assert_eq!(
+            g,
+            GroupStat {
+                reserved_mb: 0,
+                readable_server_count: 2,
+                writable_server_count: 2,
+                ..sample_group()
+            }
+        );
+        let s = StorageStatV610::from_current(&sample_storage(), 0).to_current();
+        assert_eq!(
+            s,
+            StorageStat {
+                rw_mode: 6,
+                reserved_mb: 0,
+                ..sample_storage()
+            }
+        );
+    }
+
+    #[test]
+    fn any_layout_is_told_by_length() {
+        let cur = sample_group();
+        let old = GroupStatV610::from_current(&cur, 0, 1);
+        let (mut new_b, mut old_b) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            cur.encode(&mut new_b);
+            old.encode(&mut old_b);
+        }
+        assert_eq!(GroupStat::decode_list_any(&new_b).unwrap(), vec![cur; 3]);
+        assert_eq!(
+            GroupStat::decode_list_any(&old_b).unwrap(),
+            vec![old.to_current(); 3]
+        );
+        assert_eq!(GroupStat::decode_list_any(&[]).unwrap(), vec![]);
+        for bad in [1, 104, 106, 112, 114, 218] {
+            let e = GroupStat::decode_list_any(&vec![0; bad]).unwrap_err();
+            assert!(matches!(e, DecodeError::BadLength { got, .. } if got == bad));
+        }
+        // The strict decoders still refuse the other layout.
+        assert!(GroupStat::decode_list(&old_b[..105]).is_err());
+        assert!(GroupStatV610::decode_list(&new_b[..113]).is_err());
+
+        let s = sample_storage();
+        let o = StorageStatV610::from_current(&s, 0);
+        let six = StorageStat {
+            ip_size: IpSize::V6,
+            ..s.clone()
+        };
+        let (mut v4, mut v6, mut ob) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..2 {
+            s.encode(&mut v4);
+            six.encode(&mut v6);
+            o.encode(&mut ob);
+        }
+        assert_eq!((v4.len(), v6.len(), ob.len()), (974, 1034, 1224));
+        assert_eq!(StorageStat::decode_list_any(&v4).unwrap(), vec![s; 2]);
+        assert_eq!(StorageStat::decode_list_any(&v6).unwrap(), vec![six; 2]);
+        assert_eq!(
+            StorageStat::decode_list_any(&ob).unwrap(),
+            vec![o.to_current(); 2]
+        );
+        for bad in [1, 486, 611, 613, 1000] {
+            assert!(
+                StorageStat::decode_list_any(&vec![0; bad]).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(StorageStat::decode_list(&ob).is_err());
+        assert!(StorageStatV610::decode_list(&v4[..487]).is_err());
+    }
+
+    #[test]
+    fn old_records_refuse_bad_text() {
+        let mut b = Vec::new();
+        GroupStatV610::from_current(&sample_group(), 0, 0).encode(&mut b);
+        b[0] = 0xFF;
+        assert!(matches!(
+            GroupStatV610::decode_list(&b),
+            Err(DecodeError::InvalidField {
+                field: "group name",
+                ..
+            })
+        ));
+        let mut b = Vec::new();
+        StorageStatV610::from_current(&sample_storage(), 0).encode(&mut b);
+        b[33] = 0xC3; // a lone UTF-8 lead byte in the domain name
+        assert!(matches!(
+            StorageStatV610::decode_list(&b),
+            Err(DecodeError::InvalidField {
+                field: "domain name",
+                ..
+            })
+        ));
+    }
+
+    fn text(max: usize) -> impl Strategy<Value = String> {
+        proptest::string::string_regex(&format!("[A-Za-z0-9.:_-]{{0,{max}}}")).unwrap()
+    }
+
+    fn stat_buff() -> impl Strategy<Value = StatBuff> {
+        (
+            any::<[u32; 3]>(),
+            proptest::collection::vec(any::<i64>(), 42),
+        )
+            .prop_map(|(c, v)| {
+                let mut s = StatBuff {
+                    connection_alloc_count: c[0],
+                    connection_current_count: c[1],
+                    connection_max_count: c[2],
+                    ..StatBuff::default()
+                };
+                s.counters.copy_from_slice(&v);
+                s
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn old_group_round_trip(
+            list in proptest::collection::vec((text(16), any::<[i64; 11]>()), 0..4),
+        ) {
+            let list: Vec<GroupStatV610> = list.into_iter().map(|(n, v)| GroupStatV610 {
+                group_name: n, total_mb: v[0], free_mb: v[1], trunk_free_mb: v[2],
+                storage_count: v[3], storage_port: v[4], storage_http_port: v[5],
+                active_count: v[6], current_write_server: v[7], store_path_count: v[8],
+                subdir_count_per_path: v[9], current_trunk_file_id: v[10],
+            }).collect();
+            let mut b = Vec::new();
+            list.iter().for_each(|g| g.encode(&mut b));
+            prop_assert_eq!(b.len(), 105 * list.len());
+            prop_assert_eq!(&GroupStatV610::decode_list(&b).unwrap(), &list);
+            let conv: Vec<GroupStat> = list.iter().map(GroupStatV610::to_current).collect();
+            prop_assert_eq!(GroupStat::decode_list_any(&b).unwrap(), conv);
+        }
+
+        #[test]
+        fn old_storage_round_trip(
+            list in proptest::collection::vec((
+                any::<u8>(), text(15), text(15), text(127), text(15), text(6),
+                any::<[i64; 10]>(), stat_buff(), any::<bool>()), 0..3),
+        ) {
+            let list: Vec<StorageStatV610> = list.into_iter()
+                .map(|(status, id, ip, dom, src, ver, v, stat, trunk)| StorageStatV610 {
+                    status, id, ip_addr: ip, domain_name: dom, src_id: src, version: ver,
+                    join_time: v[0], up_time: v[1], total_mb: v[2], free_mb: v[3],
+                    upload_priority: v[4], store_path_count: v[5],
+                    subdir_count_per_path: v[6], current_write_path: v[7],
+                    storage_port: v[8], storage_http_port: v[9], stat,
+                    if_trunk_server: trunk,
+                }).collect();
+            let mut b = Vec::new();
+            list.iter().for_each(|s| s.encode(&mut b));
+            prop_assert_eq!(b.len(), 612 * list.len());
+            prop_assert_eq!(&StorageStatV610::decode_list(&b).unwrap(), &list);
+        }
+
+        #[test]
+        fn any_decoders_never_panic(b in proptest::collection::vec(any::<u8>(), 0..1300)) {
+            let _ = GroupStat::decode_list_any(&b);
+            let _ = StorageStat::decode_list_any(&b);
+            let _ = GroupStatV610::decode_list(&b);
+            let _ = StorageStatV610::decode_list(&b);
+        }
     }
 }

@@ -18,8 +18,8 @@ use fdfs_proto::server::{
     status, ChangeFlags, DiskUsage, JoinReq, JoinResp, StorageBrief, SyncInfo, SyncReport,
 };
 use fdfs_proto::tracker::{
-    GroupStat, StatBuff, StorageClusterInfo, StorageClusterStat, StorageStat, VolumeInfo,
-    VolumeStat,
+    GroupStat, GroupStatV610, StatBuff, StorageClusterInfo, StorageClusterStat, StorageStat,
+    StorageStatV610, VolumeInfo, VolumeStat,
 };
 use fdfs_proto::{FileKind, IpSize, LogicName, ServerAddr, SourceServer};
 
@@ -1046,6 +1046,36 @@ impl Cluster {
             Some(name) => Ok(vec![self.group_stat(self.group(name)?)]),
             None => Ok(self.groups.values().map(|g| self.group_stat(g)).collect()),
         }
+    }
+
+    /// 91/90 in the V6.10 layout (`stat_layout = 6.10`). The tracker does
+    /// not learn the storages' HTTP ports: 0, as an old tracker sent when
+    /// none was configured.
+    pub fn group_stats_v610(
+        &self,
+        group: Option<&str>,
+    ) -> Result<Vec<GroupStatV610>, TrackerError> {
+        let old = |g: &Group| {
+            let active = g.storages.values().filter(|s| s.is_active()).count();
+            GroupStatV610::from_current(&self.group_stat(g), 0, active as i64)
+        };
+        match group {
+            Some(name) => Ok(vec![old(self.group(name)?)]),
+            None => Ok(self.groups.values().map(old).collect()),
+        }
+    }
+
+    /// 92 in the V6.10 layout (HTTP port 0, as for the groups).
+    pub fn storage_stats_v610(
+        &self,
+        group: &str,
+        id: Option<&str>,
+    ) -> Result<Vec<StorageStatV610>, TrackerError> {
+        Ok(self
+            .storage_stats(group, id)?
+            .iter()
+            .map(|s| StorageStatV610::from_current(s, 0))
+            .collect())
     }
 
     /// 92: the servers of a group (sorted by id), or one of them.

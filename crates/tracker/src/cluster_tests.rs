@@ -876,3 +876,41 @@ fn listings_reproduce_the_golden_bytes() {
     assert_eq!(out.len(), 487);
     assert_eq!(out, storages, "group2 StorageStat");
 }
+
+#[test]
+fn old_layout_listings_carry_the_same_figures() {
+    let mut c = cluster(|_| {});
+    active(&mut c, "g1", "127.0.0.11", &[400]);
+    active(&mut c, "g1", "127.0.0.12", &[300]);
+    active(&mut c, "g1", "127.0.0.13", &[900]);
+    active(&mut c, "g2", "127.0.0.21", &[100]);
+    c.disconnect("g1", "127.0.0.13");
+
+    let new = c.group_stats(None).unwrap();
+    let old = c.group_stats_v610(None).unwrap();
+    assert_eq!(old.len(), 2);
+    for (o, n) in old.iter().zip(&new) {
+        // active_count is the ACTIVE servers, not all of them.
+        let active = if n.group_name == "g1" { 2 } else { 1 };
+        assert_eq!(*o, GroupStatV610::from_current(n, 0, active));
+    }
+    assert_eq!((old[0].storage_count, old[0].active_count), (3, 2));
+    let one = c.group_stats_v610(Some("g2")).unwrap();
+    assert_eq!(one, vec![old[1].clone()]);
+    assert!(c.group_stats_v610(Some("g9")).is_err());
+
+    let new = c.storage_stats("g1", None).unwrap();
+    let old = c.storage_stats_v610("g1", None).unwrap();
+    assert_eq!(old.len(), 3);
+    for (o, n) in old.iter().zip(&new) {
+        assert_eq!(*o, StorageStatV610::from_current(n, 0));
+        assert_eq!((o.domain_name.as_str(), o.storage_http_port), ("", 0));
+    }
+    assert_eq!(
+        old.iter().map(|s| s.status).collect::<Vec<_>>(),
+        [status::ACTIVE, status::ACTIVE, status::OFFLINE]
+    );
+    let one = c.storage_stats_v610("g1", Some("127.0.0.12")).unwrap();
+    assert_eq!(one, vec![old[1].clone()]);
+    assert!(c.storage_stats_v610("g1", Some("127.0.0.99")).is_err());
+}

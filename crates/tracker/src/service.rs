@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use fdfs_conf::StatLayout;
 use fdfs_proto::cmd::{self, tracker as t};
 use fdfs_proto::errno;
 use fdfs_proto::server::{
@@ -20,7 +21,7 @@ use fdfs_proto::server::{
 };
 use fdfs_proto::tracker::{
     encode_params, DeleteStorageReq, FetchResp, FetchStorageIdsReq, FileReq, FilterReq4,
-    GroupAddrReq, GroupReq, GroupStat, ListStorageReq, StatBuff, StoreAllResp, StoreResp,
+    GroupAddrReq, GroupReq, ListStorageReq, StatBuff, StoreAllResp, StoreResp,
     TrackerClusterStatReq, TrackerInfo,
 };
 use fdfs_proto::{GroupName, ServerAddr};
@@ -243,24 +244,15 @@ impl Tracker {
             }
             t::SERVER_LIST_ALL_GROUPS => {
                 empty(body)?;
-                ok(encode_groups(&self.cluster().group_stats(None)?))
+                ok(self.list_groups(None)?)
             }
             t::SERVER_LIST_ONE_GROUP => {
                 let req = GroupReq::decode(body)?;
-                ok(encode_groups(
-                    &self.cluster().group_stats(Some(req.group.as_str()))?,
-                ))
+                ok(self.list_groups(Some(req.group.as_str()))?)
             }
             t::SERVER_LIST_STORAGE => {
                 let req = ListStorageReq::decode(body)?;
-                let list = self
-                    .cluster()
-                    .storage_stats(req.group.as_str(), req.storage_id.as_deref())?;
-                let mut out = Vec::new();
-                for s in &list {
-                    s.encode(&mut out);
-                }
-                ok(out)
+                ok(self.list_storages(req.group.as_str(), req.storage_id.as_deref())?)
             }
             t::SERVER_DELETE_STORAGE => {
                 let req = DeleteStorageReq::decode(body)?;
@@ -498,6 +490,40 @@ impl Tracker {
         Ok(out)
     }
 
+    /// 91 (all groups) or 90 (one), in the configured `stat_layout`.
+    fn list_groups(&self, group: Option<&str>) -> Result<Vec<u8>, TrackerError> {
+        let c = self.cluster();
+        let mut out = Vec::new();
+        match c.settings.stat_layout {
+            StatLayout::V6_16 => c
+                .group_stats(group)?
+                .iter()
+                .for_each(|g| g.encode(&mut out)),
+            StatLayout::V6_10 => c
+                .group_stats_v610(group)?
+                .iter()
+                .for_each(|g| g.encode(&mut out)),
+        }
+        Ok(out)
+    }
+
+    /// 92, in the configured `stat_layout`.
+    fn list_storages(&self, group: &str, id: Option<&str>) -> Result<Vec<u8>, TrackerError> {
+        let c = self.cluster();
+        let mut out = Vec::new();
+        match c.settings.stat_layout {
+            StatLayout::V6_16 => c
+                .storage_stats(group, id)?
+                .iter()
+                .for_each(|s| s.encode(&mut out)),
+            StatLayout::V6_10 => c
+                .storage_stats_v610(group, id)?
+                .iter()
+                .for_each(|s| s.encode(&mut out)),
+        }
+        Ok(out)
+    }
+
     fn query_store(&self, c: u8, body: &[u8]) -> Result<Vec<u8>, TrackerError> {
         let group = match c {
             t::QUERY_STORE_WITH_GROUP_ONE | t::QUERY_STORE_WITH_GROUP_ALL => {
@@ -635,14 +661,6 @@ fn empty(body: &[u8]) -> Result<(), TrackerError> {
 
 fn group_name(s: &str) -> Result<GroupName, TrackerError> {
     GroupName::new(s).map_err(|e| TrackerError::Invalid(e.to_string()))
-}
-
-fn encode_groups(list: &[GroupStat]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(list.len() * GroupStat::LEN);
-    for g in list {
-        g.encode(&mut out);
-    }
-    out
 }
 
 fn encode_sync(info: Option<SyncInfo>) -> Vec<u8> {

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use fdfs_conf::{ReservedSpace, TimeOfDay, TrackerConf};
+use fdfs_conf::{ReservedSpace, StatLayout, TimeOfDay, TrackerConf};
 use fdfs_proto::IpSize;
 
 /// Engine settings.
@@ -48,6 +48,8 @@ pub struct Settings {
     pub trunk_compress_binlog_time_base: TimeOfDay,
     pub trunk_binlog_max_backups: u32,
     pub store_slave_file_use_link: bool,
+    /// Ours: the record layouts of the 90/91/92 replies.
+    pub stat_layout: StatLayout,
 }
 
 impl Default for Settings {
@@ -85,6 +87,7 @@ impl Default for Settings {
             trunk_compress_binlog_time_base: TimeOfDay { hour: 3, minute: 0 },
             trunk_binlog_max_backups: 0,
             store_slave_file_use_link: false,
+            stat_layout: StatLayout::V6_16,
         }
     }
 }
@@ -116,6 +119,7 @@ impl Settings {
             slot_max_size: c.slot_max_size,
             trunk_file_size: c.trunk_file_size,
             store_slave_file_use_link: c.store_slave_file_use_link,
+            stat_layout: c.stat_layout,
             ..Settings::default()
         };
         // CONFIG.md §3: with trunk files the round-robin server choice is

@@ -85,7 +85,7 @@ impl TrackerConn {
     pub async fn groups(&mut self) -> Result<Vec<GroupMembers>, HttpError> {
         let body = self.call(cmd::tracker::SERVER_LIST_ALL_GROUPS, &[]).await?;
         let groups =
-            GroupStat::decode_list(&body).map_err(|e| HttpError::Tracker(e.to_string()))?;
+            GroupStat::decode_list_any(&body).map_err(|e| HttpError::Tracker(e.to_string()))?;
         let mut out = Vec::with_capacity(groups.len());
         for g in groups {
             let name =
@@ -97,8 +97,8 @@ impl TrackerConn {
             }
             .encode(&mut req);
             let body = self.call(cmd::tracker::SERVER_LIST_STORAGE, &req).await?;
-            let servers =
-                StorageStat::decode_list(&body).map_err(|e| HttpError::Tracker(e.to_string()))?;
+            let servers = StorageStat::decode_list_any(&body)
+                .map_err(|e| HttpError::Tracker(e.to_string()))?;
             out.push(GroupMembers {
                 group: g.group_name,
                 active_ips: servers
