@@ -141,6 +141,22 @@ impl Conn {
         self.peer
     }
 
+    /// True when more input has already arrived (in the read buffer or on
+    /// the socket), without waiting: the peer has pipelined its next
+    /// request. A false "no" only means less batching.
+    pub fn input_ready(&mut self) -> bool {
+        if !self.stream.buffer().is_empty() {
+            return true;
+        }
+        let mut one = [0u8; 1];
+        let mut rb = tokio::io::ReadBuf::new(&mut one);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        matches!(
+            self.stream.get_mut().poll_peek(&mut cx, &mut rb),
+            std::task::Poll::Ready(Ok(n)) if n > 0
+        )
+    }
+
     pub fn local(&self) -> SocketAddr {
         self.local
     }

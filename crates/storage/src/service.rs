@@ -188,6 +188,13 @@ impl Session<'_> {
 
     async fn dispatch(&mut self, h: Header) -> Res {
         use cmd::storage as s;
+        if self.sync_peer.has_deferred() && !crate::sync::is_sync_cmd(h.cmd) {
+            // Replies to pipelined sync requests come first, in order.
+            self.svc
+                .sync
+                .flush(&mut self.conn, &mut self.sync_peer)
+                .await?;
+        }
         match h.cmd {
             s::UPLOAD_FILE => self.upload(h, false).await,
             s::UPLOAD_APPENDER_FILE => self.upload(h, true).await,

@@ -57,6 +57,20 @@ pub fn path_of(store: &Store, name: &str) -> Result<(LogicName, PathBuf)> {
 }
 
 fn record(store: &Store, op: BinlogOp, name: &str, ts: u32) -> Result<()> {
+    let mut unsynced = Unsynced::default();
+    record_unsynced(store, op, name, ts, &mut unsynced)?;
+    unsynced.commit(store)
+}
+
+/// Appends a replica record; in durable mode its fsync is left to
+/// `unsynced`.
+fn record_unsynced(
+    store: &Store,
+    op: BinlogOp,
+    name: &str,
+    ts: u32,
+    unsynced: &mut Unsynced,
+) -> Result<()> {
     let seq = store
         .binlog()
         .append(&BinlogRecord {
@@ -67,13 +81,45 @@ fn record(store: &Store, op: BinlogOp, name: &str, ts: u32) -> Result<()> {
         })
         .map_err(|e| StoreError::io("writing the binlog", e))?;
     if store.config().durable {
-        store
-            .binlog()
-            .sync(seq)
-            .map_err(|e| StoreError::io("fsync of the binlog", e))?;
+        unsynced.binlog_seq = unsynced.binlog_seq.max(Some(seq));
     }
     store.stats().set(idx::LAST_SYNC_UPDATE, now() as i64);
     Ok(())
+}
+
+/// Directory entries and binlog records of applied files whose fsyncs
+/// (durable mode) are still to come. A receiver gathers those of the
+/// requests a peer pipelined and makes them durable with one fsync per
+/// directory and one of the binlog, before any of their replies.
+#[derive(Debug, Default)]
+pub struct Unsynced {
+    dirs: Vec<PathBuf>,
+    binlog_seq: Option<u64>,
+}
+
+impl Unsynced {
+    pub fn is_empty(&self) -> bool {
+        self.dirs.is_empty() && self.binlog_seq.is_none()
+    }
+
+    /// Runs the fsyncs; empty afterwards, also on error.
+    pub fn commit(&mut self, store: &Store) -> Result<()> {
+        let mut dirs = std::mem::take(&mut self.dirs);
+        dirs.sort_unstable();
+        dirs.dedup();
+        for d in &dirs {
+            File::open(d)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| StoreError::io("fsync of the directory", e))?;
+        }
+        if let Some(seq) = self.binlog_seq.take() {
+            store
+                .binlog()
+                .sync(seq)
+                .map_err(|e| StoreError::io("fsync of the binlog", e))?;
+        }
+        Ok(())
+    }
 }
 
 fn sync_dir(path: &Path) -> io::Result<()> {
@@ -139,7 +185,22 @@ impl Incoming {
 
     /// Names the file and records `c` (or `u`). A create of a file that is
     /// already here keeps the existing one ([`Outcome::AlreadyThere`]).
-    pub fn finish(mut self, store: &Store, ts: u32) -> Result<Outcome> {
+    pub fn finish(self, store: &Store, ts: u32) -> Result<Outcome> {
+        let mut unsynced = Unsynced::default();
+        let o = self.finish_unsynced(store, ts, &mut unsynced)?;
+        unsynced.commit(store)?;
+        Ok(o)
+    }
+
+    /// [`Self::finish`] that leaves the directory and binlog fsyncs of the
+    /// durable mode to `unsynced` (the content itself is synced before
+    /// the file is named, so a named file is never a partial one).
+    pub fn finish_unsynced(
+        mut self,
+        store: &Store,
+        ts: u32,
+        unsynced: &mut Unsynced,
+    ) -> Result<Outcome> {
         if self.written != self.size {
             return Err(StoreError::Invalid(format!(
                 "{}: content ended after {} of {} bytes",
@@ -176,7 +237,9 @@ impl Incoming {
             Err(e) => return Err(StoreError::io(format!("naming {}", self.name), e)),
         }
         if durable {
-            sync_dir(&self.path).map_err(|e| StoreError::io("fsync of the directory", e))?;
+            if let Some(d) = self.path.parent() {
+                unsynced.dirs.push(d.to_owned());
+            }
         }
         // An update of a file we never had creates it here: record `c`.
         let op = if self.update && existed {
@@ -184,7 +247,7 @@ impl Incoming {
         } else {
             BinlogOp::Create
         };
-        record(store, op, &self.name, ts)?;
+        record_unsynced(store, op, &self.name, ts, unsynced)?;
         Ok(Outcome::Applied)
     }
 }

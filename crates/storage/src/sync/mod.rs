@@ -209,6 +209,7 @@ impl SyncService {
         Receiver {
             store: self.store.clone(),
             progress: self.progress.clone(),
+            group_commits: Default::default(),
         }
     }
 

@@ -17,7 +17,7 @@ use fdfs_proto::sync::{
     decode_sync_name, ReportServerId, SyncDelete, SyncFileHead, SyncRangeHead, SyncTruncate,
     SyncTwoNames,
 };
-use fdfs_proto::{cmd, errno, Header, LogicName};
+use fdfs_proto::{cmd, errno, Header, LogicName, HEADER_LEN};
 use fdfs_runtime::net::{Conn, ConnError};
 use tracing::{debug, warn};
 
@@ -32,17 +32,36 @@ const CHUNK: usize = 256 * 1024;
 /// Longest body of a sync command without content.
 const MAX_SMALL: u64 = 4096;
 
-/// Who is sending on one connection.
-#[derive(Debug, Default, Clone)]
+/// Replies held back at most, waiting for one group fsync.
+const MAX_DEFERRED: usize = 64;
+
+/// Who is sending on one connection, and what it has not been answered yet.
+#[derive(Debug, Default)]
 pub struct PeerTag {
     /// From REPORT_SERVER_ID, if the peer sent it.
     pub id: Option<String>,
+    /// Statuses of requests served but not answered yet, in order: while
+    /// the peer pipelines files in durable mode, the replies wait for one
+    /// shared fsync of their directories and of the binlog.
+    replies: Vec<u8>,
+    unsynced: apply::Unsynced,
+}
+
+impl PeerTag {
+    /// Replies are waiting: send them (see [`Receiver::flush`]) before
+    /// answering anything else on this connection.
+    pub fn has_deferred(&self) -> bool {
+        !self.replies.is_empty()
+    }
 }
 
 /// Shared by every connection.
 pub struct Receiver {
     pub store: Arc<Store>,
     pub progress: Arc<Progress>,
+    /// Durable-mode flushes that made held-back applies durable (each one
+    /// fsync per directory and one of the binlog, for all of them).
+    pub group_commits: std::sync::atomic::AtomicU64,
 }
 
 /// True for the commands [`Receiver::handle`] serves.
@@ -84,7 +103,15 @@ impl Receiver {
         let done = self.dispatch(conn, h, tag).await?;
         match done {
             Done::Reply(st) => {
-                conn.send_status(st).await?;
+                tag.replies.push(st);
+                // Hold the reply back only while it waits for fsyncs that
+                // the next, already arrived, request can share.
+                if tag.unsynced.is_empty()
+                    || tag.replies.len() >= MAX_DEFERRED
+                    || !conn.input_ready()
+                {
+                    self.flush(conn, tag).await?;
+                }
                 Ok(true)
             }
             Done::Refuse(why) => {
@@ -94,10 +121,12 @@ impl Receiver {
                     cmd = cmd::name(h.cmd),
                     "refused: {why}"
                 );
+                self.flush(conn, tag).await?;
                 conn.send_status(errno::EINVAL).await?;
                 Ok(false)
             }
             Done::Close => {
+                self.flush(conn, tag).await?;
                 warn!(
                     worker = "sync-receiver",
                     peer = %conn.peer(),
@@ -108,6 +137,31 @@ impl Receiver {
                 Ok(false)
             }
         }
+    }
+
+    /// Makes the held-back applies durable, then sends their replies in
+    /// order in one write. A failed fsync closes the connection with none
+    /// of them confirmed: the peer resends.
+    pub async fn flush(&self, conn: &mut Conn, tag: &mut PeerTag) -> Result<(), ConnError> {
+        if !tag.unsynced.is_empty() {
+            let store = &*self.store;
+            let unsynced = &mut tag.unsynced;
+            self.group_commits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Err(e) = blocking(|| unsynced.commit(store)) {
+                warn!(worker = "sync-receiver", peer = %conn.peer(), "{e}; closing without confirming {} files", tag.replies.len());
+                tag.replies.clear();
+                return Err(ConnError::Io(std::io::Error::other(e.to_string())));
+            }
+        }
+        if tag.replies.is_empty() {
+            return Ok(());
+        }
+        let mut out = Vec::with_capacity(tag.replies.len() * HEADER_LEN);
+        for st in tag.replies.drain(..) {
+            out.extend_from_slice(&Header::response(st, 0).encode());
+        }
+        conn.write_all(&out).await
     }
 
     fn peer_key(&self, conn: &Conn, tag: &PeerTag) -> String {
@@ -251,7 +305,7 @@ impl Receiver {
     }
 
     /// SYNC_CREATE_FILE (16) / SYNC_UPDATE_FILE (18).
-    async fn file(&self, conn: &mut Conn, h: Header, tag: &PeerTag) -> Result<Done, ConnError> {
+    async fn file(&self, conn: &mut Conn, h: Header, tag: &mut PeerTag) -> Result<Done, ConnError> {
         let store = &*self.store;
         if h.pkg_len < SyncFileHead::LEN as u64 {
             return Ok(Done::Refuse("body shorter than the sync file head".into()));
@@ -292,9 +346,12 @@ impl Receiver {
             }
         };
         let res = match self.stream(conn, sh.file_size, |c| inc.write(c)).await? {
-            Ok(()) => maybe_blocking(small && !store.config().durable, || {
-                inc.finish(store, sh.timestamp)
-            }),
+            Ok(()) => {
+                let unsynced = &mut tag.unsynced;
+                maybe_blocking(small && !store.config().durable, || {
+                    inc.finish_unsynced(store, sh.timestamp, unsynced)
+                })
+            }
             Err(e) => Err(e),
         };
         Ok(self.outcome(conn, tag, h, &name, sh.timestamp, res))

@@ -27,6 +27,10 @@ use crate::store::disk::RealDisk;
 use crate::store::{binlog, Store, StoreConfig, UploadKind};
 
 fn store(dir: &Path, ip: [u8; 4]) -> Arc<Store> {
+    store_with(dir, ip, false)
+}
+
+fn store_with(dir: &Path, ip: [u8; 4], durable: bool) -> Arc<Store> {
     let cfg = StoreConfig {
         base_path: dir.to_owned(),
         store_paths: vec![dir.join("p0")],
@@ -34,7 +38,7 @@ fn store(dir: &Path, ip: [u8; 4]) -> Arc<Store> {
         subdir_count: 4,
         distribute_mode: 0,
         rotate_count: 2,
-        durable: false,
+        durable,
         group: GroupName::new("group1").unwrap(),
         reserved: ReservedSpace::Bytes(0),
         binlog_max_size: binlog::DEFAULT_MAX_SIZE,
@@ -127,7 +131,9 @@ fn serve_receiver(rx: Arc<Receiver>, sd: Shutdown, listener: std::net::TcpListen
                             _ => return,
                         }
                     } else if h.cmd == cmd::ACTIVE_TEST {
-                        if conn.send_status(0).await.is_err() {
+                        if rx.flush(&mut conn, &mut tag).await.is_err()
+                            || conn.send_status(0).await.is_err()
+                        {
                             return;
                         }
                     } else {
@@ -163,6 +169,7 @@ fn pair() -> Pair {
         Arc::new(Receiver {
             store: b.clone(),
             progress: progress_b.clone(),
+            group_commits: Default::default(),
         }),
         sd.clone(),
         listener,
@@ -420,6 +427,7 @@ fn serve_again(p: &Pair) {
         Arc::new(Receiver {
             store: p.b.clone(),
             progress: p.progress_b.clone(),
+            group_commits: Default::default(),
         }),
         p.sd.clone(),
         l,
@@ -661,6 +669,7 @@ async fn golden_storage_sync_capture_replays_with_upstream_statuses_and_binlogs(
             Arc::new(Receiver {
                 store: s.clone(),
                 progress: Arc::new(Progress::default()),
+                group_commits: Default::default(),
             }),
             sd.clone(),
             l,
@@ -854,6 +863,102 @@ async fn creates_are_pipelined_and_the_mark_follows_the_replies_in_order() {
         .sum();
     assert_eq!(m.binlog_offset, binlog_len);
     assert_eq!(m.sync_row_count, 3);
+}
+
+/// Durable mode: files a peer pipelined are made durable together (one
+/// flush of their directories and the binlog), and the replies come after
+/// it, in order, before the reply to anything that follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_files_share_one_durable_commit_and_replies_keep_their_order() {
+    use fdfs_proto::sync::{LogicNameOrMeta, SyncFileHead};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = store(da.path(), [127, 0, 0, 1]);
+    let b = store_with(db.path(), [127, 0, 0, 2], true);
+    let rx = Arc::new(Receiver {
+        store: b.clone(),
+        progress: Arc::new(Progress::default()),
+        group_commits: Default::default(),
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sd = Shutdown::new();
+    serve_receiver(rx.clone(), sd.clone(), listener);
+
+    let mut req = Vec::new();
+    let mut names = Vec::new();
+    for (i, body) in [&b"first"[..], b"second!", b""].into_iter().enumerate() {
+        let n = upload(&a, body, "txt", UploadKind::Normal).to_string();
+        let fname = LogicNameOrMeta(n.clone());
+        let mut head = Vec::new();
+        SyncFileHead {
+            name_len: n.len(),
+            file_size: body.len() as u64,
+            timestamp: 1_700_000_000 + i as u32,
+            group: GroupName::new("group1").unwrap(),
+        }
+        .encode(&fname, &mut head);
+        let h = fdfs_proto::Header::new(
+            cmd::storage::SYNC_CREATE_FILE,
+            0,
+            (head.len() + body.len()) as u64,
+        );
+        req.extend_from_slice(&h.encode());
+        req.extend_from_slice(&head);
+        req.extend_from_slice(body);
+        names.push((n, body.to_vec()));
+    }
+    req.extend_from_slice(&fdfs_proto::Header::new(cmd::ACTIVE_TEST, 0, 0).encode());
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(&req).await.unwrap();
+    let mut replies = [0u8; 40];
+    tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut replies))
+        .await
+        .expect("four replies")
+        .unwrap();
+    for r in replies.chunks(10) {
+        assert_eq!(&r[..8], &[0u8; 8], "no body");
+        assert_eq!((r[8], r[9]), (cmd::RESP, errno::OK));
+    }
+    assert_eq!(
+        rx.group_commits.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "three pipelined files, one commit"
+    );
+    for (n, body) in &names {
+        let p = apply::path_of(&b, n).unwrap().1;
+        assert_eq!(&fs::read(p).unwrap(), body, "{n}");
+    }
+    let lines = binlog_lines(db.path());
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for ((n, _), l) in names.iter().zip(&lines) {
+        assert!(l.ends_with(&format!(" c {n}")), "{l}");
+    }
+    // A lone request (nothing pipelined behind it) is answered at once.
+    let n = upload(&a, b"alone", "txt", UploadKind::Normal).to_string();
+    let mut head = Vec::new();
+    SyncFileHead {
+        name_len: n.len(),
+        file_size: 5,
+        timestamp: 1_700_000_100,
+        group: GroupName::new("group1").unwrap(),
+    }
+    .encode(&LogicNameOrMeta(n.clone()), &mut head);
+    let h = fdfs_proto::Header::new(cmd::storage::SYNC_CREATE_FILE, 0, head.len() as u64 + 5);
+    c.write_all(&[&h.encode()[..], &head, b"alone"].concat())
+        .await
+        .unwrap();
+    let mut one = [0u8; 10];
+    tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut one))
+        .await
+        .expect("a reply without anything behind the request")
+        .unwrap();
+    assert_eq!(one[9], errno::OK);
+    assert_eq!(
+        rx.group_commits.load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    sd.trigger();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
