@@ -339,15 +339,34 @@ fn every_kind_of_change_reaches_the_peer() {
     // timestamps. (Changes that came faster than the sync may be folded:
     // a create read after an append already carries it, so the append is
     // "already there" and writes no record.)
-    let (la, lb) = (binlog(&a), binlog(&b));
-    for line in la.iter().filter(|l| {
-        l.ends_with(&format!(" C {n}"))
-            || l.ends_with(&format!(" D {n}"))
-            || l.ends_with(&format!(" D {n}-m"))
-    }) {
-        let want = line.replace(" C ", " c ").replace(" D ", " d ");
-        assert!(lb.contains(&want), "{want:?} missing on B: {lb:#?}");
-    }
+    // The `-m` sidecar's delete is a record of its own, after the one the
+    // wait above saw applied: wait for B's binlog to hold them all.
+    let la = binlog(&a);
+    let wanted: Vec<String> = la
+        .iter()
+        .filter(|l| {
+            l.ends_with(&format!(" C {n}"))
+                || l.ends_with(&format!(" D {n}"))
+                || l.ends_with(&format!(" D {n}-m"))
+        })
+        .map(|l| l.replace(" C ", " c ").replace(" D ", " d "))
+        .collect();
+    wait(
+        "A's create and deletes as replica records on B",
+        10,
+        || {
+            let lb = binlog(&b);
+            wanted.iter().all(|w| lb.contains(w))
+        },
+        || {
+            format!(
+                "wanted {wanted:#?}\nB's binlog {:#?}\n{}",
+                binlog(&b),
+                log_of(&b)
+            )
+        },
+    );
+    let lb = binlog(&b);
     assert!(
         lb.iter()
             .all(|l| l.contains(" C ") || !l.contains(&nb.to_string())),

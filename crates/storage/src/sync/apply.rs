@@ -91,19 +91,63 @@ fn record_unsynced(
 /// (durable mode) are still to come. A receiver gathers those of the
 /// requests a peer pipelined and makes them durable with one fsync per
 /// directory and one of the binlog, before any of their replies.
-#[derive(Debug, Default)]
+///
+/// Creates may also be *staged*: content received, not yet synced nor
+/// named. Their content fsyncs then run back to back at the commit, where
+/// the file system folds them into few journal commits, before any of
+/// them is named.
+#[derive(Default)]
 pub struct Unsynced {
     dirs: Vec<PathBuf>,
     binlog_seq: Option<u64>,
+    staged: Vec<(Incoming, u32)>,
+}
+
+impl std::fmt::Debug for Unsynced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unsynced")
+            .field("dirs", &self.dirs.len())
+            .field("binlog_seq", &self.binlog_seq)
+            .field("staged", &self.staged.len())
+            .finish()
+    }
 }
 
 impl Unsynced {
     pub fn is_empty(&self) -> bool {
-        self.dirs.is_empty() && self.binlog_seq.is_none()
+        self.dirs.is_empty() && self.binlog_seq.is_none() && self.staged.is_empty()
     }
 
-    /// Runs the fsyncs; empty afterwards, also on error.
+    /// Creates staged and not committed yet.
+    pub fn staged(&self) -> usize {
+        self.staged.len()
+    }
+
+    /// Syncs and names the staged creates in the order they came, then
+    /// runs the directory and binlog fsyncs. Returns each staged create's
+    /// (name, timestamp, outcome); empty afterwards. `Err`: an fsync of a
+    /// directory or of the binlog failed, nothing may be confirmed.
+    pub fn commit_staged(&mut self, store: &Store) -> Result<Vec<(String, u32, Result<Outcome>)>> {
+        let staged = std::mem::take(&mut self.staged);
+        let mut synced = Vec::with_capacity(staged.len());
+        for (mut inc, ts) in staged {
+            let r = inc.sync_content();
+            synced.push((inc, ts, r));
+        }
+        let mut out = Vec::with_capacity(synced.len());
+        for (inc, ts, r) in synced {
+            let name = inc.name.clone();
+            let r = r.and_then(|()| inc.name_it(store, ts, self));
+            out.push((name, ts, r));
+        }
+        self.commit(store)?;
+        Ok(out)
+    }
+
+    /// Runs the fsyncs; empty afterwards, also on error. Staged creates
+    /// must have been committed with [`Self::commit_staged`].
     pub fn commit(&mut self, store: &Store) -> Result<()> {
+        debug_assert!(self.staged.is_empty());
         let mut dirs = std::mem::take(&mut self.dirs);
         dirs.sort_unstable();
         dirs.dedup();
@@ -201,19 +245,41 @@ impl Incoming {
         ts: u32,
         unsynced: &mut Unsynced,
     ) -> Result<Outcome> {
+        self.check_complete()?;
+        if store.config().durable {
+            self.sync_content()?;
+        }
+        self.name_it(store, ts, unsynced)
+    }
+
+    /// Durable mode, a create: keeps the received file for
+    /// [`Unsynced::commit_staged`] instead of syncing and naming it now.
+    pub fn stage(self, ts: u32, unsynced: &mut Unsynced) -> Result<()> {
+        self.check_complete()?;
+        unsynced.staged.push((self, ts));
+        Ok(())
+    }
+
+    fn check_complete(&self) -> Result<()> {
         if self.written != self.size {
             return Err(StoreError::Invalid(format!(
                 "{}: content ended after {} of {} bytes",
                 self.name, self.written, self.size
             )));
         }
-        let file = self.file.take().expect("open until finished");
+        Ok(())
+    }
+
+    fn sync_content(&mut self) -> Result<()> {
+        let file = self.file.as_ref().expect("open until named");
+        file.sync_all()
+            .map_err(|e| StoreError::io(format!("fsync of {}", self.name), e))
+    }
+
+    /// Gives the complete (and, in durable mode, synced) content its name.
+    fn name_it(mut self, store: &Store, ts: u32, unsynced: &mut Unsynced) -> Result<Outcome> {
+        drop(self.file.take());
         let durable = store.config().durable;
-        if durable {
-            file.sync_all()
-                .map_err(|e| StoreError::io(format!("fsync of {}", self.name), e))?;
-        }
-        drop(file);
         let existed = self.path.symlink_metadata().is_ok();
         if existed && !self.update {
             return Ok(Outcome::AlreadyThere);

@@ -43,8 +43,16 @@ pub struct PeerTag {
     /// Statuses of requests served but not answered yet, in order: while
     /// the peer pipelines files in durable mode, the replies wait for one
     /// shared fsync of their directories and of the binlog.
-    replies: Vec<u8>,
+    replies: Vec<Reply>,
     unsynced: apply::Unsynced,
+}
+
+/// A reply held back.
+#[derive(Debug)]
+enum Reply {
+    Status(u8),
+    /// That of the next staged create, known once it is committed.
+    Staged,
 }
 
 impl PeerTag {
@@ -85,6 +93,9 @@ pub fn is_sync_cmd(code: u8) -> bool {
 enum Done {
     /// Reply with this status, keep the connection.
     Reply(u8),
+    /// A create staged for the next group commit (durable mode); its
+    /// status comes from the commit.
+    Staged,
     /// Reply EINVAL and close.
     Refuse(String),
     /// Close without a reply (body over the limit).
@@ -100,10 +111,17 @@ impl Receiver {
         h: Header,
         tag: &mut PeerTag,
     ) -> Result<bool, ConnError> {
+        if tag.unsynced.staged() > 0 && h.cmd != cmd::storage::SYNC_CREATE_FILE {
+            // Anything else may touch a staged file: name those first.
+            self.flush(conn, tag).await?;
+        }
         let done = self.dispatch(conn, h, tag).await?;
         match done {
-            Done::Reply(st) => {
-                tag.replies.push(st);
+            Done::Reply(_) | Done::Staged => {
+                tag.replies.push(match done {
+                    Done::Reply(st) => Reply::Status(st),
+                    _ => Reply::Staged,
+                });
                 // Hold the reply back only while it waits for fsyncs that
                 // the next, already arrived, request can share.
                 if tag.unsynced.is_empty()
@@ -143,22 +161,39 @@ impl Receiver {
     /// order in one write. A failed fsync closes the connection with none
     /// of them confirmed: the peer resends.
     pub async fn flush(&self, conn: &mut Conn, tag: &mut PeerTag) -> Result<(), ConnError> {
+        let mut staged = Vec::new().into_iter();
         if !tag.unsynced.is_empty() {
             let store = &*self.store;
             let unsynced = &mut tag.unsynced;
             self.group_commits
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Err(e) = blocking(|| unsynced.commit(store)) {
-                warn!(worker = "sync-receiver", peer = %conn.peer(), "{e}; closing without confirming {} files", tag.replies.len());
-                tag.replies.clear();
-                return Err(ConnError::Io(std::io::Error::other(e.to_string())));
+            match blocking(|| unsynced.commit_staged(store)) {
+                Ok(r) => staged = r.into_iter(),
+                Err(e) => {
+                    warn!(worker = "sync-receiver", peer = %conn.peer(), "{e}; closing without confirming {} requests", tag.replies.len());
+                    tag.replies.clear();
+                    return Err(ConnError::Io(std::io::Error::other(e.to_string())));
+                }
             }
         }
         if tag.replies.is_empty() {
             return Ok(());
         }
         let mut out = Vec::with_capacity(tag.replies.len() * HEADER_LEN);
-        for st in tag.replies.drain(..) {
+        for reply in std::mem::take(&mut tag.replies) {
+            let st = match reply {
+                Reply::Status(st) => st,
+                Reply::Staged => match staged.next() {
+                    Some((name, ts, r)) => {
+                        match self.outcome(conn, tag, cmd::storage::SYNC_CREATE_FILE, &name, ts, r)
+                        {
+                            Done::Reply(st) => st,
+                            _ => errno::EIO,
+                        }
+                    }
+                    None => errno::EIO,
+                },
+            };
             out.extend_from_slice(&Header::response(st, 0).encode());
         }
         conn.write_all(&out).await
@@ -174,7 +209,7 @@ impl Receiver {
         &self,
         conn: &Conn,
         tag: &PeerTag,
-        h: Header,
+        code: u8,
         name: &str,
         ts: u32,
         r: Result<Outcome, StoreError>,
@@ -185,7 +220,7 @@ impl Receiver {
                 debug!(
                     worker = "sync-receiver",
                     peer = %conn.peer(),
-                    cmd = cmd::name(h.cmd),
+                    cmd = cmd::name(code),
                     file = name,
                     outcome = ?o,
                     "sync applied"
@@ -196,7 +231,7 @@ impl Receiver {
                 warn!(
                     worker = "sync-receiver",
                     peer = %conn.peer(),
-                    cmd = cmd::name(h.cmd),
+                    cmd = cmd::name(code),
                     file = name,
                     "sync failed: {e}"
                 );
@@ -252,7 +287,7 @@ impl Receiver {
                 let name = r.filename.as_str();
                 let inline = !store.config().durable;
                 let res = maybe_blocking(inline, || apply::delete(store, name, r.timestamp));
-                Ok(self.outcome(conn, tag, h, name, r.timestamp, res))
+                Ok(self.outcome(conn, tag, h.cmd, name, r.timestamp, res))
             }
             s::SYNC_TRUNCATE_FILE => {
                 let Some(b) = self.small(conn, h).await? else {
@@ -270,7 +305,7 @@ impl Receiver {
                 let _g = store.lock_file(&logic).await;
                 let res =
                     blocking(|| apply::truncate(store, name, r.old_size, r.new_size, r.timestamp));
-                Ok(self.outcome(conn, tag, h, name, r.timestamp, res))
+                Ok(self.outcome(conn, tag, h.cmd, name, r.timestamp, res))
             }
             s::SYNC_CREATE_LINK | s::SYNC_RENAME_FILE => {
                 let Some(b) = self.small(conn, h).await? else {
@@ -291,7 +326,7 @@ impl Receiver {
                     let _g = store.lock_file(&logic).await;
                     blocking(|| apply::rename(store, first, second, r.timestamp))
                 };
-                Ok(self.outcome(conn, tag, h, first, r.timestamp, res))
+                Ok(self.outcome(conn, tag, h.cmd, first, r.timestamp, res))
             }
             _ => Ok(Done::Refuse("not a sync command".into())),
         }
@@ -342,10 +377,17 @@ impl Receiver {
             Ok(i) => i,
             Err(e) => {
                 conn.discard(sh.file_size).await?;
-                return Ok(self.outcome(conn, tag, h, &name, sh.timestamp, Err(e)));
+                return Ok(self.outcome(conn, tag, h.cmd, &name, sh.timestamp, Err(e)));
             }
         };
         let res = match self.stream(conn, sh.file_size, |c| inc.write(c)).await? {
+            Ok(()) if store.config().durable && !update => {
+                // Synced and named with the creates pipelined behind it.
+                return Ok(match inc.stage(sh.timestamp, &mut tag.unsynced) {
+                    Ok(()) => Done::Staged,
+                    Err(e) => self.outcome(conn, tag, h.cmd, &name, sh.timestamp, Err(e)),
+                });
+            }
             Ok(()) => {
                 let unsynced = &mut tag.unsynced;
                 maybe_blocking(small && !store.config().durable, || {
@@ -354,7 +396,7 @@ impl Receiver {
             }
             Err(e) => Err(e),
         };
-        Ok(self.outcome(conn, tag, h, &name, sh.timestamp, res))
+        Ok(self.outcome(conn, tag, h.cmd, &name, sh.timestamp, res))
     }
 
     /// SYNC_APPEND_FILE (25) / SYNC_MODIFY_FILE (35).
@@ -386,18 +428,18 @@ impl Receiver {
                 Ok(Ok(u)) => u,
                 Ok(Err(o)) => {
                     conn.discard(sh.length).await?;
-                    return Ok(self.outcome(conn, tag, h, &name, sh.timestamp, Ok(o)));
+                    return Ok(self.outcome(conn, tag, h.cmd, &name, sh.timestamp, Ok(o)));
                 }
                 Err(e) => {
                     conn.discard(sh.length).await?;
-                    return Ok(self.outcome(conn, tag, h, &name, sh.timestamp, Err(e)));
+                    return Ok(self.outcome(conn, tag, h.cmd, &name, sh.timestamp, Err(e)));
                 }
             };
         let res = match self.stream(conn, sh.length, |c| up.write(c)).await? {
             Ok(()) => blocking(|| up.finish(store, sh.timestamp)),
             Err(e) => Err(e),
         };
-        Ok(self.outcome(conn, tag, h, &name, sh.timestamp, res))
+        Ok(self.outcome(conn, tag, h.cmd, &name, sh.timestamp, res))
     }
 
     /// Reads `n` body bytes and hands them to `sink`; see

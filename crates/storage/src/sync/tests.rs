@@ -958,6 +958,51 @@ async fn pipelined_files_share_one_durable_commit_and_replies_keep_their_order()
         rx.group_commits.load(std::sync::atomic::Ordering::Relaxed),
         2
     );
+
+    // A create and, pipelined behind it, the delete of the same file: the
+    // staged create is named before the delete is applied.
+    let n = upload(&a, b"short-lived", "txt", UploadKind::Normal).to_string();
+    let mut head = Vec::new();
+    SyncFileHead {
+        name_len: n.len(),
+        file_size: 11,
+        timestamp: 1_700_000_200,
+        group: GroupName::new("group1").unwrap(),
+    }
+    .encode(&LogicNameOrMeta(n.clone()), &mut head);
+    let mut del = Vec::new();
+    fdfs_proto::sync::SyncDelete {
+        timestamp: 1_700_000_201,
+        group: GroupName::new("group1").unwrap(),
+        filename: LogicNameOrMeta(n.clone()),
+    }
+    .encode(&mut del);
+    let batch = [
+        &fdfs_proto::Header::new(cmd::storage::SYNC_CREATE_FILE, 0, head.len() as u64 + 11)
+            .encode()[..],
+        &head,
+        b"short-lived",
+        &fdfs_proto::Header::new(cmd::storage::SYNC_DELETE_FILE, 0, del.len() as u64).encode(),
+        &del,
+    ]
+    .concat();
+    c.write_all(&batch).await.unwrap();
+    let mut two = [0u8; 20];
+    tokio::time::timeout(Duration::from_secs(5), c.read_exact(&mut two))
+        .await
+        .expect("two replies")
+        .unwrap();
+    assert_eq!((two[9], two[19]), (errno::OK, errno::OK));
+    assert!(!apply::path_of(&b, &n).unwrap().1.exists());
+    let lines = binlog_lines(db.path());
+    assert!(
+        lines[lines.len() - 2].ends_with(&format!(" c {n}")),
+        "{lines:?}"
+    );
+    assert!(
+        lines[lines.len() - 1].ends_with(&format!(" d {n}")),
+        "{lines:?}"
+    );
     sd.trigger();
 }
 
