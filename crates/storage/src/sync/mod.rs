@@ -6,11 +6,19 @@
 //!   replays this server's binlog from the peer's mark file ([`mark`]),
 //!   forwarding the records [`filter`] selects, and wakes as soon as the
 //!   binlog grows (a `watch` channel fed by the binlog appender), with
-//!   `sync_wait_msec` as the fallback poll.
+//!   `sync_wait_msec` as the fallback poll. Creates, the bulk of any
+//!   binlog, are pipelined: up to 64 go out before their replies are read
+//!   (the peer answers in order), so one connection per peer keeps up with
+//!   many uploading clients; the mark moves only past answered records.
+//!   Upstream storages serve a connection one request at a time and read
+//!   the next from the socket buffer, so pipelining needs nothing of them.
 //! * [`receiver`] serves the SYNC_* commands on the storage port and
 //!   applies them through [`apply`], recording lower-case binlog records
 //!   with the source's timestamps; [`progress`] turns what arrived into
-//!   SYNC_REPORT for the trackers.
+//!   SYNC_REPORT for the trackers. In durable mode it makes the creates a
+//!   peer pipelined durable together (their content fsyncs back to back,
+//!   then one fsync per directory and one of the binlog) and holds their
+//!   replies until then.
 //! * A new server catching up (§6.5): the designated source replays its
 //!   whole binlog, reports the server SYNCING then OFFLINE to the trackers
 //!   ([`link::Trackers`]); the other peers skip to the cut-off.
