@@ -17,7 +17,9 @@ pub struct FileMeta {
     pub size: u64,
     /// Unix seconds.
     pub last_modified: u64,
-    pub content_type: String,
+    /// None: no Content-Type header (a configured type that is not a valid
+    /// header value).
+    pub content_type: Option<HeaderValue>,
 }
 
 impl FileMeta {
@@ -54,8 +56,8 @@ pub fn respond(
             .status(StatusCode::NOT_MODIFIED)
             .body(body::empty())
             .expect("static response");
-        set(r.headers_mut(), header::ETAG, &etag);
-        set(r.headers_mut(), header::LAST_MODIFIED, &lm);
+        set_owned(r.headers_mut(), header::ETAG, etag);
+        set_owned(r.headers_mut(), header::LAST_MODIFIED, lm);
         return r;
     }
     let range_hdr = req.get(header::RANGE).and_then(|v| v.to_str().ok());
@@ -68,6 +70,12 @@ pub fn respond(
     let mut segments = Vec::new();
     let mut len;
     let mut content_type = meta.content_type.clone();
+    let type_text = || {
+        meta.content_type
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
     match parse_range(range_hdr, meta.size) {
         RangeRequest::Full => {
             builder = builder.status(StatusCode::OK);
@@ -102,7 +110,10 @@ pub fn respond(
             for r in &ranges {
                 let head = format!(
                     "\r\n--{boundary}\r\nContent-Type: {}\r\nContent-Range: bytes {}-{}/{}\r\n\r\n",
-                    meta.content_type, r.start, r.end, meta.size
+                    type_text(),
+                    r.start,
+                    r.end,
+                    meta.size
                 );
                 len += head.len() as u64 + r.len();
                 segments.push(Segment::Bytes(Bytes::from(head)));
@@ -114,7 +125,8 @@ pub fn respond(
             let tail = format!("\r\n--{boundary}--\r\n");
             len += tail.len() as u64;
             segments.push(Segment::Bytes(Bytes::from(tail)));
-            content_type = format!("multipart/byteranges; boundary={boundary}");
+            content_type =
+                HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}")).ok();
             builder = builder.status(StatusCode::PARTIAL_CONTENT);
         }
     }
@@ -125,10 +137,12 @@ pub fn respond(
     };
     let mut r = builder.body(body).expect("valid response parts");
     let h = r.headers_mut();
-    set(h, header::CONTENT_TYPE, &content_type);
+    if let Some(t) = content_type {
+        h.insert(header::CONTENT_TYPE, t);
+    }
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    set(h, header::LAST_MODIFIED, &lm);
-    set(h, header::ETAG, &etag);
+    set_owned(h, header::LAST_MODIFIED, lm);
+    set_owned(h, header::ETAG, etag);
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Some(name) = &opts.download_name {
         let safe: String = name
@@ -146,6 +160,14 @@ pub fn respond(
 
 fn set(h: &mut HeaderMap, name: header::HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+/// Like [`set`] for a value built for this response: its buffer becomes
+/// the header's, no copy.
+fn set_owned(h: &mut HeaderMap, name: header::HeaderName, value: String) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
         h.insert(name, v);
     }
 }

@@ -4,11 +4,30 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use http::HeaderValue;
+
 /// A lookup table from lower-case extension to content type.
 #[derive(Debug, Clone)]
 pub struct MimeTable {
-    map: HashMap<String, String>,
-    default_type: String,
+    map: HashMap<String, MimeType>,
+    default_type: MimeType,
+}
+
+/// A type as text and as the header value built once (None when the text
+/// is not a valid header value: no Content-Type is sent then).
+#[derive(Debug, Clone)]
+struct MimeType {
+    text: String,
+    value: Option<HeaderValue>,
+}
+
+impl MimeType {
+    fn new(text: &str) -> MimeType {
+        MimeType {
+            text: text.to_owned(),
+            value: HeaderValue::from_str(text).ok(),
+        }
+    }
 }
 
 const BUILTIN: &[(&str, &str)] = &[
@@ -84,9 +103,9 @@ impl MimeTable {
         MimeTable {
             map: BUILTIN
                 .iter()
-                .map(|(e, t)| ((*e).to_owned(), (*t).to_owned()))
+                .map(|(e, t)| ((*e).to_owned(), MimeType::new(t)))
                 .collect(),
-            default_type: default_type.to_owned(),
+            default_type: MimeType::new(default_type),
         }
     }
 
@@ -107,12 +126,12 @@ impl MimeTable {
                 continue;
             }
             for ext in words {
-                map.insert(ext.to_ascii_lowercase(), ty.to_owned());
+                map.insert(ext.to_ascii_lowercase(), MimeType::new(ty));
             }
         }
         MimeTable {
             map,
-            default_type: default_type.to_owned(),
+            default_type: MimeType::new(default_type),
         }
     }
 
@@ -122,14 +141,32 @@ impl MimeTable {
 
     /// The type for an extension (without the dot), else the default type.
     pub fn lookup(&self, ext: &str) -> &str {
-        self.map
-            .get(&ext.to_ascii_lowercase())
-            .map(String::as_str)
-            .unwrap_or(&self.default_type)
+        &self.find(ext).text
+    }
+
+    /// [`lookup`](Self::lookup) as a header value, built once (cloning it
+    /// does not copy). None when the type is not a valid header value.
+    pub fn lookup_value(&self, ext: &str) -> Option<HeaderValue> {
+        self.find(ext).value.clone()
     }
 
     pub fn default_type(&self) -> &str {
-        &self.default_type
+        &self.default_type.text
+    }
+
+    /// [`default_type`](Self::default_type) as a header value.
+    pub fn default_value(&self) -> Option<HeaderValue> {
+        self.default_type.value.clone()
+    }
+
+    fn find(&self, ext: &str) -> &MimeType {
+        // Names are nearly always lower case already: no copy then.
+        let found = if ext.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.map.get(&ext.to_ascii_lowercase())
+        } else {
+            self.map.get(ext)
+        };
+        found.unwrap_or(&self.default_type)
     }
 }
 
@@ -144,6 +181,11 @@ mod tests {
         assert_eq!(t.lookup("PNG"), "image/png");
         assert_eq!(t.lookup("zzz"), "application/octet-stream");
         assert_eq!(t.lookup(""), "application/octet-stream");
+        assert_eq!(t.lookup_value("JPG").unwrap(), "image/jpeg");
+        assert_eq!(t.default_value().unwrap(), "application/octet-stream");
+        let bad = MimeTable::builtin("bad\ntype");
+        assert!(bad.default_value().is_none());
+        assert_eq!(bad.lookup_value("png").unwrap(), "image/png");
     }
 
     #[test]

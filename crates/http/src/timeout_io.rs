@@ -58,17 +58,26 @@ impl<T> TimeoutIo<T> {
         }
     }
 
+    /// Lazily re-armed: the sleep keeps the deadline it was armed with
+    /// and, when that passes, is moved to the real one (last progress +
+    /// timeout) if there was progress since. Moving it on every poll would
+    /// touch the timer wheel once or twice per request.
     fn check(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        let deadline = self.last_progress + self.timeout;
-        if self.sleep.deadline() != deadline {
-            self.sleep.as_mut().reset(deadline);
-        }
-        match self.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "no progress on the connection",
-            )),
-            Poll::Pending => Poll::Pending,
+        loop {
+            match self.sleep.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) => {
+                    let deadline = self.last_progress + self.timeout;
+                    if deadline <= Instant::now() {
+                        return Poll::Ready(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "no progress on the connection",
+                        ));
+                    }
+                    // Progress since it was armed: wait for the rest.
+                    self.sleep.as_mut().reset(deadline);
+                }
+            }
         }
     }
 }
@@ -120,5 +129,57 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> Write for TimeoutI
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    async fn write_all(
+        io: &mut TimeoutIo<tokio::io::DuplexStream>,
+        mut buf: &[u8],
+    ) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = std::future::poll_fn(|cx| Pin::new(&mut *io).poll_write(cx, buf)).await?;
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+
+    /// A slow reader that keeps reading: writes stall again and again, for
+    /// much longer than the timeout in total, and are never cut; once the
+    /// reader stops, the next stalled write fails after about the timeout.
+    #[tokio::test]
+    async fn progress_keeps_the_connection_stalling_cuts_it() {
+        let timeout = Duration::from_millis(300);
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut io = TimeoutIo::new(a, timeout);
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                b.read_exact(&mut buf).await.unwrap();
+            }
+            b // kept open, no longer read
+        });
+        let t0 = std::time::Instant::now();
+        write_all(&mut io, &[7u8; 10 * 1024])
+            .await
+            .expect("progressing writes are not cut");
+        assert!(
+            t0.elapsed() >= timeout * 2,
+            "the writes really stalled: {:?}",
+            t0.elapsed()
+        );
+        let _b = reader.await.unwrap();
+        let t1 = std::time::Instant::now();
+        let err = write_all(&mut io, &[7u8; 4096])
+            .await
+            .expect_err("a stalled write times out");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let waited = t1.elapsed();
+        assert!(waited >= timeout / 2 && waited < timeout * 4, "{waited:?}");
     }
 }

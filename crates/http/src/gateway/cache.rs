@@ -5,7 +5,7 @@
 //! cache is over its size.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -152,7 +152,12 @@ impl Cache {
     }
 
     fn path_of(&self, h: &str) -> PathBuf {
-        self.dir.join(&h[31..]).join(&h[29..31]).join(h)
+        let mut p = PathBuf::with_capacity(self.dir.as_os_str().len() + 8 + h.len());
+        p.push(&self.dir);
+        p.push(&h[31..]);
+        p.push(&h[29..31]);
+        p.push(h);
+        p
     }
 
     /// A fresh entry for `key`: its meta, the open file and where the body
@@ -377,11 +382,16 @@ impl Drop for CacheWriter {
 
 /// Reads a cache file's header: (meta, body offset, the file, the bytes
 /// read: the header and the start of the body).
-fn read_meta(mut f: std::fs::File) -> io::Result<(CachedMeta, u64, std::fs::File, Vec<u8>)> {
-    let mut buf = vec![0u8; MAX_HEADER];
+fn read_meta(f: std::fs::File) -> io::Result<(CachedMeta, u64, std::fs::File, Vec<u8>)> {
+    // The size first: a small entry is then read whole in one call, into a
+    // buffer of its size (not 16 KiB zeroed for a 4 KiB file, not a second
+    // read to see the end).
+    let file_len = f.metadata()?.len();
+    let want = usize::try_from(file_len).map_or(MAX_HEADER, |l| l.min(MAX_HEADER));
+    let mut buf = vec![0u8; want];
     let mut n = 0;
     while n < buf.len() {
-        let r = f.read(&mut buf[n..])?;
+        let r = f.read_at(&mut buf[n..], n as u64)?;
         if r == 0 {
             break;
         }
@@ -395,22 +405,30 @@ fn read_meta(mut f: std::fs::File) -> io::Result<(CachedMeta, u64, std::fs::File
     if lines.next() != Some(MAGIC) {
         return Err(bad());
     }
-    let mut fields: HashMap<&str, &str> = HashMap::new();
+    let (mut key, mut created, mut content_type, mut last_modified, mut body_len) =
+        (None, None, None, None, None);
     for l in lines {
         let (k, v) = l.split_once(": ").ok_or_else(bad)?;
-        fields.insert(k, v);
+        let num = || v.parse::<u64>().map_err(|_| bad());
+        // A repeated field: the last one counts.
+        match k {
+            "key" => key = Some(v),
+            "created" => created = Some(num()?),
+            "content-type" => content_type = Some(v),
+            "last-modified" => last_modified = Some(num()?),
+            "body-length" => body_len = Some(num()?),
+            _ => {}
+        }
     }
-    let num =
-        |k: &str| -> io::Result<u64> { fields.get(k).ok_or_else(bad)?.parse().map_err(|_| bad()) };
     let meta = CachedMeta {
-        key: fields.get("key").ok_or_else(bad)?.to_string(),
-        created: num("created")?,
-        content_type: fields.get("content-type").ok_or_else(bad)?.to_string(),
-        last_modified: num("last-modified")?,
-        body_len: num("body-length")?,
+        key: key.ok_or_else(bad)?.to_owned(),
+        created: created.ok_or_else(bad)?,
+        content_type: content_type.ok_or_else(bad)?.to_owned(),
+        last_modified: last_modified.ok_or_else(bad)?,
+        body_len: body_len.ok_or_else(bad)?,
     };
     let offset = end as u64 + 2;
-    if f.metadata()?.len() != offset + meta.body_len {
+    if file_len != offset + meta.body_len {
         return Err(bad());
     }
     Ok((meta, offset, f, buf))
@@ -419,6 +437,7 @@ fn read_meta(mut f: std::fs::File) -> io::Result<(CachedMeta, u64, std::fs::File
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     #[test]
     fn hash_is_lower_hex_md5() {

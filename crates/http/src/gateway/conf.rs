@@ -41,7 +41,12 @@ pub struct GatewayConf {
     pub expires: Duration,
     /// `purge_allow`, repeated: addresses, CIDRs, ranges (default 127.0.0.1).
     pub purge_allow: AllowHosts,
+    /// `workers`: threads serving client connections (0 = one per core).
+    pub workers: usize,
 }
+
+/// Upper bound of `workers` (threads serving connections).
+const MAX_WORKERS: u64 = 256;
 
 impl GatewayConf {
     /// The defaults (as documented in docs/gateway.md) for these trackers:
@@ -64,6 +69,7 @@ impl GatewayConf {
             expires: Duration::from_secs(30 * 86400),
             purge_allow: AllowHosts::parse(&["127.0.0.1".to_owned()])
                 .expect("a literal address parses"),
+            workers: 0,
         }
     }
 
@@ -144,6 +150,13 @@ impl GatewayConf {
         }
         .map_err(|m| HttpError::Config(format!("{file}: purge_allow: {m}")))?;
         let max_fails = int("max_fails", 2)?;
+        let workers = int("workers", 0)?;
+        if workers > MAX_WORKERS {
+            return Err(HttpError::Config(format!(
+                "{file}: workers {workers}: at most {MAX_WORKERS}"
+            )));
+        }
+        let workers = workers as usize; // bounded just above
         Ok(GatewayConf {
             listen,
             tracker_servers,
@@ -160,6 +173,7 @@ impl GatewayConf {
             cache_sweep_interval: dur("cache_sweep_interval", Duration::from_secs(60))?,
             expires: dur("expires", Duration::from_secs(30 * 86400))?,
             purge_allow,
+            workers,
         })
     }
 }
@@ -208,13 +222,14 @@ mod tests {
         let text = "port = 8001\ntracker_server = 127.0.0.1:22122\n\
                     tracker_server = 127.0.0.2:22122\ncache_path = /tmp/c\n\
                     cache_max_size = 2g\npurge_allow = 10.0.0.0/8\npurge_allow = 127.0.0.1\n\
-                    max_fails = 3\nfail_timeout = 10s\n";
+                    max_fails = 3\nfail_timeout = 10s\nworkers = 3\n";
         let c = GatewayConf::from_str(text, Path::new("gw.conf")).unwrap();
         assert_eq!(c.listen, "0.0.0.0:8001".parse().unwrap());
         assert_eq!(c.tracker_servers.len(), 2);
         assert_eq!(c.cache_max_size, 2 << 30);
         assert_eq!(c.max_fails, 3);
         assert_eq!(c.fail_timeout, Duration::from_secs(10));
+        assert_eq!(c.workers, 3);
         assert_eq!(c.storage_http_port, 8888);
         assert_eq!(c.cache_valid, Duration::from_secs(12 * 3600));
         assert!(c.purge_allow.allows("10.1.2.3".parse().unwrap()));
@@ -233,6 +248,10 @@ mod tests {
         assert!(!c.purge_allow.allows("127.0.0.2".parse().unwrap()));
 
         assert!(GatewayConf::from_str("port=8000\n", Path::new("g")).is_err());
+        assert_eq!(c.workers, 0, "one per core by default");
+        assert!(
+            GatewayConf::from_str("tracker_server=t:1\nworkers=100000\n", Path::new("g")).is_err()
+        );
         assert!(
             GatewayConf::from_str("tracker_server=t:1\nmax_fails=x\n", Path::new("g")).is_err()
         );

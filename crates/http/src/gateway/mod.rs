@@ -218,6 +218,7 @@ impl Gateway {
             header_read_timeout: self.inner.conf.network_timeout,
             idle_timeout: self.inner.conf.network_timeout,
             drain_timeout: self.inner.conf.network_timeout,
+            workers: self.inner.conf.workers,
         };
         let gw = self.clone();
         let handler: server::Handler = Arc::new(move |req, info| {
@@ -231,7 +232,7 @@ impl Gateway {
     }
 
     async fn handle(&self, req: Request<Incoming>, info: ConnInfo) -> Response<Body> {
-        let path = req.uri().path().to_owned();
+        let path = req.uri().path();
         if path == "/healthz" {
             return if self.tracker_reachable().await {
                 text(StatusCode::OK, "ok")
@@ -250,9 +251,8 @@ impl Gateway {
         let group = path
             .strip_prefix('/')
             .and_then(|p| p.split_once('/'))
-            .map(|(g, _)| g.to_owned())
-            .unwrap_or_default();
-        if let Err(e) = parse_request_path(&path, &group, true) {
+            .map_or("", |(g, _)| g);
+        if let Err(e) = parse_request_path(path, group, true) {
             tracing::info!(peer = %info.peer, path = %path, error = %e, "bad request path");
             return text(StatusCode::BAD_REQUEST, "bad file path");
         }
@@ -260,9 +260,9 @@ impl Gateway {
         if let Some(r) = self.serve_cached(&req, &key, head) {
             return r;
         }
-        let plan = self.inner.upstreams.plan(&group);
+        let plan = self.inner.upstreams.plan(group);
         if plan.is_empty() {
-            return if self.inner.upstreams.has_group(&group) {
+            return if self.inner.upstreams.has_group(group) {
                 text(StatusCode::BAD_GATEWAY, "no active storage in the group")
             } else {
                 text(StatusCode::NOT_FOUND, "unknown group")
@@ -323,7 +323,8 @@ impl Gateway {
         let fm = FileMeta {
             size: meta.body_len,
             last_modified: meta.last_modified,
-            content_type: meta.content_type,
+            content_type: HeaderValue::from_maybe_shared(bytes::Bytes::from(meta.content_type))
+                .ok(),
         };
         let opts = ServeOpts {
             head,

@@ -64,6 +64,8 @@ pub struct StorageHttpConfig {
     /// mapping numeric source IDs to addresses. None: the source IP in the
     /// file ID is trusted as is.
     pub peers: Option<PeerSource>,
+    /// Threads serving connections; 0 (the default) = one per core.
+    pub workers: usize,
 }
 
 impl std::fmt::Debug for StorageHttpConfig {
@@ -99,6 +101,7 @@ impl StorageHttpConfig {
             token: None,
             multi_range_enabled: true,
             peers: None,
+            workers: 0,
         }
     }
 

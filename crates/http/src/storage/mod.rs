@@ -69,6 +69,7 @@ impl StorageHttp {
             header_read_timeout: cfg.header_read_timeout,
             idle_timeout: cfg.network_timeout,
             drain_timeout: cfg.network_timeout,
+            workers: cfg.workers,
         };
         let handler: server::Handler = Arc::new(move |req, info| {
             let cfg = cfg.clone();
@@ -135,9 +136,9 @@ async fn handle(
             .map(str::to_owned),
     };
     let content_type = if cfg.need_find_content_type {
-        cfg.mime.lookup(logic.ext()).to_owned()
+        cfg.mime.lookup_value(logic.ext())
     } else {
-        cfg.mime.default_type().to_owned()
+        cfg.mime.default_value()
     };
     // A file the name says is small is opened and read inline, like the
     // storage service does: it hits the page cache and costs less than
@@ -183,10 +184,16 @@ fn open_local(
     logic: &LogicName,
     preload: bool,
 ) -> std::io::Result<Option<(Content, u64, u64)>> {
-    let dir = store
-        .join("data")
-        .join(format!("{:02X}", logic.sub_high))
-        .join(format!("{:02X}", logic.sub_low));
+    // `<store>/data/HH/HH/` built in one buffer (this runs per request).
+    let mut dir =
+        std::ffi::OsString::with_capacity(store.as_os_str().len() + 16 + logic.name.len());
+    dir.push(store.as_os_str());
+    dir.push("/data/");
+    dir.push(hex2(logic.sub_high).as_str());
+    dir.push("/");
+    dir.push(hex2(logic.sub_low).as_str());
+    dir.push("/");
+    let mut dir = PathBuf::from(dir);
     if let FileKind::Trunk(slot) = logic.kind {
         let path = dir.join(format!("{:06}", slot.trunk_id));
         let Some((f, md)) = open_regular(&path)? else {
@@ -213,8 +220,8 @@ fn open_local(
             u64::from(logic.info.timestamp),
         )));
     }
-    let path = dir.join(&logic.name);
-    let Some((f, md)) = open_regular(&path)? else {
+    dir.push(&logic.name);
+    let Some((f, md)) = open_regular(&dir)? else {
         return Ok(None);
     };
     // The name's timestamp is the creation time of normal files; appenders
@@ -229,6 +236,20 @@ fn open_local(
             .unwrap_or(0),
     };
     Ok(Some((load(f, 0, md.len(), preload)?, md.len(), mtime)))
+}
+
+/// Two upper-case hex digits, as in store path directory names.
+fn hex2(b: u8) -> Hex2 {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    Hex2([DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]])
+}
+
+struct Hex2([u8; 2]);
+
+impl Hex2 {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
 }
 
 /// The content of `file` from `base`: read now when small and wanted.
