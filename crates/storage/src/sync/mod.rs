@@ -159,10 +159,12 @@ impl StatusBoard {
 
     pub(crate) fn update(&self, peer: &str, f: impl FnOnce(&mut WorkerStatus)) {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let e = g.entry(peer.to_owned()).or_default();
-        if e.peer_id.is_empty() {
-            e.peer_id = peer.to_owned();
+        // Several times per record: no key allocation once the peer is in.
+        if let Some(e) = g.get_mut(peer) {
+            return f(e);
         }
+        let e = g.entry(peer.to_owned()).or_default();
+        e.peer_id = peer.to_owned();
         f(e);
     }
 

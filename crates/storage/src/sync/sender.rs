@@ -52,6 +52,8 @@ use crate::store::now;
 const CHUNK: usize = 256 * 1024;
 /// How often to re-check the peer's status while waiting for it.
 const STATUS_POLL: Duration = Duration::from_millis(100);
+/// While caught up, the mark file is rewritten at most this often.
+const MARK_IDLE_SAVE: Duration = Duration::from_millis(500);
 /// A record refused this many times in a row is skipped.
 const MAX_REFUSALS: u32 = 3;
 
@@ -123,6 +125,8 @@ pub struct Worker {
     mark: Option<Mark>,
     /// Records since the mark file was last written.
     unsaved: u32,
+    /// When the mark file was last written.
+    saved_at: Instant,
     /// Consecutive refusals of the record at the current position.
     refusals: u32,
     /// Appender files whose appends were skipped because they vanished
@@ -146,6 +150,7 @@ impl Worker {
             stop,
             mark: None,
             unsaved: 0,
+            saved_at: Instant::now(),
             refusals: 0,
             stale: HashSet::new(),
             offline_reported: None,
@@ -238,6 +243,7 @@ impl Worker {
             warn!(worker = "sync", peer = %self.peer_id, "writing {}: {e}", path.display());
         }
         self.unsaved = 0;
+        self.saved_at = Instant::now();
     }
 
     /// Age of the next record not yet read for this peer (0 if none): the
@@ -424,7 +430,11 @@ impl Worker {
                 if rules.is_source {
                     self.report_done().await;
                 }
-                if self.unsaved > 0 {
+                // A peer that keeps up reaches the end after every file:
+                // write the mark at most every MARK_IDLE_SAVE then (the
+                // fallback poll brings us back here), not once per file. A
+                // crash resends at most that much, which the peer absorbs.
+                if self.unsaved > 0 && self.saved_at.elapsed() >= MARK_IDLE_SAVE {
                     self.save_mark();
                 }
                 self.svc.status.update(&self.peer_id, |s| {
