@@ -482,13 +482,13 @@ impl Store {
                 }
             };
             let path = self.resolve(&name)?;
-            let mut linked = fs::hard_link(&up.tmp, &path);
+            let mut linked = disk::rename_noreplace(&up.tmp, &path);
             if matches!(&linked, Err(e) if e.kind() == io::ErrorKind::NotFound) {
                 // A sub-directory went missing (deleted by hand): recreate it.
                 if let Some(d) = path.parent() {
                     let _ = fs::create_dir_all(d);
                 }
-                linked = fs::hard_link(&up.tmp, &path);
+                linked = disk::rename_noreplace(&up.tmp, &path);
             }
             match linked {
                 Ok(()) => break (name, path),
@@ -504,7 +504,6 @@ impl Store {
                 Err(e) => return Err(StoreError::io(format!("linking {}", path.display()), e)),
             }
         };
-        let _ = fs::remove_file(&up.tmp);
         up.done = true;
         if self.cfg.durable {
             self.sync_dir(&path)

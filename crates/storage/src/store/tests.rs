@@ -416,3 +416,18 @@ fn missing_subdirectory_is_recreated() {
     let _s = open(d.path());
     assert!(d.path().join("p0/data/02/01").is_dir());
 }
+
+#[test]
+fn rename_noreplace_names_once_and_never_replaces() {
+    let d = tempfile::tempdir().unwrap();
+    let (a, b, c) = (d.path().join("a"), d.path().join("b"), d.path().join("c"));
+    fs::write(&a, b"first").unwrap();
+    fs::write(&c, b"second").unwrap();
+    super::disk::rename_noreplace(&a, &b).unwrap();
+    assert!(!a.exists());
+    assert_eq!(fs::read(&b).unwrap(), b"first");
+    let e = super::disk::rename_noreplace(&c, &b).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+    assert_eq!(fs::read(&b).unwrap(), b"first", "the named file is kept");
+    assert_eq!(fs::read(&c).unwrap(), b"second", "the source stays");
+}

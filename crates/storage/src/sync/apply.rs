@@ -186,6 +186,8 @@ pub struct Incoming {
     update: bool,
     size: u64,
     written: u64,
+    /// Renamed into place: no temporary file left to remove.
+    named: bool,
 }
 
 /// Starts receiving the content of `name` (`update`: replace if present).
@@ -212,6 +214,7 @@ pub fn begin_file(store: &Store, name: &str, size: u64, update: bool) -> Result<
         update,
         size,
         written: 0,
+        named: false,
     })
 }
 
@@ -294,11 +297,11 @@ impl Incoming {
         let r = if self.update {
             fs::rename(&self.tmp, &self.path)
         } else {
-            // A hard link never replaces a file that appeared meanwhile.
-            fs::hard_link(&self.tmp, &self.path)
+            // Never replaces a file that appeared meanwhile.
+            crate::store::disk::rename_noreplace(&self.tmp, &self.path)
         };
         match r {
-            Ok(()) => {}
+            Ok(()) => self.named = true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Outcome::AlreadyThere),
             Err(e) => return Err(StoreError::io(format!("naming {}", self.name), e)),
         }
@@ -321,7 +324,9 @@ impl Incoming {
 impl Drop for Incoming {
     fn drop(&mut self) {
         self.file = None;
-        let _ = fs::remove_file(&self.tmp);
+        if !self.named {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 
