@@ -6,7 +6,9 @@ series, alternating builds round by round, medians and ratios at the end.
 
 Environment: FDFS_BIN (the build under test), FDFS_BASE (the baseline build;
 leave it out to measure one build), ROUNDS (3), FILES (5000 for 4 KiB, 3000
-for 64 KiB), DURABLE (false), KEEP=1 (keep the sandbox folders).
+for 64 KiB), DURABLE (false), BENCH_DIR (where the sandboxes go; default the
+temp dir), SETTLE_SECS (35, pause before the first round), KEEP=1 (keep the
+sandbox folders).
 
 The cluster is the reference one of DESIGN.md: a tracker, group1 with two
 storages and group2 with one, on loopback, built with `fdfs sandbox` (storage
@@ -79,6 +81,9 @@ class Sandbox:
             if os.path.exists(self.conf):
                 out = subprocess.run([binary, "monitor", self.conf], capture_output=True, text=True)
                 if out.stdout.count("ACTIVE") >= 3:
+                    # A fresh sandbox has just made 3 × 65,536 folders:
+                    # let their write-back finish before measuring.
+                    os.sync()
                     return
             time.sleep(0.5)
         self.stop()
@@ -139,8 +144,13 @@ def main():
     builds = [("new", os.environ.get("FDFS_BIN", "target/release/fdfs"))]
     if os.environ.get("FDFS_BASE"):
         builds.append(("base", os.environ["FDFS_BASE"]))
-    top = tempfile.mkdtemp(prefix="fdfs-cluster-bench.")
+    top = tempfile.mkdtemp(prefix="fdfs-cluster-bench.", dir=os.environ.get("BENCH_DIR"))
     results = {}
+    # ext4 skips inodes freed in the last ~30 s when it allocates new ones,
+    # reading inode tables to find them: uploads right after a mass delete
+    # (an earlier run's folders) run several times slower. Hence no folder
+    # is deleted before the end, and a pause first.
+    time.sleep(int(os.environ.get("SETTLE_SECS", "35")))
     try:
         for rnd in range(ROUNDS):
             order = builds if rnd % 2 == 0 else list(reversed(builds))
@@ -150,8 +160,6 @@ def main():
                 load = os.getloadavg()[0]
                 print(f"round {rnd + 1}/{ROUNDS}: {label} ({binary}), load {load:.1f}", file=sys.stderr)
                 one_round(label, binary, folder, net, results)
-                if not os.environ.get("KEEP"):
-                    shutil.rmtree(folder, ignore_errors=True)
     finally:
         if not os.environ.get("KEEP"):
             shutil.rmtree(top, ignore_errors=True)
