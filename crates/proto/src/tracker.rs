@@ -252,17 +252,7 @@ impl GroupStat {
 
     /// Decodes the reply of 91 (N records) or 90 (one).
     pub fn decode_list(b: &[u8]) -> Result<Vec<Self>, DecodeError> {
-        if b.len() % Self::LEN != 0 {
-            return Err(DecodeError::len(
-                "group stats",
-                b.len(),
-                "a multiple of 113",
-            ));
-        }
-        let mut r = Reader::new("group stats", b);
-        (0..b.len() / Self::LEN)
-            .map(|_| Self::read(&mut r))
-            .collect()
+        records("group stats", b, Self::LEN, Self::read)
     }
 }
 
@@ -536,10 +526,9 @@ impl StorageStat {
                 "a multiple of 487",
             ));
         };
-        let mut r = Reader::new("storage stats", b);
-        (0..b.len() / Self::len(ip_size))
-            .map(|_| Self::read(&mut r, ip_size))
-            .collect()
+        records("storage stats", b, Self::len(ip_size), |r| {
+            Self::read(r, ip_size)
+        })
     }
 }
 
@@ -667,17 +656,7 @@ impl GroupStatV610 {
 
     /// Decodes an old reply of 91 (N records) or 90 (one).
     pub fn decode_list(b: &[u8]) -> Result<Vec<Self>, DecodeError> {
-        if b.len() % Self::LEN != 0 {
-            return Err(DecodeError::len(
-                "group stats (6.10 layout)",
-                b.len(),
-                "a multiple of 105",
-            ));
-        }
-        let mut r = Reader::new("group stats (6.10 layout)", b);
-        (0..b.len() / Self::LEN)
-            .map(|_| Self::read(&mut r))
-            .collect()
+        records("group stats (6.10 layout)", b, Self::LEN, Self::read)
     }
 }
 
@@ -873,18 +852,26 @@ impl StorageStatV610 {
 
     /// Decodes an old reply of 92: N records of 612 bytes.
     pub fn decode_list(b: &[u8]) -> Result<Vec<Self>, DecodeError> {
-        if b.len() % Self::LEN != 0 {
-            return Err(DecodeError::len(
-                "storage stats (6.10 layout)",
-                b.len(),
-                "a multiple of 612",
-            ));
-        }
-        let mut r = Reader::new("storage stats (6.10 layout)", b);
-        (0..b.len() / Self::LEN)
-            .map(|_| Self::read(&mut r))
-            .collect()
+        records("storage stats (6.10 layout)", b, Self::LEN, Self::read)
     }
+}
+
+/// Decodes a reply made of whole `len`-byte records (the list replies).
+fn records<T>(
+    what: &'static str,
+    b: &[u8],
+    len: usize,
+    mut read: impl FnMut(&mut Reader<'_>) -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    if b.len() % len != 0 {
+        return Err(DecodeError::len(
+            what,
+            b.len(),
+            format!("a multiple of {len}"),
+        ));
+    }
+    let mut r = Reader::new(what, b);
+    (0..b.len() / len).map(|_| read(&mut r)).collect()
 }
 
 /// `s` cut to at most `n` bytes, at a character boundary.
