@@ -11,7 +11,7 @@
 //! versions); when one is missing its test fails with the install command
 //! rather than skipping, so CI cannot silently stop checking interop.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -20,10 +20,7 @@ use fdfs_proto::cmd::tracker as tc;
 use fdfs_proto::server::status;
 use fdfs_proto::tracker::StorageStat;
 use fdfs_testkit::storage::StorageProc;
-use fdfs_testkit::{
-    free_port, random_loopback, wait_for_port, wait_until, write_file, Proc, TestDir, TrackerProc,
-    Wire,
-};
+use fdfs_testkit::{free_port, random_loopback, wait_until, TestDir, TrackerProc, Wire};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fdfs");
 
@@ -61,34 +58,16 @@ fn start_storages(dir: &TestDir, tracker: &TrackerProc) -> Vec<StorageProc> {
     [a, b]
         .into_iter()
         .map(|ip| {
-            let base = dir.join(format!("storage-{ip}"));
-            let conf = base.join("storage.conf");
-            write_file(
-                &conf,
-                &StorageProc::conf_text(ip, port, &base, "group1", &[tracker.addr], &[]),
-            );
-            let addr = SocketAddr::from((ip, port));
-            let conf_s = conf.display().to_string();
-            let proc = Proc::spawn(
-                &format!("storage {addr}"),
+            StorageProc::start_at(
                 BIN,
-                &["storage", &conf_s, "start", "--foreground"],
+                dir.path(),
+                ip,
+                port,
+                "group1",
+                &[tracker.addr],
                 &[],
-                base.join("stdout.log"),
-            );
-            let s = StorageProc {
-                proc,
-                addr,
-                base,
-                conf,
-                group: "group1".into(),
-            };
-            assert!(
-                wait_for_port(addr, Duration::from_secs(20)),
-                "storage {addr} did not listen:\n{}",
-                s.proc.log_text()
-            );
-            s
+                &[],
+            )
         })
         .collect()
 }

@@ -9,7 +9,7 @@
 //! window holding changes back; a deleted peer losing its mark file.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use fdfs_proto::cmd::{storage as sc, tracker as tc};
@@ -21,7 +21,7 @@ use fdfs_proto::storage::{
 use fdfs_proto::tracker::{ListStorageReq, StorageStat};
 use fdfs_proto::{errno, GroupName, LogicName};
 use fdfs_testkit::storage::StorageProc;
-use fdfs_testkit::{free_port, wait_for_port, write_file, Proc, TestDir, TrackerProc, Wire};
+use fdfs_testkit::{free_port, TestDir, TrackerProc, Wire};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fdfs");
 
@@ -76,37 +76,18 @@ impl Cluster {
     /// Starts storage `127.0.N.<host>` of group1 (same port as the others).
     fn storage(&self, host: u8, extra: &[&str]) -> StorageProc {
         let ip = self.ip(host);
-        let base = self.dir.join(format!("storage-{ip}"));
-        std::fs::create_dir_all(&base).unwrap();
-        let conf = base.join("storage.conf");
         let mut all: Vec<&str> = STORAGE_EXTRA.to_vec();
         all.extend_from_slice(extra);
-        write_file(
-            &conf,
-            &StorageProc::conf_text(ip, self.port, &base, "group1", &[self.tracker.addr], &all),
-        );
-        let addr = SocketAddr::from((ip, self.port));
-        let conf_s = conf.display().to_string();
-        let proc = Proc::spawn(
-            &format!("storage {addr}"),
+        StorageProc::start_at(
             BIN,
-            &["storage", &conf_s, "start", "--foreground"],
+            self.dir.path(),
+            ip,
+            self.port,
+            "group1",
+            &[self.tracker.addr],
+            &all,
             &[],
-            base.join("stdout.log"),
-        );
-        let s = StorageProc {
-            proc,
-            addr,
-            base,
-            conf,
-            group: "group1".into(),
-        };
-        assert!(
-            wait_for_port(addr, Duration::from_secs(20)),
-            "storage {addr} did not listen:\n{}",
-            s.proc.log_text()
-        );
-        s
+        )
     }
 
     /// The tracker's status of a storage.

@@ -54,7 +54,24 @@ impl StorageProc {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> StorageProc {
-        let port = free_port(ip);
+        Self::start_at(bin, dir, ip, free_port(ip), group, trackers, extra, env)
+    }
+
+    /// Like [`StorageProc::start_env`] on a given port: the servers of a
+    /// group share one (the tracker refuses a join with another). The same
+    /// `dir`, `ip` and `port` give the same base path, so a restart keeps
+    /// the data.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_at(
+        bin: impl AsRef<Path>,
+        dir: &Path,
+        ip: Ipv4Addr,
+        port: u16,
+        group: &str,
+        trackers: &[SocketAddr],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> StorageProc {
         let base = dir.join(format!("storage-{ip}-{port}"));
         std::fs::create_dir_all(&base).expect("create storage base_path");
         let conf = base.join("storage.conf");
