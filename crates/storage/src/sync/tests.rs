@@ -187,6 +187,42 @@ fn pair() -> Pair {
     }
 }
 
+/// A whole SYNC_CREATE_FILE request (header, head, content) for `name`.
+fn create_request(name: &str, body: &[u8], ts: u32) -> Vec<u8> {
+    use fdfs_proto::sync::{LogicNameOrMeta, SyncFileHead};
+    let mut head = Vec::new();
+    SyncFileHead {
+        name_len: name.len(),
+        file_size: body.len() as u64,
+        timestamp: ts,
+        group: GroupName::new("group1").unwrap(),
+    }
+    .encode(&LogicNameOrMeta(name.to_owned()), &mut head);
+    let h = fdfs_proto::Header::new(
+        cmd::storage::SYNC_CREATE_FILE,
+        0,
+        (head.len() + body.len()) as u64,
+    );
+    [&h.encode()[..], &head, body].concat()
+}
+
+/// Stores `a` and `b` in fresh folders with `b_addr` as b's address, and
+/// nothing serving there: the test puts its own peer on it.
+fn pair_with_peer_at(b_addr: SocketAddr) -> Pair {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    Pair {
+        a_dir: da.path().to_owned(),
+        b_dir: db.path().to_owned(),
+        a: store(da.path(), [127, 0, 0, 1]),
+        b: store(db.path(), [127, 0, 0, 1]),
+        _da: da,
+        _db: db,
+        b_addr,
+        sd: Shutdown::new(),
+        progress_b: Arc::new(Progress::default()),
+    }
+}
+
 fn brief(id: &str, addr: SocketAddr, st: u8) -> StorageBrief {
     StorageBrief {
         status: st,
@@ -741,7 +777,6 @@ async fn golden_storage_sync_capture_replays_with_upstream_statuses_and_binlogs(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_is_prompt_even_if_the_peer_stalls() {
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     // A "peer" that accepts and never answers.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let b_addr = l.local_addr().unwrap();
@@ -750,17 +785,7 @@ async fn shutdown_is_prompt_even_if_the_peer_stalls() {
         std::thread::sleep(Duration::from_secs(10));
         drop(conns);
     });
-    let p = Pair {
-        a_dir: da.path().to_owned(),
-        b_dir: db.path().to_owned(),
-        a: store(da.path(), [127, 0, 0, 1]),
-        b: store(db.path(), [127, 0, 0, 1]),
-        _da: da,
-        _db: db,
-        b_addr,
-        sd: Shutdown::new(),
-        progress_b: Arc::new(Progress::default()),
-    };
+    let p = pair_with_peer_at(b_addr);
     upload(&p.a, b"x", "txt", UploadKind::Normal);
     Mark::default().save(&mark_file(&p)).unwrap();
     let (_tx, wake) = tokio::sync::watch::channel(0u64);
@@ -790,7 +815,6 @@ async fn shutdown_is_prompt_even_if_the_peer_stalls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creates_are_pipelined_and_the_mark_follows_the_replies_in_order() {
     use std::io::{Read, Write};
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let b_addr = l.local_addr().unwrap();
     let (seen_tx, seen_rx) = std::sync::mpsc::channel::<Vec<(u8, usize)>>();
@@ -818,17 +842,7 @@ async fn creates_are_pipelined_and_the_mark_follows_the_replies_in_order() {
             c.write_all(&ok).unwrap();
         }
     });
-    let p = Pair {
-        a_dir: da.path().to_owned(),
-        b_dir: db.path().to_owned(),
-        a: store(da.path(), [127, 0, 0, 1]),
-        b: store(db.path(), [127, 0, 0, 1]),
-        _da: da,
-        _db: db,
-        b_addr,
-        sd: Shutdown::new(),
-        progress_b: Arc::new(Progress::default()),
-    };
+    let p = pair_with_peer_at(b_addr);
     let sizes = [5usize, 300_000, 7];
     for n in sizes {
         upload(&p.a, &vec![b'z'; n], "bin", UploadKind::Normal);
@@ -870,7 +884,7 @@ async fn creates_are_pipelined_and_the_mark_follows_the_replies_in_order() {
 /// it, in order, before the reply to anything that follows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_files_share_one_durable_commit_and_replies_keep_their_order() {
-    use fdfs_proto::sync::{LogicNameOrMeta, SyncFileHead};
+    use fdfs_proto::sync::LogicNameOrMeta;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = store(da.path(), [127, 0, 0, 1]);
@@ -889,23 +903,7 @@ async fn pipelined_files_share_one_durable_commit_and_replies_keep_their_order()
     let mut names = Vec::new();
     for (i, body) in [&b"first"[..], b"second!", b""].into_iter().enumerate() {
         let n = upload(&a, body, "txt", UploadKind::Normal).to_string();
-        let fname = LogicNameOrMeta(n.clone());
-        let mut head = Vec::new();
-        SyncFileHead {
-            name_len: n.len(),
-            file_size: body.len() as u64,
-            timestamp: 1_700_000_000 + i as u32,
-            group: GroupName::new("group1").unwrap(),
-        }
-        .encode(&fname, &mut head);
-        let h = fdfs_proto::Header::new(
-            cmd::storage::SYNC_CREATE_FILE,
-            0,
-            (head.len() + body.len()) as u64,
-        );
-        req.extend_from_slice(&h.encode());
-        req.extend_from_slice(&head);
-        req.extend_from_slice(body);
+        req.extend_from_slice(&create_request(&n, body, 1_700_000_000 + i as u32));
         names.push((n, body.to_vec()));
     }
     req.extend_from_slice(&fdfs_proto::Header::new(cmd::ACTIVE_TEST, 0, 0).encode());
@@ -936,16 +934,7 @@ async fn pipelined_files_share_one_durable_commit_and_replies_keep_their_order()
     }
     // A lone request (nothing pipelined behind it) is answered at once.
     let n = upload(&a, b"alone", "txt", UploadKind::Normal).to_string();
-    let mut head = Vec::new();
-    SyncFileHead {
-        name_len: n.len(),
-        file_size: 5,
-        timestamp: 1_700_000_100,
-        group: GroupName::new("group1").unwrap(),
-    }
-    .encode(&LogicNameOrMeta(n.clone()), &mut head);
-    let h = fdfs_proto::Header::new(cmd::storage::SYNC_CREATE_FILE, 0, head.len() as u64 + 5);
-    c.write_all(&[&h.encode()[..], &head, b"alone"].concat())
+    c.write_all(&create_request(&n, b"alone", 1_700_000_100))
         .await
         .unwrap();
     let mut one = [0u8; 10];
@@ -962,14 +951,6 @@ async fn pipelined_files_share_one_durable_commit_and_replies_keep_their_order()
     // A create and, pipelined behind it, the delete of the same file: the
     // staged create is named before the delete is applied.
     let n = upload(&a, b"short-lived", "txt", UploadKind::Normal).to_string();
-    let mut head = Vec::new();
-    SyncFileHead {
-        name_len: n.len(),
-        file_size: 11,
-        timestamp: 1_700_000_200,
-        group: GroupName::new("group1").unwrap(),
-    }
-    .encode(&LogicNameOrMeta(n.clone()), &mut head);
     let mut del = Vec::new();
     fdfs_proto::sync::SyncDelete {
         timestamp: 1_700_000_201,
@@ -978,10 +959,7 @@ async fn pipelined_files_share_one_durable_commit_and_replies_keep_their_order()
     }
     .encode(&mut del);
     let batch = [
-        &fdfs_proto::Header::new(cmd::storage::SYNC_CREATE_FILE, 0, head.len() as u64 + 11)
-            .encode()[..],
-        &head,
-        b"short-lived",
+        &create_request(&n, b"short-lived", 1_700_000_200)[..],
         &fdfs_proto::Header::new(cmd::storage::SYNC_DELETE_FILE, 0, del.len() as u64).encode(),
         &del,
     ]
