@@ -115,23 +115,9 @@ impl Receiver {
             // Anything else may touch a staged file: name those first.
             self.flush(conn, tag).await?;
         }
-        let done = self.dispatch(conn, h, tag).await?;
-        match done {
-            Done::Reply(_) | Done::Staged => {
-                tag.replies.push(match done {
-                    Done::Reply(st) => Reply::Status(st),
-                    _ => Reply::Staged,
-                });
-                // Hold the reply back only while it waits for fsyncs that
-                // the next, already arrived, request can share.
-                if tag.unsynced.is_empty()
-                    || tag.replies.len() >= MAX_DEFERRED
-                    || !conn.input_ready()
-                {
-                    self.flush(conn, tag).await?;
-                }
-                Ok(true)
-            }
+        let reply = match self.dispatch(conn, h, tag).await? {
+            Done::Reply(st) => Reply::Status(st),
+            Done::Staged => Reply::Staged,
             Done::Refuse(why) => {
                 warn!(
                     worker = "sync-receiver",
@@ -141,7 +127,7 @@ impl Receiver {
                 );
                 self.flush(conn, tag).await?;
                 conn.send_status(errno::EINVAL).await?;
-                Ok(false)
+                return Ok(false);
             }
             Done::Close => {
                 self.flush(conn, tag).await?;
@@ -152,9 +138,16 @@ impl Receiver {
                     len = h.pkg_len,
                     "body length over the limit, closing"
                 );
-                Ok(false)
+                return Ok(false);
             }
+        };
+        tag.replies.push(reply);
+        // Hold the reply back only while it waits for fsyncs that the next,
+        // already arrived, request can share.
+        if tag.unsynced.is_empty() || tag.replies.len() >= MAX_DEFERRED || !conn.input_ready() {
+            self.flush(conn, tag).await?;
         }
+        Ok(true)
     }
 
     /// Makes the held-back applies durable, then sends their replies in
