@@ -22,7 +22,7 @@ use fdfs_proto::storage::{
     decode_appender_name, AppendHead, FileIdResp, FileInfoResp, ModifyHead, RegenerateReq,
     SetMetadataReq, SlaveUpload, SlaveUploadHead, TruncateReq, UploadHead,
 };
-use fdfs_proto::{cmd, errno, GroupName, Header, IpSize, LogicName};
+use fdfs_proto::{cmd, errno, GroupName, Header, IpSize, LogicName, HEADER_LEN};
 use fdfs_runtime::net::{Conn, ConnError};
 use tracing::{debug, warn};
 
@@ -616,28 +616,46 @@ impl Session<'_> {
                     return self.store_err(h, &e).await;
                 }
             };
-        self.conn
-            .send_header(Header::response(errno::OK, count))
-            .await?;
+        // The header and the first chunk of content leave in one write:
+        // a small file costs a single send.
         if self.buf.len() < CHUNK {
             self.buf = vec![0u8; CHUNK];
         }
+        self.buf[..HEADER_LEN].copy_from_slice(&Header::response(errno::OK, count).encode());
+        let mut filled = HEADER_LEN;
         let mut left = count;
-        while left > 0 {
-            let want = left.min(CHUNK as u64) as usize;
-            let buf = &mut self.buf[..want];
-            let n = match maybe_blocking(want as u64 <= SMALL, || file.read(buf)) {
-                Ok(0) | Err(_) => {
-                    // The file shrank or failed under us: the reply cannot
-                    // be completed, so the connection must go.
-                    warn!(peer = %self.conn.peer(), file = %name, "download: file read failed mid-stream, closing");
-                    self.stats_op(idx::TOTAL_DOWNLOAD, false, None);
-                    return Ok(Flow::Close);
+        let mut sent_any = false;
+        loop {
+            let want = left.min((CHUNK - filled) as u64) as usize;
+            if want > 0 {
+                let buf = &mut self.buf[filled..filled + want];
+                match maybe_blocking(want as u64 <= SMALL, || file.read(buf)) {
+                    Ok(n) if n > 0 => {
+                        filled += n;
+                        left -= n as u64;
+                    }
+                    r => {
+                        self.stats_op(idx::TOTAL_DOWNLOAD, false, None);
+                        let why = match r {
+                            Err(e) => e.to_string(),
+                            Ok(_) => "the file is shorter than it was when opened".to_owned(),
+                        };
+                        if !sent_any {
+                            return self.refuse(h, errno::EIO, &format!("{name}: {why}")).await;
+                        }
+                        // Part of the reply is out and cannot be completed:
+                        // the connection must go.
+                        warn!(peer = %self.conn.peer(), file = %name, error = %why, "download: file read failed mid-stream, closing");
+                        return Ok(Flow::Close);
+                    }
                 }
-                Ok(n) => n,
-            };
-            self.conn.write_all(&self.buf[..n]).await?;
-            left -= n as u64;
+            }
+            self.conn.write_all(&self.buf[..filled]).await?;
+            sent_any = true;
+            filled = 0;
+            if left == 0 {
+                break;
+            }
         }
         self.stats_op(
             idx::TOTAL_DOWNLOAD,

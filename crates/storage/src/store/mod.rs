@@ -717,8 +717,10 @@ impl Store {
         }
         let rest = size - offset;
         let count = if length == 0 { rest } else { length.min(rest) };
-        file.seek(SeekFrom::Start(offset))
-            .map_err(|e| StoreError::io(format!("seek in {name}"), e))?;
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset))
+                .map_err(|e| StoreError::io(format!("seek in {name}"), e))?;
+        }
         Ok((file, count))
     }
 
