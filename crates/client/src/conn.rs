@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fdfs_proto::{cmd, errno, Header, HEADER_LEN};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::error::{Error, Result};
@@ -26,6 +26,14 @@ pub(crate) const REPLY_LIMIT: u64 = 64 * 1024 * 1024;
 /// Copy buffer for streamed bodies.
 const CHUNK: usize = 256 * 1024;
 
+/// Read buffer of a connection: a reply header and a small body arrive in
+/// one `recv` instead of two. Bigger reads bypass it.
+const READ_BUF: usize = 16 * 1024;
+
+/// A body read into memory grows in steps of at most this much, so a
+/// length announced by a broken server is not allocated up front.
+const BODY_STEP: u64 = 16 * 1024 * 1024;
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timeouts {
     pub connect: Duration,
@@ -33,7 +41,7 @@ pub(crate) struct Timeouts {
 }
 
 pub(crate) struct Conn {
-    stream: TcpStream,
+    stream: BufReader<TcpStream>,
     addr: SocketAddr,
     network_timeout: Duration,
     /// True when no exchange is half done and the server keeps the socket.
@@ -64,7 +72,7 @@ impl Conn {
         // delay the head of a request.
         let _ = stream.set_nodelay(true);
         Ok(Conn {
-            stream,
+            stream: BufReader::with_capacity(READ_BUF, stream),
             addr,
             network_timeout: t.network,
             clean: true,
@@ -75,7 +83,7 @@ impl Conn {
     pub(crate) async fn write_all(&mut self, op: &'static str, b: &[u8]) -> Result<()> {
         self.clean = false;
         let (addr, t) = (self.addr, self.network_timeout);
-        timed(op, addr, t, self.stream.write_all(b)).await
+        timed(op, addr, t, self.stream.get_mut().write_all(b)).await
     }
 
     /// Sends a request header announcing `pkg_len` body bytes, then `body`
@@ -159,11 +167,31 @@ impl Conn {
         Ok(header)
     }
 
-    /// Reads a whole body of `len` bytes (already checked against a limit).
+    /// Reads a whole body of `len` bytes. The network timeout applies to
+    /// each read, so a slow but moving transfer is not cut.
     pub(crate) async fn recv_body(&mut self, op: &'static str, len: u64) -> Result<Vec<u8>> {
-        let mut body = vec![0u8; len as usize];
+        let len = usize::try_from(len).map_err(|_| Error::Local {
+            what: format!("{op}: a reply of {len} bytes does not fit in memory"),
+            source: std::io::ErrorKind::OutOfMemory.into(),
+        })?;
+        let mut body = Vec::new();
+        let mut done = 0;
         let (addr, t) = (self.addr, self.network_timeout);
-        timed(op, addr, t, self.stream.read_exact(&mut body)).await?;
+        while done < len {
+            if done == body.len() {
+                let step = (len - done).min(BODY_STEP as usize);
+                body.resize(done + step, 0);
+            }
+            let n = timed(op, addr, t, self.stream.read(&mut body[done..])).await?;
+            if n == 0 {
+                return Err(Error::Io {
+                    op,
+                    server: addr,
+                    source: std::io::ErrorKind::UnexpectedEof.into(),
+                });
+            }
+            done += n;
+        }
         self.finish();
         Ok(body)
     }
@@ -329,7 +357,9 @@ impl Pool {
     }
 
     fn put(&self, c: Conn) {
-        if !self.conf.enabled || !c.clean {
+        // Bytes left unread after a complete exchange mean the server sent
+        // more than it announced: such a connection cannot be trusted.
+        if !self.conf.enabled || !c.clean || !c.stream.buffer().is_empty() {
             return;
         }
         let mut map = self.idle.lock().unwrap_or_else(|e| e.into_inner());

@@ -15,7 +15,7 @@ use fdfs_proto::storage::{
 use fdfs_proto::FileId;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::conn::REPLY_LIMIT;
+use crate::conn::{PooledConn, REPLY_LIMIT};
 use crate::{decode_err, file_req_body, parse_id, Client, Error, Result};
 
 /// How and where to upload.
@@ -273,10 +273,10 @@ impl Client {
 
     /// Downloads `length` bytes from `offset` (length 0 = to the end).
     pub async fn download_range(&self, file_id: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        self.download_to_writer(file_id, offset, length, &mut out)
-            .await?;
-        Ok(out)
+        let (mut c, h, op) = self.start_download(file_id, offset, length).await?;
+        // The reply announces its size: read straight into a buffer of that
+        // size instead of growing one chunk by chunk.
+        c.recv_body(op, h.pkg_len).await
     }
 
     /// Streams a file (or a range, length 0 = to the end) into `dst`;
@@ -288,6 +288,19 @@ impl Client {
         length: u64,
         dst: &mut W,
     ) -> Result<u64> {
+        let (mut c, h, op) = self.start_download(file_id, offset, length).await?;
+        c.recv_stream(op, h.pkg_len, dst).await?;
+        Ok(h.pkg_len)
+    }
+
+    /// Sends DOWNLOAD_FILE and reads the reply header; the content follows
+    /// on the returned connection.
+    async fn start_download(
+        &self,
+        file_id: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<(PooledConn, fdfs_proto::Header, &'static str)> {
         let code = s::DOWNLOAD_FILE;
         let id = parse_id(file_id)?;
         let server = self.query_fetch_id(&id).await?;
@@ -300,9 +313,9 @@ impl Client {
         }
         .encode(&mut body);
         // Downloads have no size limit beyond what the caller asked for.
-        // Nothing reaches `dst` before the header, so a stale pooled
+        // Nothing reaches the caller before the header, so a stale pooled
         // connection can be retried.
-        let (mut c, h) = self
+        let (c, h) = self
             .exchange(
                 server,
                 crate::Req {
@@ -326,8 +339,7 @@ impl Client {
                 },
             });
         }
-        c.recv_stream(op, h.pkg_len, dst).await?;
-        Ok(h.pkg_len)
+        Ok((c, h, op))
     }
 
     /// Downloads into a local file (created or truncated). On failure a

@@ -35,6 +35,9 @@ enum Reply {
     OkThenClose(Vec<u8>),
     /// Never answer (timeout tests).
     Silent,
+    /// These bytes as they are (a header that lies, trailing garbage),
+    /// then close the connection.
+    RawThenClose(Vec<u8>),
 }
 
 type Handler = Arc<dyn Fn(&Req) -> Reply + Send + Sync>;
@@ -101,6 +104,10 @@ async fn fake(handler: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Fake {
                         Reply::Status(e) => (e, Vec::new(), e == 22),
                         Reply::Silent => {
                             tokio::time::sleep(Duration::from_secs(30)).await;
+                            return;
+                        }
+                        Reply::RawThenClose(raw) => {
+                            let _ = s.write_all(&raw).await;
                             return;
                         }
                     };
@@ -950,4 +957,50 @@ async fn listings_read_both_record_layouts() {
     let c = Client::new(vec![t.addr], opts()).unwrap();
     let e = c.list_group("group1").await.unwrap_err();
     assert!(e.to_string().contains("113 or 105"), "{e}");
+}
+
+#[tokio::test]
+async fn reply_followed_by_stray_bytes_is_not_pooled() {
+    let st = fake(|r| match r.cmd {
+        sc::DOWNLOAD_FILE => {
+            // A whole reply plus bytes nobody asked for, in one write.
+            let mut raw = Header::response(0, 3).encode().to_vec();
+            raw.extend_from_slice(b"abcXYZ");
+            Reply::RawThenClose(raw)
+        }
+        _ => Reply::Status(22),
+    })
+    .await;
+    let t = tracker_for(st.addr).await;
+    let c = Client::new(vec![t.addr], opts()).unwrap();
+    let id = format!("group1/{}", name_for(3, 1, false, "txt"));
+    assert_eq!(c.download(&id).await.unwrap(), b"abc");
+    assert_eq!(c.inner.pool.idle_count(st.addr), 0);
+    // The tracker's connection was clean and went back.
+    assert_eq!(c.inner.pool.idle_count(t.addr), 1);
+}
+
+#[tokio::test]
+async fn announced_length_is_not_allocated_before_the_bytes_come() {
+    // A download reply announcing 1 TiB, then 5 bytes and a close: an
+    // I/O error, not an attempt to allocate a terabyte.
+    let st = fake(|r| match r.cmd {
+        sc::DOWNLOAD_FILE => {
+            let mut raw = Header::response(0, 1 << 40).encode().to_vec();
+            raw.extend_from_slice(b"hello");
+            Reply::RawThenClose(raw)
+        }
+        _ => Reply::Status(22),
+    })
+    .await;
+    let t = tracker_for(st.addr).await;
+    let c = Client::new(vec![t.addr], opts()).unwrap();
+    let id = format!("group1/{}", name_for(5, 1, false, "txt"));
+    let e = c.download(&id).await.unwrap_err();
+    assert!(
+        matches!(&e, Error::Io { server, source, .. }
+            if *server == st.addr && source.kind() == std::io::ErrorKind::UnexpectedEof),
+        "{e:?}"
+    );
+    assert_eq!(c.inner.pool.idle_count(st.addr), 0);
 }
