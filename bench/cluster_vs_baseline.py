@@ -22,7 +22,6 @@ Figures are printed, never asserted: record them in docs/benchmarks.md.
 
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -161,8 +160,14 @@ def main():
                 print(f"round {rnd + 1}/{ROUNDS}: {label} ({binary}), load {load:.1f}", file=sys.stderr)
                 one_round(label, binary, folder, net, results)
     finally:
+        report(builds, results)
+        # Each sandbox holds ~200,000 sub-directories: deleting them takes
+        # minutes, so the figures are printed first.
         if not os.environ.get("KEEP"):
-            shutil.rmtree(top, ignore_errors=True)
+            subprocess.run(["rm", "-rf", top], check=False)
+
+
+def report(builds, results):
     figures = []
     for (_, fig) in results:
         if fig not in figures:
