@@ -13,8 +13,9 @@
 //! Metadata sidecars are rewritten the same way (temporary file + rename).
 //!
 //! # Durability modes (`durable` in storage.conf)
-//! * `durable = true` (default): before the reply, the file is fsynced, its
-//!   directory is fsynced after the link, and the binlog record is fsynced.
+//! * `durable = true` (default): before the reply, the file is fsynced
+//!   before it is named, then the binlog record and the file's directory
+//!   are fsynced (in that order: see [`Store::finish_upload`]).
 //!   Binlog fsyncs are group commits ([`binlog::Binlog::sync`]): one fsync
 //!   covers every record appended by concurrent uploads since the last one.
 //!   An acknowledged upload survives a power loss.
@@ -505,11 +506,18 @@ impl Store {
             }
         };
         up.done = true;
+        // The binlog's fsync goes first: it is a group commit shared by
+        // every concurrent upload, and on a journaling file system (ext4
+        // with a journal, xfs) its commit also carries the new name, so the
+        // directory fsync after it has nothing left to commit. There is no
+        // reply until both return; a record whose file did not survive a
+        // crash names an upload that was never acknowledged, and
+        // replication skips a missing file.
+        self.record(BinlogOp::Create, &name.to_string())?;
         if self.cfg.durable {
             self.sync_dir(&path)
                 .map_err(|e| StoreError::io("fsync of the file's directory", e))?;
         }
-        self.record(BinlogOp::Create, &name.to_string())?;
         Ok(name)
     }
 
