@@ -41,6 +41,20 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
+/// Starts writing `file`'s dirty pages back without waiting
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). Calling it on each of a
+/// batch of files before fsyncing them one by one lets the first fsync's
+/// journal commit carry the block allocations of the whole batch, so the
+/// later fsyncs find little left to do. Only a hint: errors surface in the
+/// fsync that must follow.
+pub fn start_writeback(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open descriptor; the call only schedules I/O.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
 /// Writes and syncs file content. The real implementation is [`RealDisk`].
 pub trait Disk: Send + Sync + 'static {
     fn write(&self, file: &mut File, buf: &[u8]) -> io::Result<()>;

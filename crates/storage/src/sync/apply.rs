@@ -129,6 +129,9 @@ impl Unsynced {
     /// directory or of the binlog failed, nothing may be confirmed.
     pub fn commit_staged(&mut self, store: &Store) -> Result<Vec<(String, u32, Result<Outcome>)>> {
         let staged = std::mem::take(&mut self.staged);
+        for (inc, _) in &staged {
+            inc.start_writeback();
+        }
         let mut synced = Vec::with_capacity(staged.len());
         for (mut inc, ts) in staged {
             let r = inc.sync_content();
@@ -151,16 +154,18 @@ impl Unsynced {
         let mut dirs = std::mem::take(&mut self.dirs);
         dirs.sort_unstable();
         dirs.dedup();
-        for d in &dirs {
-            File::open(d)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| StoreError::io("fsync of the directory", e))?;
-        }
+        // The binlog first, as in `Store::finish_upload`: on a journaling
+        // file system its commit carries the new names too.
         if let Some(seq) = self.binlog_seq.take() {
             store
                 .binlog()
                 .sync(seq)
                 .map_err(|e| StoreError::io("fsync of the binlog", e))?;
+        }
+        for d in &dirs {
+            File::open(d)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| StoreError::io("fsync of the directory", e))?;
         }
         Ok(())
     }
@@ -271,6 +276,12 @@ impl Incoming {
             )));
         }
         Ok(())
+    }
+
+    fn start_writeback(&self) {
+        if let Some(f) = &self.file {
+            crate::store::disk::start_writeback(f);
+        }
     }
 
     fn sync_content(&mut self) -> Result<()> {
