@@ -8,7 +8,8 @@ Environment: FDFS_BIN (the build under test), FDFS_BASE (the baseline build;
 leave it out to measure one build), ROUNDS (3), FILES (5000 for 4 KiB, 3000
 for 64 KiB), DURABLE (false), BENCH_DIR (where the sandboxes go; default the
 temp dir), SETTLE_SECS (35, pause before the first round), KEEP=1 (keep the
-sandbox folders).
+sandbox folders), SERIES (a comma list of series labels: 4K, 64K, lag16,
+lag1; default all).
 
 The cluster is the reference one of DESIGN.md: a tracker, group1 with two
 storages and group2 with one, on loopback, built with `fdfs sandbox` (storage
@@ -44,6 +45,15 @@ SERIES = [
     ("lag1", ["--files", str(max(FILES * 2 // 5, 1)), "--size", "4K", "--concurrency", "1",
               "--ops", "upload", "--lag-samples", "50", "--group", "group1"], ["lag"]),
 ]
+
+
+def chosen_series():
+    """SERIES, or only those named in $SERIES (comma list of labels)."""
+    wanted = os.environ.get("SERIES")
+    if not wanted:
+        return SERIES
+    names = wanted.split(",")
+    return [s for s in SERIES if s[0] in names]
 
 
 def run(cmd, **kw):
@@ -121,7 +131,7 @@ class Sandbox:
 def one_round(label, binary, folder, net, results):
     sb = Sandbox(binary, folder, net)
     try:
-        for name, args, figures in SERIES:
+        for name, args, figures in chosen_series():
             sb.caught_up()
             out = run([binary, "bench", sb.conf, "--json"] + args)
             r = json.loads(out.stdout)
