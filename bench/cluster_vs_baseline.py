@@ -138,6 +138,10 @@ def one_round(label, binary, folder, net, results):
             for ph in r["phases"]:
                 if ph["op"] in figures:
                     results.setdefault((label, f"{name} {ph['op']} ops/s"), []).append(ph["ops_per_sec"])
+            # Builds whose bench has the check (it runs by default).
+            after = (r.get("all_replicated") or {}).get("ms_after_upload")
+            if after is not None:
+                results.setdefault((label, f"{name} all replicated, ms after upload"), []).append(after)
             if "lag" in figures and r["replication_lag"]["samples"]:
                 ms = r["replication_lag"]["ms"]
                 results.setdefault((label, f"{name} lag p50 ms"), []).append(ms["p50"])

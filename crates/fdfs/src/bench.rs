@@ -12,6 +12,13 @@
 //! polled with QUERY_FILE_INFO (22) about every millisecond. Only the public
 //! protocol is used, so the same command measures upstream FastDFS.
 //!
+//! All replicated: after the upload phase (and before any other), every
+//! upload is looked up with QUERY_FILE_INFO on each other ACTIVE server of
+//! its group until all of them answer; the figure is the time from the end
+//! of the upload phase to the last answer. It shows whether replication
+//! keeps up with the upload rate, and the next phase then does not compete
+//! with replication.
+//!
 //! The bench never asserts figures; it only measures and prints them.
 
 use std::collections::HashMap;
@@ -67,6 +74,11 @@ pub struct BenchArgs {
     /// Give up on a lag sample after this many seconds.
     #[arg(long, default_value_t = 30)]
     pub lag_timeout_secs: u64,
+    /// After the upload phase, wait at most this many seconds until every
+    /// upload is on every server of its group, and report how long it took
+    /// (0 = do not check).
+    #[arg(long, default_value_t = 120)]
+    pub replicated_timeout_secs: u64,
     /// Upload to this group only (else the tracker chooses).
     #[arg(long)]
     pub group: Option<String>,
@@ -150,6 +162,17 @@ struct LagResult {
     lag_us: Vec<u64>,
     failed: u64,
     first_errors: Vec<String>,
+}
+
+/// How long after the upload phase every upload was on every server of
+/// its group.
+#[derive(Debug, Default)]
+struct ReplicatedResult {
+    /// File copies checked (uploads times the peers of their group).
+    copies: u64,
+    /// From the end of the upload phase to the last copy found.
+    after: Option<Duration>,
+    error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,6 +287,7 @@ async fn bench(args: BenchArgs, trackers: Vec<SocketAddr>, opts: ClientOptions) 
 
     let mut phases = Vec::new();
     let mut lag = LagResult::default();
+    let mut replicated = None;
     for (on, phase) in [
         (args.ops.upload, Phase::Upload),
         (args.ops.download, Phase::Download),
@@ -273,10 +297,17 @@ async fn bench(args: BenchArgs, trackers: Vec<SocketAddr>, opts: ClientOptions) 
             continue;
         }
         phases.push(run_phase(phase, &clients, &shared, n).await);
+        let ended = Instant::now();
         if phase == Phase::Upload {
             // The lag pollers finish before the next phase, which they
             // would otherwise slow down.
             lag = collect_lag(&shared.lag).await;
+            if args.replicated_timeout_secs > 0 {
+                let timeout = Duration::from_secs(args.replicated_timeout_secs);
+                let workers = clients.len().min(16);
+                replicated =
+                    Some(all_replicated(&clients[0], &shared, ended, timeout, workers).await);
+            }
         }
     }
     let uploaded = phases.iter().find(|p| p.op == "upload").map_or(0, |p| p.ok);
@@ -284,12 +315,21 @@ async fn bench(args: BenchArgs, trackers: Vec<SocketAddr>, opts: ClientOptions) 
     if args.json {
         println!(
             "{}",
-            json_report(&args, &trackers, &phases, &lag, wanted, uploaded)
+            json_report(
+                &args,
+                &trackers,
+                &phases,
+                &lag,
+                wanted,
+                uploaded,
+                replicated.as_ref()
+            )
         );
     } else {
-        print_report(&args, &trackers, &phases, &lag, wanted);
+        print_report(&args, &trackers, &phases, &lag, wanted, replicated.as_ref());
     }
-    Ok(phases.iter().all(|p| p.errors == 0) && lag.failed == 0)
+    let replicated_ok = replicated.as_ref().is_none_or(|r| r.error.is_none());
+    Ok(phases.iter().all(|p| p.errors == 0) && lag.failed == 0 && replicated_ok)
 }
 
 /// Runs one phase with every client as a worker; files are handed out by
@@ -524,6 +564,19 @@ async fn poll_until_present(
     // A small random gap first, so samples do not all poll in step.
     let gap = Duration::from_micros(rand::thread_rng().gen_range(0..1000));
     tokio::time::sleep(gap).await;
+    let mut conns = HashMap::new();
+    wait_present(&mut conns, peer, id, acked + timeout).await?;
+    Ok(acked.elapsed().as_micros() as u64)
+}
+
+/// Asks `peer` about the file about every millisecond until it answers 0,
+/// reusing (and, after an error, replacing) the connection in `conns`.
+async fn wait_present(
+    conns: &mut HashMap<SocketAddr, tokio::net::TcpStream>,
+    peer: SocketAddr,
+    id: &FileId,
+    deadline: Instant,
+) -> std::result::Result<(), String> {
     let mut req = Vec::new();
     FileReq {
         group: id.group.clone(),
@@ -536,27 +589,22 @@ async fn poll_until_present(
         .encode()
         .to_vec();
     msg.extend_from_slice(&req);
-    let deadline = acked + timeout;
-    let mut conn: Option<tokio::net::TcpStream> = None;
     loop {
         if Instant::now() >= deadline {
-            return Err(format!(
-                "{id} not readable on {peer} {} s after the upload",
-                timeout.as_secs()
-            ));
+            return Err(format!("{id} still not readable on {peer}"));
         }
-        let s = match conn.as_mut() {
-            Some(s) => s,
-            None => {
+        let s = match conns.entry(peer) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
                 let s = tokio::net::TcpStream::connect(peer)
                     .await
                     .map_err(|e| format!("connect {peer}: {e}"))?;
                 let _ = s.set_nodelay(true);
-                conn.insert(s)
+                v.insert(s)
             }
         };
         match query_once(s, &msg).await {
-            Ok(0) => return Ok(acked.elapsed().as_micros() as u64),
+            Ok(0) => return Ok(()),
             Ok(ENOENT) => {}
             Ok(st) => {
                 return Err(format!(
@@ -565,9 +613,57 @@ async fn poll_until_present(
                 ))
             }
             // The peer may close idle or failed connections: reconnect.
-            Err(_) => conn = None,
+            Err(_) => {
+                conns.remove(&peer);
+            }
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Waits until every upload of the run is readable on every other server
+/// of its group. `workers` tasks walk the uploads in upload order, each
+/// with its own connections.
+async fn all_replicated(
+    c: &Client,
+    shared: &Arc<Shared>,
+    upload_ended: Instant,
+    timeout: Duration,
+    workers: usize,
+) -> ReplicatedResult {
+    let mut copies: Vec<(FileId, SocketAddr)> = Vec::new();
+    for text in shared.ids.iter().filter_map(|i| i.get()) {
+        let Ok(id) = FileId::parse(text) else {
+            continue;
+        };
+        let peers = group_peers(c, &shared.lag, &id).await.unwrap_or_default();
+        copies.extend(peers.into_iter().map(|p| (id.clone(), p)));
+    }
+    let copies = Arc::new(copies);
+    let deadline = upload_ended + timeout;
+    let workers = workers.max(1);
+    let mut set = tokio::task::JoinSet::new();
+    for w in 0..workers {
+        let copies = copies.clone();
+        set.spawn(async move {
+            let mut conns = HashMap::new();
+            for (id, peer) in copies.iter().skip(w).step_by(workers) {
+                wait_present(&mut conns, *peer, id, deadline).await?;
+            }
+            Ok::<(), String>(())
+        });
+    }
+    let mut error = None;
+    while let Some(done) = set.join_next().await {
+        let r = done.unwrap_or_else(|e| Err(format!("replication checker failed: {e}")));
+        if let (Err(e), None) = (r, &error) {
+            error = Some(e);
+        }
+    }
+    ReplicatedResult {
+        copies: copies.len() as u64,
+        after: error.is_none().then(|| upload_ended.elapsed()),
+        error,
     }
 }
 
@@ -637,6 +733,7 @@ fn print_report(
     phases: &[PhaseResult],
     lag: &LagResult,
     wanted: u64,
+    replicated: Option<&ReplicatedResult>,
 ) {
     let list: Vec<String> = trackers.iter().map(|t| t.to_string()).collect();
     println!(
@@ -686,6 +783,20 @@ fn print_report(
             println!("  lag error: {e}");
         }
     }
+    if let Some(r) = replicated {
+        match (&r.error, r.after) {
+            (Some(e), _) => println!("all replicated: not within the timeout: {e}"),
+            (None, _) if r.copies == 0 => {
+                println!("all replicated: nothing to check (no group with two ACTIVE servers got an upload)")
+            }
+            (None, Some(d)) => println!(
+                "all replicated: {} copies on peers, the last {:.1} ms after the upload phase ended",
+                r.copies,
+                d.as_secs_f64() * 1000.0
+            ),
+            (None, None) => {}
+        }
+    }
 }
 
 /// A JSON number, or null when not finite (serde_json refuses NaN).
@@ -709,6 +820,7 @@ fn json_report(
     lag: &LagResult,
     wanted: u64,
     uploaded: u64,
+    replicated: Option<&ReplicatedResult>,
 ) -> serde_json::Value {
     let phases: Vec<serde_json::Value> = phases
         .iter()
@@ -739,6 +851,11 @@ fn json_report(
             "first_errors": lag.first_errors,
             "ms": lat_json(&lag.lag_us, &[("p50", 0.5), ("p99", 0.99)]),
         },
+        "all_replicated": replicated.map(|r| serde_json::json!({
+            "copies": r.copies,
+            "ms_after_upload": r.after.map(|d| num(d.as_secs_f64() * 1000.0)),
+            "error": r.error,
+        })),
     })
 }
 

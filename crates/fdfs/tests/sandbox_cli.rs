@@ -500,6 +500,13 @@ fn bench_against_a_two_group_sandbox_reports_every_phase_as_json() {
     let lag = &v["replication_lag"];
     assert_eq!(lag["samples"], 4, "{lag}");
     assert_eq!(lag["failed"], 0, "{lag}");
+    // Uploads to group1 each have one copy to check on the other server;
+    // the tracker spreads uploads over both groups.
+    let all = &v["all_replicated"];
+    let copies = all["copies"].as_u64().expect("copies");
+    assert!(0 < copies && copies < 40, "{all}");
+    assert!(all["error"].is_null(), "{all}");
+    assert!(all["ms_after_upload"].as_f64().unwrap() >= 0.0, "{all}");
 
     // The delete phase removed every file, on the peers too once the
     // deletions are replicated: no regular file below data/<HH>/<HH>/.
