@@ -219,6 +219,7 @@ impl SyncService {
         Receiver {
             store: self.store.clone(),
             progress: self.progress.clone(),
+            #[cfg(test)]
             group_commits: Default::default(),
         }
     }

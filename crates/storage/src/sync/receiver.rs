@@ -17,7 +17,7 @@ use fdfs_proto::sync::{
     decode_sync_name, ReportServerId, SyncDelete, SyncFileHead, SyncRangeHead, SyncTruncate,
     SyncTwoNames,
 };
-use fdfs_proto::{cmd, errno, Header, LogicName, HEADER_LEN};
+use fdfs_proto::{cmd, errno, DecodeError, GroupName, Header, LogicName, HEADER_LEN};
 use fdfs_runtime::net::{Conn, ConnError};
 use tracing::{debug, warn};
 
@@ -68,7 +68,9 @@ pub struct Receiver {
     pub store: Arc<Store>,
     pub progress: Arc<Progress>,
     /// Durable-mode flushes that made held-back applies durable (each one
-    /// fsync per directory and one of the binlog, for all of them).
+    /// fsync per directory and one of the binlog, for all of them): tests
+    /// check that pipelined files share one.
+    #[cfg(test)]
     pub group_commits: std::sync::atomic::AtomicU64,
 }
 
@@ -158,6 +160,7 @@ impl Receiver {
         if !tag.unsynced.is_empty() {
             let store = &*self.store;
             let unsynced = &mut tag.unsynced;
+            #[cfg(test)]
             self.group_commits
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match blocking(|| unsynced.commit_staged(store)) {
@@ -233,13 +236,31 @@ impl Receiver {
         }
     }
 
-    async fn small(&self, conn: &mut Conn, h: Header) -> Result<Option<Vec<u8>>, ConnError> {
+    /// Reads and decodes the body of a command without content. `Err`:
+    /// the answer instead, close for a body over the limit, refuse for one
+    /// that does not decode or whose `group` (if it names one) is not ours.
+    async fn small<T>(
+        &self,
+        conn: &mut Conn,
+        h: Header,
+        decode: impl FnOnce(&[u8]) -> Result<T, DecodeError>,
+        group: impl FnOnce(&T) -> Option<&GroupName>,
+    ) -> Result<Result<T, Done>, ConnError> {
         if h.pkg_len > MAX_SMALL {
-            return Ok(None);
+            return Ok(Err(Done::Close));
         }
         let mut b = vec![0u8; h.pkg_len as usize];
         conn.read_exact_into(&mut b).await?;
-        Ok(Some(b))
+        let r = match decode(&b) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(Done::Refuse(e.to_string()))),
+        };
+        if let Some(g) = group(&r) {
+            if g != self.store.group() {
+                return Ok(Err(Done::Refuse(format!("group {g} is not ours"))));
+            }
+        }
+        Ok(Ok(r))
     }
 
     async fn dispatch(
@@ -252,47 +273,40 @@ impl Receiver {
         let store = &*self.store;
         match h.cmd {
             s::REPORT_SERVER_ID => {
-                let Some(b) = self.small(conn, h).await? else {
-                    return Ok(Done::Close);
+                let r = match self
+                    .small(conn, h, ReportServerId::decode, |_| None)
+                    .await?
+                {
+                    Ok(r) => r,
+                    Err(done) => return Ok(done),
                 };
-                match ReportServerId::decode(&b) {
-                    Ok(r) => {
-                        debug!(worker = "sync-receiver", peer = %conn.peer(), id = %r.id, "sync peer identified");
-                        tag.id = Some(r.id);
-                        Ok(Done::Reply(errno::OK))
-                    }
-                    Err(e) => Ok(Done::Refuse(e.to_string())),
-                }
+                debug!(worker = "sync-receiver", peer = %conn.peer(), id = %r.id, "sync peer identified");
+                tag.id = Some(r.id);
+                Ok(Done::Reply(errno::OK))
             }
             s::SYNC_CREATE_FILE | s::SYNC_UPDATE_FILE => self.file(conn, h, tag).await,
             s::SYNC_APPEND_FILE | s::SYNC_MODIFY_FILE => self.range(conn, h, tag).await,
             s::SYNC_DELETE_FILE => {
-                let Some(b) = self.small(conn, h).await? else {
-                    return Ok(Done::Close);
-                };
-                let r = match SyncDelete::decode(&b) {
+                let r = match self
+                    .small(conn, h, SyncDelete::decode, |r| Some(&r.group))
+                    .await?
+                {
                     Ok(r) => r,
-                    Err(e) => return Ok(Done::Refuse(e.to_string())),
+                    Err(done) => return Ok(done),
                 };
-                if &r.group != store.group() {
-                    return Ok(Done::Refuse(format!("group {} is not ours", r.group)));
-                }
                 let name = r.filename.as_str();
                 let inline = !store.config().durable;
                 let res = maybe_blocking(inline, || apply::delete(store, name, r.timestamp));
                 Ok(self.outcome(conn, tag, h.cmd, name, r.timestamp, res))
             }
             s::SYNC_TRUNCATE_FILE => {
-                let Some(b) = self.small(conn, h).await? else {
-                    return Ok(Done::Close);
-                };
-                let r = match SyncTruncate::decode(&b) {
+                let r = match self
+                    .small(conn, h, SyncTruncate::decode, |r| Some(&r.group))
+                    .await?
+                {
                     Ok(r) => r,
-                    Err(e) => return Ok(Done::Refuse(e.to_string())),
+                    Err(done) => return Ok(done),
                 };
-                if &r.group != store.group() {
-                    return Ok(Done::Refuse(format!("group {} is not ours", r.group)));
-                }
                 let name = r.filename.as_str();
                 let logic = r.filename.logic();
                 let _g = store.lock_file(&logic).await;
@@ -301,16 +315,13 @@ impl Receiver {
                 Ok(self.outcome(conn, tag, h.cmd, name, r.timestamp, res))
             }
             s::SYNC_CREATE_LINK | s::SYNC_RENAME_FILE => {
-                let Some(b) = self.small(conn, h).await? else {
-                    return Ok(Done::Close);
-                };
-                let r = match SyncTwoNames::decode(&b) {
+                let r = match self
+                    .small(conn, h, SyncTwoNames::decode, |r| Some(&r.group))
+                    .await?
+                {
                     Ok(r) => r,
-                    Err(e) => return Ok(Done::Refuse(e.to_string())),
+                    Err(done) => return Ok(done),
                 };
-                if &r.group != store.group() {
-                    return Ok(Done::Refuse(format!("group {} is not ours", r.group)));
-                }
                 let (first, second) = (r.first.as_str(), r.second.as_str());
                 let res = if h.cmd == s::SYNC_CREATE_LINK {
                     blocking(|| apply::link(store, first, second, r.timestamp))

@@ -737,14 +737,7 @@ impl Worker {
                 }
             }
             BinlogOp::Link { target } => {
-                let mut b = Vec::new();
-                SyncTwoNames {
-                    timestamp: ts,
-                    group: self.svc.store.group().clone(),
-                    first: LogicNameOrMeta(name.to_owned()),
-                    second: LogicNameOrMeta(target.clone()),
-                }
-                .encode(&mut b);
+                let b = self.two_names(ts, name, target);
                 let (st, _) = link.call(cmd::storage::SYNC_CREATE_LINK, &b).await?;
                 match st {
                     errno::OK | errno::EEXIST | errno::ENOENT => Ok(Sent::Sent),
@@ -752,14 +745,7 @@ impl Worker {
                 }
             }
             BinlogOp::Rename { old } => {
-                let mut b = Vec::new();
-                SyncTwoNames {
-                    timestamp: ts,
-                    group: self.svc.store.group().clone(),
-                    first: LogicNameOrMeta(name.to_owned()),
-                    second: LogicNameOrMeta(old.clone()),
-                }
-                .encode(&mut b);
+                let b = self.two_names(ts, name, old);
                 // Upstream answers success with an echo of the request
                 // body (§12.2): any body is accepted.
                 let (st, _) = link.call(cmd::storage::SYNC_RENAME_FILE, &b).await?;
@@ -777,6 +763,20 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// The body of SYNC_CREATE_LINK (`name` the link, `other` its target)
+    /// and of SYNC_RENAME_FILE (`name` the new name, `other` the old one).
+    fn two_names(&self, ts: u32, name: &str, other: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        SyncTwoNames {
+            timestamp: ts,
+            group: self.svc.store.group().clone(),
+            first: LogicNameOrMeta(name.to_owned()),
+            second: LogicNameOrMeta(other.to_owned()),
+        }
+        .encode(&mut b);
+        b
     }
 
     /// Remembers a file that vanished here (bounded: it only matters for
