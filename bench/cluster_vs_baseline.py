@@ -9,7 +9,9 @@ leave it out to measure one build), ROUNDS (3), FILES (5000 for 4 KiB, 3000
 for 64 KiB), DURABLE (false), BENCH_DIR (where the sandboxes go; default the
 temp dir), SETTLE_SECS (35, pause before the first round), KEEP=1 (keep the
 sandbox folders), SERIES (a comma list of series labels: 4K, 64K, lag16,
-lag1; default all).
+lag1; default all), NEW_SANDBOX_ARGS / BASE_SANDBOX_ARGS (more `fdfs
+sandbox` arguments for one build, e.g. `--durable-sync syncfs`: the same
+binary can then be both builds).
 
 The cluster is the reference one of DESIGN.md: a tracker, group1 with two
 storages and group2 with one, on loopback, built with `fdfs sandbox` (storage
@@ -78,11 +80,12 @@ def binlog_ops(store):
 
 
 class Sandbox:
-    def __init__(self, binary, folder, net):
+    def __init__(self, binary, folder, net, extra):
         self.binary, self.folder, self.net = binary, folder, net
         self.proc = subprocess.Popen(
             [binary, "sandbox", "--dir", folder, "--groups", "2", "--servers", "2,1",
-             "--net", net, "--http-port", "0", "--gateway-port", "0", "--durable", DURABLE],
+             "--net", net, "--http-port", "0", "--gateway-port", "0", "--durable", DURABLE]
+            + extra,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.conf = os.path.join(folder, "client", "client.conf")
         deadline = time.time() + 90
@@ -129,7 +132,8 @@ class Sandbox:
 
 
 def one_round(label, binary, folder, net, results):
-    sb = Sandbox(binary, folder, net)
+    extra = os.environ.get("NEW_SANDBOX_ARGS" if label == "new" else "BASE_SANDBOX_ARGS", "").split()
+    sb = Sandbox(binary, folder, net, extra)
     try:
         for name, args, figures in chosen_series():
             sb.caught_up()

@@ -425,6 +425,11 @@ fn build_storage(ini: &IniFile, w: &mut Vec<Warning>) -> Result<StorageConf, Con
         compress_binlog: r.bool("compress_binlog", false),
         check_store_path_mark: r.bool("check_store_path_mark", true),
         durable: r.bool("durable", true),
+        durable_sync: r.parse(
+            "durable_sync",
+            DurableSync::Fsync,
+            value::parse_durable_sync,
+        )?,
         // Obsolete upstream; ours: the built-in HTTP is off unless asked for.
         http_server_port: r.int("http.server_port", 0u16, 0, u16::MAX)?,
         http_domain_name: r.string("http.domain_name", ""),

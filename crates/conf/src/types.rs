@@ -57,6 +57,23 @@ impl std::fmt::Display for HostPort {
     }
 }
 
+/// `durable_sync` (ours, storage.conf): how durable mode makes an upload
+/// durable before acknowledging it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DurableSync {
+    /// `fsync` (default): the file is fsynced before it is named, then the
+    /// binlog and the file's directory (group commits shared by concurrent
+    /// uploads). Touches nothing but the upload's own files.
+    #[default]
+    Fsync,
+    /// `syncfs`: the file is named unsynced, and one `syncfs(2)` of its
+    /// store path's file system (and of the base path's, for the binlog)
+    /// covers every upload that finished meanwhile. Far fewer disk flushes
+    /// per upload, but each syncfs also writes back whatever else is dirty
+    /// on that file system: for store paths on disks of their own.
+    Syncfs,
+}
+
 /// `log_level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum LogLevel {
@@ -179,6 +196,8 @@ pub struct StorageConf {
     /// and the binlog record before acknowledging; false acknowledges after
     /// the rename, as FastDFS does.
     pub durable: bool,
+    /// Ours: how `durable = true` makes an upload durable.
+    pub durable_sync: DurableSync,
     /// Legacy `http.server_port` (obsolete upstream): where our built-in
     /// storage HTTP listens; 0 = off.
     pub http_server_port: u16,

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use crate::types::{HostPort, LogLevel, ReservedSpace, TimeOfDay};
+use crate::types::{DurableSync, HostPort, LogLevel, ReservedSpace, TimeOfDay};
 
 /// `true`, `yes`, `on` (any case) or exactly `1`; anything else is false,
 /// like upstream. See [`is_bool_word`] to warn about odd values.
@@ -113,6 +113,14 @@ pub fn parse_time(s: &str) -> Result<TimeOfDay, String> {
 }
 
 /// `log_level` names, case-insensitive (`err`/`warning` accepted too).
+pub fn parse_durable_sync(s: &str) -> Result<DurableSync, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "fsync" => Ok(DurableSync::Fsync),
+        "syncfs" => Ok(DurableSync::Syncfs),
+        _ => Err(format!("{s:?} is not fsync or syncfs")),
+    }
+}
+
 pub fn parse_log_level(s: &str) -> Result<LogLevel, String> {
     Ok(match s.trim().to_ascii_lowercase().as_str() {
         "emerg" => LogLevel::Emerg,

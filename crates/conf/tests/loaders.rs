@@ -57,6 +57,7 @@ fn storage_defaults_when_keys_absent() {
     assert_eq!(s.sync_binlog_buff_interval, Duration::from_secs(60));
     assert_eq!(s.sync_stat_file_interval, Duration::from_secs(60));
     assert!(s.durable);
+    assert_eq!(s.durable_sync, DurableSync::Fsync);
     assert_eq!(s.http_server_port, 0);
     assert_eq!(s.http_domain_name, "");
 }
@@ -145,6 +146,7 @@ file_distribute_rotate_count = 7
 fsync_after_written_bytes = 1 M
 upload_priority = -3
 durable = off
+durable_sync = SyncFS
 http.server_port = 8080
 ";
     let (s, w) = storage(text).unwrap();
@@ -184,6 +186,7 @@ http.server_port = 8080
     assert_eq!(s.fsync_after_written_bytes, 1 << 20);
     assert_eq!(s.upload_priority, -3);
     assert!(!s.durable);
+    assert_eq!(s.durable_sync, DurableSync::Syncfs);
     assert_eq!(s.http_server_port, 8080);
     // The dual address is noted as a warning naming the ignored second one.
     assert_eq!(w.len(), 1, "{w:?}");
@@ -202,6 +205,7 @@ fn invalid_value_names_file_line_and_key() {
         ("buff_size=1.5MB", "storage.conf:1: buff_size:"),
         ("sync_start_time=25:00", "storage.conf:1: sync_start_time:"),
         ("log_level=loud", "storage.conf:1: log_level:"),
+        ("durable_sync=fdatasync", "storage.conf:1: durable_sync:"),
         ("store_path_count=0", "storage.conf:1: store_path_count:"),
         ("store_path_count=257", "storage.conf:1: store_path_count:"),
         (

@@ -56,6 +56,10 @@ pub struct SandboxArgs {
     /// `durable` of every storage.conf: fsync before acknowledging.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub durable: bool,
+    /// `durable_sync` of every storage.conf: `fsync` each file, or one
+    /// `syncfs` per batch of uploads (see docs/deploy.md).
+    #[arg(long, default_value = "fsync", value_parser = ["fsync", "syncfs"])]
+    pub durable_sync: String,
     /// `subdir_count_per_path` of every storage.conf.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub subdirs: u16,
@@ -230,12 +234,14 @@ fn layout(args: &SandboxArgs) -> Result<Layout> {
                  group_name = group{g}\nbind_addr = {net}.{g}{s}\nport = {port}\nbase_path = {base}\n\
                  store_path_count = 1\nstore_path0 = {base}\nsubdir_count_per_path = {subdirs}\n\
                  tracker_server = {tracker_addr}\nheart_beat_interval = 2\nstat_report_interval = 10\n\
-                 sync_wait_msec = 10\ndurable = {durable}\nhttp.server_port = {http}\n",
+                 sync_wait_msec = 10\ndurable = {durable}\ndurable_sync = {durable_sync}\n\
+                 http.server_port = {http}\n",
                 net = args.net,
                 port = args.storage_port,
                 base = sdir.display(),
                 subdirs = args.subdirs,
                 durable = args.durable,
+                durable_sync = args.durable_sync,
                 http = args.http_port,
             ),
         )?;

@@ -59,6 +59,18 @@ pub fn start_writeback(file: &File) {
 pub trait Disk: Send + Sync + 'static {
     fn write(&self, file: &mut File, buf: &[u8]) -> io::Result<()>;
     fn sync(&self, file: &File) -> io::Result<()>;
+    /// `syncfs(2)` of the file system holding `on`: every dirty page and
+    /// inode of it written and flushed (writeback errors are reported since
+    /// Linux 5.8).
+    fn sync_fs(&self, on: &File) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open descriptor.
+        if unsafe { libc::syncfs(on.as_raw_fd()) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
 }
 
 /// Plain `write_all` and `fdatasync`/`fsync`.

@@ -19,6 +19,11 @@
 //!   Binlog fsyncs are group commits ([`binlog::Binlog::sync`]): one fsync
 //!   covers every record appended by concurrent uploads since the last one.
 //!   An acknowledged upload survives a power loss.
+//!
+//!   With `durable_sync = syncfs` an upload is instead named unsynced and
+//!   one `syncfs(2)` per file system (store path, then base path for the
+//!   binlog) covers every upload that finished meanwhile: one disk flush
+//!   per batch instead of one per file.
 //! * `durable = false`: acknowledge right after the rename, like FastDFS
 //!   (the OS writes the data back later). A process crash loses nothing
 //!   acknowledged; a power loss may.
@@ -40,7 +45,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use fdfs_conf::ReservedSpace;
+use fdfs_conf::{DurableSync, ReservedSpace};
 use fdfs_proto::binlog::{BinlogOp, BinlogRecord};
 use fdfs_proto::file_id::{ext_part, validate_ext, EXT_PART_LEN};
 use fdfs_proto::storage::MetaOp;
@@ -62,6 +67,7 @@ pub struct StoreConfig {
     pub distribute_mode: u8,
     pub rotate_count: u32,
     pub durable: bool,
+    pub durable_sync: DurableSync,
     pub group: GroupName,
     pub reserved: ReservedSpace,
     pub binlog_max_size: u64,
@@ -83,6 +89,7 @@ impl StoreConfig {
             distribute_mode: conf.file_distribute_path_mode,
             rotate_count: conf.file_distribute_rotate_count.max(1),
             durable: conf.durable,
+            durable_sync: conf.durable_sync,
             group,
             reserved: ReservedSpace::default(),
             binlog_max_size: binlog::DEFAULT_MAX_SIZE,
@@ -166,6 +173,36 @@ pub struct Store {
     locks: Vec<tokio::sync::Mutex<()>>,
     /// Per-directory group commit of directory fsyncs (durable mode).
     dir_syncs: Mutex<std::collections::HashMap<PathBuf, Arc<GroupSync>>>,
+    /// The file systems of the store paths and of the binlog, each once,
+    /// with the group commit of their syncfs (`durable_sync = syncfs`).
+    filesystems: Vec<FileSystem>,
+    /// Index in `filesystems` of each store path, then of the binlog.
+    path_fs: Vec<usize>,
+    binlog_fs: usize,
+}
+
+/// One file system a store writes to, for `syncfs`.
+struct FileSystem {
+    dev: u64,
+    /// A directory on it, open for the `syncfs` call.
+    dir: File,
+    sync: GroupSync,
+}
+
+/// The index in `list` of the file system holding `dir`, added if new.
+fn filesystem_of(list: &mut Vec<FileSystem>, dir: &Path) -> io::Result<usize> {
+    use std::os::unix::fs::MetadataExt;
+    let f = File::open(dir)?;
+    let dev = f.metadata()?.dev();
+    if let Some(i) = list.iter().position(|fs| fs.dev == dev) {
+        return Ok(i);
+    }
+    list.push(FileSystem {
+        dev,
+        dir: f,
+        sync: GroupSync::default(),
+    });
+    Ok(list.len() - 1)
 }
 
 /// Unix time now, seconds.
@@ -214,6 +251,15 @@ impl Store {
         let sync_dir = cfg.base_path.join("data").join("sync");
         let binlog = Binlog::open(&sync_dir, cfg.binlog_max_size)
             .map_err(|e| StoreError::io(format!("opening binlog in {}", sync_dir.display()), e))?;
+        let mut filesystems = Vec::new();
+        let mut path_fs = Vec::new();
+        for p in &paths {
+            let i = filesystem_of(&mut filesystems, &p.data)
+                .map_err(|e| StoreError::io(format!("opening {}", p.data.display()), e))?;
+            path_fs.push(i);
+        }
+        let binlog_fs = filesystem_of(&mut filesystems, &sync_dir)
+            .map_err(|e| StoreError::io(format!("opening {}", sync_dir.display()), e))?;
         let stats = Arc::new(Stats::default());
         let rest = stats
             .load(&cfg.base_path.join("data").join("storage_stat.dat"))
@@ -240,6 +286,9 @@ impl Store {
             next_path: AtomicUsize::new(0),
             tmp_seq: AtomicU64::new(0),
             dir_syncs: Mutex::default(),
+            filesystems,
+            path_fs,
+            binlog_fs,
             locks: (0..LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -454,7 +503,8 @@ impl Store {
             )));
         }
         let file = up.file.take().expect("upload file is open until finished");
-        if self.cfg.durable {
+        let by_syncfs = self.durable_by_syncfs();
+        if self.cfg.durable && !by_syncfs {
             self.disk
                 .sync(&file)
                 .map_err(|e| StoreError::io("fsync of the uploaded file", e))?;
@@ -506,6 +556,12 @@ impl Store {
             }
         };
         up.done = true;
+        if by_syncfs {
+            self.append_record(BinlogOp::Create, &name.to_string())?;
+            // Content, name and binlog record become durable together.
+            self.sync_filesystems(&[self.path_fs[up.path_idx], self.binlog_fs])?;
+            return Ok(name);
+        }
         // The binlog's fsync goes first: it is a group commit shared by
         // every concurrent upload, and on a journaling file system (ext4
         // with a journal, xfs) its commit also carries the new name, so the
@@ -537,8 +593,48 @@ impl Store {
         gs.sync(|| File::open(dir)?.sync_all())
     }
 
+    /// Durable mode with `durable_sync = syncfs`: one syncfs per batch
+    /// instead of fsyncs per file.
+    pub(crate) fn durable_by_syncfs(&self) -> bool {
+        self.cfg.durable && self.cfg.durable_sync == DurableSync::Syncfs
+    }
+
+    /// `syncfs` of every file system of the store (replication batches,
+    /// whose files may lie on any store path).
+    pub(crate) fn sync_every_filesystem(&self) -> Result<()> {
+        let all: Vec<usize> = (0..self.filesystems.len()).collect();
+        self.sync_filesystems(&all)
+    }
+
+    /// `syncfs` of each file system in `which` (indexes in `filesystems`,
+    /// each once); concurrent callers share each call.
+    fn sync_filesystems(&self, which: &[usize]) -> Result<()> {
+        for (k, &i) in which.iter().enumerate() {
+            if which[..k].contains(&i) {
+                continue;
+            }
+            let fs = &self.filesystems[i];
+            fs.sync
+                .sync(|| self.disk.sync_fs(&fs.dir))
+                .map_err(|e| StoreError::io("syncfs of the store", e))?;
+        }
+        Ok(())
+    }
+
     /// Appends a source record (and, in durable mode, waits for its fsync).
     fn record(&self, op: BinlogOp, filename: &str) -> Result<()> {
+        let seq = self.append_record(op, filename)?;
+        if self.cfg.durable {
+            self.binlog
+                .sync(seq)
+                .map_err(|e| StoreError::io("fsync of the binlog", e))?;
+        }
+        Ok(())
+    }
+
+    /// Appends a source record without waiting for the disk; its sequence
+    /// number.
+    fn append_record(&self, op: BinlogOp, filename: &str) -> Result<u64> {
         let ts = now();
         let seq = self
             .binlog
@@ -549,13 +645,8 @@ impl Store {
                 op,
             })
             .map_err(|e| StoreError::io("writing the binlog", e))?;
-        if self.cfg.durable {
-            self.binlog
-                .sync(seq)
-                .map_err(|e| StoreError::io("fsync of the binlog", e))?;
-        }
         self.stats.set(stats::idx::LAST_SOURCE_UPDATE, ts as i64);
-        Ok(())
+        Ok(seq)
     }
 
     fn appender_path(&self, name: &LogicName) -> Result<PathBuf> {

@@ -1,7 +1,7 @@
 //! Engine unit tests: real files in a temporary directory, no sockets.
 
 use super::*;
-use crate::store::disk::{FailingDisk, RealDisk};
+use crate::store::disk::{Disk, FailingDisk, RealDisk};
 
 fn cfg(dir: &Path, paths: usize) -> StoreConfig {
     StoreConfig {
@@ -12,6 +12,7 @@ fn cfg(dir: &Path, paths: usize) -> StoreConfig {
         distribute_mode: 0,
         rotate_count: 2,
         durable: true,
+        durable_sync: DurableSync::Fsync,
         group: GroupName::new("group1").unwrap(),
         reserved: ReservedSpace::Bytes(0),
         binlog_max_size: binlog::DEFAULT_MAX_SIZE,
@@ -430,4 +431,74 @@ fn rename_noreplace_names_once_and_never_replaces() {
     assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
     assert_eq!(fs::read(&b).unwrap(), b"first", "the named file is kept");
     assert_eq!(fs::read(&c).unwrap(), b"second", "the source stays");
+}
+
+/// Counts the fsyncs and syncfs calls; `fail_syncfs` makes syncfs fail.
+#[derive(Default)]
+struct CountingDisk {
+    syncs: AtomicU64,
+    syncfs: AtomicU64,
+    fail_syncfs: bool,
+}
+
+impl Disk for CountingDisk {
+    fn write(&self, file: &mut File, buf: &[u8]) -> io::Result<()> {
+        RealDisk.write(file, buf)
+    }
+    fn sync(&self, file: &File) -> io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::SeqCst);
+        RealDisk.sync(file)
+    }
+    fn sync_fs(&self, on: &File) -> io::Result<()> {
+        self.syncfs.fetch_add(1, Ordering::SeqCst);
+        if self.fail_syncfs {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        RealDisk.sync_fs(on)
+    }
+}
+
+#[test]
+fn durable_sync_chooses_fsync_per_file_or_syncfs() {
+    // fsync (default): the file itself is fsynced, no syncfs.
+    let d = tempfile::tempdir().unwrap();
+    let disk = Arc::new(CountingDisk::default());
+    let s = Store::open(cfg(d.path(), 1), disk.clone()).unwrap();
+    let n = upload(&s, b"per file", "txt", UploadKind::Normal).unwrap();
+    assert_eq!(read_all(&s, &n, 0, 0).unwrap(), b"per file");
+    assert_eq!(disk.syncs.load(Ordering::SeqCst), 1);
+    assert_eq!(disk.syncfs.load(Ordering::SeqCst), 0);
+
+    // syncfs: no fsync of the file; one syncfs per upload here (store path
+    // and binlog share a file system, and nothing runs concurrently).
+    let d = tempfile::tempdir().unwrap();
+    let disk = Arc::new(CountingDisk::default());
+    let c = StoreConfig {
+        durable_sync: DurableSync::Syncfs,
+        ..cfg(d.path(), 1)
+    };
+    let s = Store::open(c.clone(), disk.clone()).unwrap();
+    let a = upload(&s, b"one", "txt", UploadKind::Normal).unwrap();
+    let b = upload(&s, b"two", "bin", UploadKind::Appender).unwrap();
+    assert_eq!(read_all(&s, &a, 0, 0).unwrap(), b"one");
+    assert_eq!(read_all(&s, &b, 0, 0).unwrap(), b"two");
+    assert_eq!(disk.syncs.load(Ordering::SeqCst), 0);
+    assert_eq!(disk.syncfs.load(Ordering::SeqCst), 2);
+    let lines = binlog_lines(d.path());
+    assert_eq!(lines, [format!("C {a}"), format!("C {b}")]);
+
+    // A failing syncfs fails the upload with EIO: the client is not told
+    // the file is safe.
+    let d = tempfile::tempdir().unwrap();
+    let disk = Arc::new(CountingDisk {
+        fail_syncfs: true,
+        ..CountingDisk::default()
+    });
+    let c = StoreConfig {
+        durable_sync: DurableSync::Syncfs,
+        ..cfg(d.path(), 1)
+    };
+    let s = Store::open(c, disk).unwrap();
+    let e = upload(&s, b"lost?", "txt", UploadKind::Normal).unwrap_err();
+    assert_eq!(e.status(), 5, "{e}");
 }

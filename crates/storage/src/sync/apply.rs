@@ -129,12 +129,16 @@ impl Unsynced {
     /// directory or of the binlog failed, nothing may be confirmed.
     pub fn commit_staged(&mut self, store: &Store) -> Result<Vec<(String, u32, Result<Outcome>)>> {
         let staged = std::mem::take(&mut self.staged);
-        for (inc, _) in &staged {
-            inc.start_writeback();
+        // With syncfs, the commit's one syncfs covers the contents too.
+        let per_file = !store.durable_by_syncfs();
+        if per_file {
+            for (inc, _) in &staged {
+                inc.start_writeback();
+            }
         }
         let mut synced = Vec::with_capacity(staged.len());
         for (mut inc, ts) in staged {
-            let r = inc.sync_content();
+            let r = if per_file { inc.sync_content() } else { Ok(()) };
             synced.push((inc, ts, r));
         }
         let mut out = Vec::with_capacity(synced.len());
@@ -152,6 +156,14 @@ impl Unsynced {
     pub fn commit(&mut self, store: &Store) -> Result<()> {
         debug_assert!(self.staged.is_empty());
         let mut dirs = std::mem::take(&mut self.dirs);
+        if store.durable_by_syncfs() {
+            let pending = self.binlog_seq.take().is_some() || !dirs.is_empty();
+            return if pending {
+                store.sync_every_filesystem()
+            } else {
+                Ok(())
+            };
+        }
         dirs.sort_unstable();
         dirs.dedup();
         // The binlog first, as in `Store::finish_upload`: on a journaling
@@ -254,7 +266,7 @@ impl Incoming {
         unsynced: &mut Unsynced,
     ) -> Result<Outcome> {
         self.check_complete()?;
-        if store.config().durable {
+        if store.config().durable && !store.durable_by_syncfs() {
             self.sync_content()?;
         }
         self.name_it(store, ts, unsynced)

@@ -39,6 +39,7 @@ fn store_with(dir: &Path, ip: [u8; 4], durable: bool) -> Arc<Store> {
         distribute_mode: 0,
         rotate_count: 2,
         durable,
+        durable_sync: fdfs_conf::DurableSync::Fsync,
         group: GroupName::new("group1").unwrap(),
         reserved: ReservedSpace::Bytes(0),
         binlog_max_size: binlog::DEFAULT_MAX_SIZE,
@@ -884,11 +885,26 @@ async fn creates_are_pipelined_and_the_mark_follows_the_replies_in_order() {
 /// it, in order, before the reply to anything that follows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_files_share_one_durable_commit_and_replies_keep_their_order() {
+    pipelined_files_commit_together(fdfs_conf::DurableSync::Fsync).await;
+}
+
+/// The same with `durable_sync = syncfs`: one syncfs instead of fsyncs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_files_share_one_syncfs_and_replies_keep_their_order() {
+    pipelined_files_commit_together(fdfs_conf::DurableSync::Syncfs).await;
+}
+
+async fn pipelined_files_commit_together(durable_sync: fdfs_conf::DurableSync) {
     use fdfs_proto::sync::LogicNameOrMeta;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = store(da.path(), [127, 0, 0, 1]);
-    let b = store_with(db.path(), [127, 0, 0, 2], true);
+    let cfg = StoreConfig {
+        durable_sync,
+        ..store_with(db.path(), [127, 0, 0, 2], true).config().clone()
+    };
+    let b = Arc::new(Store::open(cfg, Arc::new(RealDisk)).unwrap());
+    b.set_source(SourceServer::Ip(Ipv4Addr::new(127, 0, 0, 2)));
     let rx = Arc::new(Receiver {
         store: b.clone(),
         progress: Arc::new(Progress::default()),
