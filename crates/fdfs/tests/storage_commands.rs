@@ -129,6 +129,20 @@ fn storage_commands_end_to_end() {
         b"orage\n",
         "length is clamped"
     );
+    // Big enough for sendfile: whole, ranges at odd offsets, to the end;
+    // the connection stays usable after each.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let bname = upload(&mut c, U, &big, "bin").unwrap();
+    assert_eq!(download(&mut c, &bname, 0, 0).unwrap(), big);
+    assert_eq!(
+        download(&mut c, &bname, 1_001, 100_000).unwrap(),
+        &big[1_001..101_001]
+    );
+    assert_eq!(
+        download(&mut c, &bname, 262_141, 0).unwrap(),
+        &big[262_141..]
+    );
+    assert_eq!(download(&mut c, &name, 7, 7).unwrap(), b"fastdfs");
     // Offset at the end: EINVAL, which closes the connection.
     assert_eq!(
         download(&mut c, &name, text.len() as u64, 0),
@@ -309,7 +323,7 @@ fn storage_commands_end_to_end() {
     let mut storage = storage;
     storage.stop();
     let stat = std::fs::read_to_string(storage.base.join("data/storage_stat.dat")).unwrap();
-    assert!(stat.contains("success_upload_count=6\n"), "{stat}");
+    assert!(stat.contains("success_upload_count=7\n"), "{stat}");
     assert!(stat.contains("total_append_count=23\n"), "{stat}");
     assert!(stat.contains("success_delete_count=1\n"), "{stat}");
 }

@@ -22,7 +22,7 @@ use fdfs_proto::storage::{
     decode_appender_name, AppendHead, FileIdResp, FileInfoResp, ModifyHead, RegenerateReq,
     SetMetadataReq, SlaveUpload, SlaveUploadHead, TruncateReq, UploadHead,
 };
-use fdfs_proto::{cmd, errno, GroupName, Header, IpSize, LogicName, HEADER_LEN};
+use fdfs_proto::{cmd, errno, GroupName, Header, IpSize, LogicName};
 use fdfs_runtime::net::{Conn, ConnError};
 use tracing::{debug, warn};
 
@@ -31,6 +31,38 @@ use crate::store::{Store, StoreError, UploadKind};
 
 /// Chunk size for streamed content, both directions.
 const CHUNK: usize = 256 * 1024;
+
+/// Downloads of at least this many bytes go out with sendfile(2); smaller
+/// ones in one write with their header (no second syscall).
+const SENDFILE_MIN: u64 = 32 * 1024;
+
+/// The most one sendfile call sends.
+const SENDFILE_CHUNK: u64 = 4 * 1024 * 1024;
+
+const SHRANK: &str = "the file is shorter than it was when opened";
+
+/// How far [`Session::send_file`] got.
+enum Sent {
+    /// Nothing: the download is too small for sendfile.
+    Nothing,
+    /// The header is out, sendfile refused the file.
+    HeaderOnly,
+    All,
+    /// Part of the reply is out and the rest failed.
+    Short(String),
+}
+
+/// Waits until the socket takes more bytes; no progress for `t` is a
+/// timeout.
+async fn wait_writable(
+    stream: &tokio::net::TcpStream,
+    t: std::time::Duration,
+) -> Result<(), ConnError> {
+    match tokio::time::timeout(t, stream.writable()).await {
+        Err(_) => Err(ConnError::Timeout(t)),
+        Ok(r) => Ok(r?),
+    }
+}
 
 /// What a handler wants next.
 enum Flow {
@@ -616,15 +648,57 @@ impl Session<'_> {
                     return self.store_err(h, &e).await;
                 }
             };
-        // The header and the first chunk of content leave in one write:
-        // a small file costs a single send.
+        let header = Header::response(errno::OK, count).encode();
+        let mut sent = Sent::Nothing;
+        if count >= SENDFILE_MIN {
+            sent = self.send_file(&header, &file, offset, count).await?;
+        }
+        let sent = match sent {
+            Sent::All => Ok(()),
+            Sent::Nothing => self.copy_content(Some(&header), &mut file, count).await?,
+            // sendfile refused this file before any content: the header is
+            // out, copy the content after it.
+            Sent::HeaderOnly => self.copy_content(None, &mut file, count).await?,
+            Sent::Short(why) => Err((true, why)),
+        };
+        if let Err((started, why)) = sent {
+            self.stats_op(idx::TOTAL_DOWNLOAD, false, None);
+            if !started {
+                return self.refuse(h, errno::EIO, &format!("{name}: {why}")).await;
+            }
+            // Part of the reply is out and cannot be completed: the
+            // connection must go.
+            warn!(peer = %self.conn.peer(), file = %name, error = %why, "download: file read failed mid-stream, closing");
+            return Ok(Flow::Close);
+        }
+        self.stats_op(
+            idx::TOTAL_DOWNLOAD,
+            true,
+            Some((idx::TOTAL_DOWNLOAD_BYTES, count)),
+        );
+        Ok(Flow::Continue)
+    }
+
+    /// Copies `count` bytes of `file` (from its position) to the peer,
+    /// after `header` if given: the header and the first chunk leave in one
+    /// write, so a small file costs a single send. `Err((started, why))`: a
+    /// read failed, after part of the reply was sent if `started`.
+    async fn copy_content(
+        &mut self,
+        header: Option<&[u8]>,
+        file: &mut std::fs::File,
+        count: u64,
+    ) -> Result<Result<(), (bool, String)>, ConnError> {
         if self.buf.len() < CHUNK {
             self.buf = vec![0u8; CHUNK];
         }
-        self.buf[..HEADER_LEN].copy_from_slice(&Header::response(errno::OK, count).encode());
-        let mut filled = HEADER_LEN;
+        let mut filled = 0;
+        if let Some(h) = header {
+            self.buf[..h.len()].copy_from_slice(h);
+            filled = h.len();
+        }
         let mut left = count;
-        let mut sent_any = false;
+        let mut started = header.is_none();
         loop {
             let want = left.min((CHUNK - filled) as u64) as usize;
             if want > 0 {
@@ -634,35 +708,91 @@ impl Session<'_> {
                         filled += n;
                         left -= n as u64;
                     }
-                    r => {
-                        self.stats_op(idx::TOTAL_DOWNLOAD, false, None);
-                        let why = match r {
-                            Err(e) => e.to_string(),
-                            Ok(_) => "the file is shorter than it was when opened".to_owned(),
-                        };
-                        if !sent_any {
-                            return self.refuse(h, errno::EIO, &format!("{name}: {why}")).await;
-                        }
-                        // Part of the reply is out and cannot be completed:
-                        // the connection must go.
-                        warn!(peer = %self.conn.peer(), file = %name, error = %why, "download: file read failed mid-stream, closing");
-                        return Ok(Flow::Close);
-                    }
+                    Ok(_) => return Ok(Err((started, SHRANK.to_owned()))),
+                    Err(e) => return Ok(Err((started, e.to_string()))),
                 }
             }
             self.conn.write_all(&self.buf[..filled]).await?;
-            sent_any = true;
+            started = true;
             filled = 0;
             if left == 0 {
-                break;
+                return Ok(Ok(()));
             }
         }
-        self.stats_op(
-            idx::TOTAL_DOWNLOAD,
-            true,
-            Some((idx::TOTAL_DOWNLOAD_BYTES, count)),
-        );
-        Ok(Flow::Continue)
+    }
+
+    /// Sends `header` then `count` bytes of `file` from `offset` with
+    /// sendfile(2): the content goes from the page cache to the socket
+    /// without two copies through this process. The header is sent with
+    /// MSG_MORE so it leaves with the first content segment.
+    async fn send_file(
+        &mut self,
+        header: &[u8],
+        file: &std::fs::File,
+        offset: u64,
+        count: u64,
+    ) -> Result<Sent, ConnError> {
+        use std::os::fd::AsRawFd;
+        use tokio::io::Interest;
+        let t = self.conn.network_timeout();
+        let stream = self.conn.stream_mut();
+        let sock = stream.as_raw_fd();
+        let mut head = header;
+        while !head.is_empty() {
+            let r = stream.try_io(Interest::WRITABLE, || {
+                // SAFETY: a valid socket and a live buffer of that length.
+                let n =
+                    unsafe { libc::send(sock, head.as_ptr().cast(), head.len(), libc::MSG_MORE) };
+                if n < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(n as usize)
+                }
+            });
+            match r {
+                Ok(n) => head = &head[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    wait_writable(stream, t).await?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let fd = file.as_raw_fd();
+        let mut off = offset as libc::off_t;
+        let mut left = count;
+        while left > 0 {
+            let want = left.min(SENDFILE_CHUNK) as usize;
+            // Reading the file may wait for the disk: big calls leave the
+            // async worker first.
+            let r = maybe_blocking(want as u64 <= SMALL, || {
+                stream.try_io(Interest::WRITABLE, || {
+                    // SAFETY: valid descriptors; `off` is a live off_t.
+                    let n = unsafe { libc::sendfile(sock, fd, &mut off, want) };
+                    if n < 0 {
+                        Err(std::io::Error::last_os_error())
+                    } else {
+                        Ok(n as usize)
+                    }
+                })
+            });
+            match r {
+                Ok(0) => return Ok(Sent::Short(SHRANK.to_owned())),
+                Ok(n) => left -= n as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    wait_writable(stream, t).await?
+                }
+                Err(e)
+                    if left == count
+                        && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) =>
+                {
+                    return Ok(Sent::HeaderOnly)
+                }
+                // The socket or the file failed: either way the reply
+                // cannot be completed.
+                Err(e) => return Ok(Sent::Short(e.to_string())),
+            }
+        }
+        Ok(Sent::All)
     }
 
     // ---- DELETE_FILE (12) ----
