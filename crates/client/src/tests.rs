@@ -959,13 +959,13 @@ async fn listings_read_both_record_layouts() {
     assert!(e.to_string().contains("113 or 105"), "{e}");
 }
 
-#[tokio::test]
-async fn reply_followed_by_stray_bytes_is_not_pooled() {
-    let st = fake(|r| match r.cmd {
+/// A storage whose download replies are `pkg_len` in the header and then
+/// `bytes`, sent as they are; its tracker; a client of both; a file ID.
+async fn raw_download_reply(pkg_len: u64, bytes: &'static [u8]) -> (Fake, Fake, Client, String) {
+    let st = fake(move |r| match r.cmd {
         sc::DOWNLOAD_FILE => {
-            // A whole reply plus bytes nobody asked for, in one write.
-            let mut raw = Header::response(0, 3).encode().to_vec();
-            raw.extend_from_slice(b"abcXYZ");
+            let mut raw = Header::response(0, pkg_len).encode().to_vec();
+            raw.extend_from_slice(bytes);
             Reply::RawThenClose(raw)
         }
         _ => Reply::Status(22),
@@ -974,6 +974,13 @@ async fn reply_followed_by_stray_bytes_is_not_pooled() {
     let t = tracker_for(st.addr).await;
     let c = Client::new(vec![t.addr], opts()).unwrap();
     let id = format!("group1/{}", name_for(3, 1, false, "txt"));
+    (st, t, c, id)
+}
+
+#[tokio::test]
+async fn reply_followed_by_stray_bytes_is_not_pooled() {
+    // A whole reply plus bytes nobody asked for, in one write.
+    let (st, t, c, id) = raw_download_reply(3, b"abcXYZ").await;
     assert_eq!(c.download(&id).await.unwrap(), b"abc");
     assert_eq!(c.inner.pool.idle_count(st.addr), 0);
     // The tracker's connection was clean and went back.
@@ -984,18 +991,7 @@ async fn reply_followed_by_stray_bytes_is_not_pooled() {
 async fn announced_length_is_not_allocated_before_the_bytes_come() {
     // A download reply announcing 1 TiB, then 5 bytes and a close: an
     // I/O error, not an attempt to allocate a terabyte.
-    let st = fake(|r| match r.cmd {
-        sc::DOWNLOAD_FILE => {
-            let mut raw = Header::response(0, 1 << 40).encode().to_vec();
-            raw.extend_from_slice(b"hello");
-            Reply::RawThenClose(raw)
-        }
-        _ => Reply::Status(22),
-    })
-    .await;
-    let t = tracker_for(st.addr).await;
-    let c = Client::new(vec![t.addr], opts()).unwrap();
-    let id = format!("group1/{}", name_for(5, 1, false, "txt"));
+    let (st, _t, c, id) = raw_download_reply(1 << 40, b"hello").await;
     let e = c.download(&id).await.unwrap_err();
     assert!(
         matches!(&e, Error::Io { server, source, .. }
