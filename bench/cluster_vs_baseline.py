@@ -201,6 +201,10 @@ def report(builds, results):
         if len(labels) == 2 and all(m for m in meds):
             row += f" | {meds[0] / meds[1]:.2f}"
         print(row + " |")
+    # Every round's value, in round order, for judging the spread.
+    for fig in figures:
+        per = [f"{l}: " + ", ".join(f"{v:,.1f}" for v in results.get((l, fig), [])) for l in labels]
+        print(f"  {fig}: " + "; ".join(per), file=sys.stderr)
 
 
 if __name__ == "__main__":
