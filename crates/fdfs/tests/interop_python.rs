@@ -4,8 +4,9 @@
 //! fields) against a real cluster of ours (one tracker, two storages of
 //! group1): upload, whole and ranged downloads, metadata, appender files,
 //! delete, every byte checked. With `stat_layout = 6.10` (our tracker.conf
-//! key) py3Fdfs also lists the groups and storages: it parses only the
-//! V6.10 records (105/612 bytes).
+//! key) both also list the groups and storages: they parse only the V6.10
+//! records (105/612 bytes; fastdfs-client too, despite its 46-byte IPs
+//! elsewhere).
 //!
 //! The libraries must be installed (`.ci/run` does it with pinned
 //! versions); when one is missing its test fails with the install command
@@ -151,4 +152,17 @@ fn py3fdfs_lists_groups_and_storages_with_stat_layout_6_10() {
 fn fastdfs_client_works_with_ipv6_sized_responses() {
     require_python_module("fastdfs_client", "fastdfs-client==1.3.0");
     run_against_cluster("fastdfs-client", &["response_ip_addr_size = IPv6"], false);
+}
+
+/// fastdfs-client's listing calls parse the same V6.10 records as py3Fdfs
+/// (16-byte IPs there, while its store and fetch replies need 46-byte
+/// ones): both keys together give it every command.
+#[test]
+fn fastdfs_client_lists_groups_and_storages_with_stat_layout_6_10() {
+    require_python_module("fastdfs_client", "fastdfs-client==1.3.0");
+    run_against_cluster(
+        "fastdfs-client",
+        &["response_ip_addr_size = IPv6", "stat_layout = 6.10"],
+        true,
+    );
 }
