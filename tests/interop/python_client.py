@@ -91,7 +91,21 @@ def patch_metadata_codec(storage_module):
     storage_module.fdfs_unpack_metadata = lambda raw: unpack(raw.decode())
 
 
-class Py3Fdfs:
+class Listings:
+    """The listing calls, the same in both libraries (`self.c` is the
+    library's client): group names and IPs go in as bytes."""
+
+    def list_groups(self):
+        return self.c.list_all_groups()
+
+    def list_group(self, group):
+        return self.c.list_one_group(group.encode())
+
+    def list_server(self, group, ip):
+        return self.c.list_servers(group.encode(), ip.encode())
+
+
+class Py3Fdfs(Listings):
     """py3Fdfs 2.2.0: file ids and names are bytes."""
 
     def __init__(self, conf):
@@ -134,17 +148,8 @@ class Py3Fdfs:
     def delete(self, file_id):
         return self.c.delete_file(file_id)
 
-    def list_groups(self):
-        return self.c.list_all_groups()
 
-    def list_group(self, group):
-        return self.c.list_one_group(group.encode())
-
-    def list_server(self, group, ip):
-        return self.c.list_servers(group.encode(), ip.encode())
-
-
-class FastdfsClient:
+class FastdfsClient(Listings):
     """fastdfs-client 1.3.0: file ids are str; storage calls want bytes names."""
 
     def __init__(self, conf):
@@ -184,15 +189,6 @@ class FastdfsClient:
 
     def delete(self, file_id):
         return self.c.delete_file(as_text(file_id))
-
-    def list_groups(self):
-        return self.c.list_all_groups()
-
-    def list_group(self, group):
-        return self.c.list_one_group(group.encode())
-
-    def list_server(self, group, ip):
-        return self.c.list_servers(group.encode(), ip.encode())
 
 
 def run(lib):
