@@ -311,9 +311,61 @@ impl Conn {
         }
     }
 
-    /// The underlying stream, for `sendfile`-style writes.
-    pub fn stream_mut(&mut self) -> &mut TcpStream {
-        self.stream.get_mut()
+    /// Writes `b` with MSG_MORE: it waits in the socket for what follows
+    /// (a reply header before [`Conn::try_sendfile`] content), so both leave
+    /// in the same segments.
+    pub async fn write_more(&mut self, mut b: &[u8]) -> Result<(), ConnError> {
+        use std::os::fd::AsRawFd;
+        while !b.is_empty() {
+            let stream = self.stream.get_ref();
+            let sock = stream.as_raw_fd();
+            let r = stream.try_io(tokio::io::Interest::WRITABLE, || {
+                // SAFETY: a valid socket and a live buffer of that length.
+                let n = unsafe { libc::send(sock, b.as_ptr().cast(), b.len(), libc::MSG_MORE) };
+                usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+            });
+            match r {
+                Ok(n) => b = &b[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// One `sendfile(2)` of up to `want` bytes of `file` from `*offset`
+    /// (advanced by what was sent), without waiting: `WouldBlock` when the
+    /// socket is full (then [`Conn::writable`]), `Ok(0)` at the end of the
+    /// file. The content goes from the page cache to the socket without
+    /// passing through this process. Reading the file may wait for the
+    /// disk: callers run big calls off the async workers.
+    pub fn try_sendfile(
+        &self,
+        file: &std::fs::File,
+        offset: &mut u64,
+        want: usize,
+    ) -> std::io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let stream = self.stream.get_ref();
+        let (sock, fd) = (stream.as_raw_fd(), file.as_raw_fd());
+        stream.try_io(tokio::io::Interest::WRITABLE, || {
+            let mut off = libc::off_t::try_from(*offset)
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+            // SAFETY: valid descriptors; `off` is a live off_t.
+            let n = unsafe { libc::sendfile(sock, fd, &mut off, want) };
+            let n = usize::try_from(n).map_err(|_| std::io::Error::last_os_error())?;
+            *offset += n as u64;
+            Ok(n)
+        })
+    }
+
+    /// Waits until the socket takes more bytes; none for `network_timeout`
+    /// is a timeout.
+    pub async fn writable(&self) -> Result<(), ConnError> {
+        match tokio::time::timeout(self.timeout, self.stream.get_ref().writable()).await {
+            Err(_) => Err(ConnError::Timeout(self.timeout)),
+            Ok(r) => Ok(r?),
+        }
     }
 
     /// Closes the write side so the peer sees FIN at once.
@@ -628,5 +680,40 @@ mod tests {
         c.send_status(0).await.unwrap();
         let h = client.await.unwrap();
         assert_eq!(Header::decode(&h, 0).unwrap(), Header::response(0, 0));
+    }
+
+    /// A header with MSG_MORE, then a file range with sendfile until the
+    /// file's end: the peer gets exactly the header and the range.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn write_more_then_sendfile_sends_header_and_range() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&data).unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let len = data.len() - 1000;
+        let client = std::thread::spawn(move || {
+            let mut s = connect(addr);
+            let mut got = vec![0u8; 10 + len];
+            s.read_exact(&mut got).unwrap();
+            got
+        });
+        let (stream, _) = l.accept().await.unwrap();
+        let mut c = Conn::new(stream, &ServeOpts::default(), Shutdown::new()).unwrap();
+        let header = Header::response(0, len as u64).encode();
+        c.write_more(&header).await.unwrap();
+        let mut off = 1000u64;
+        loop {
+            match c.try_sendfile(&f, &mut off, 1 << 20) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => c.writable().await.unwrap(),
+                Err(e) => panic!("sendfile: {e}"),
+            }
+        }
+        assert_eq!(off, data.len() as u64);
+        let got = client.join().unwrap();
+        assert_eq!(&got[..10], &header);
+        assert!(got[10..] == data[1000..], "content differs");
     }
 }

@@ -52,18 +52,6 @@ enum Sent {
     Short(String),
 }
 
-/// Waits until the socket takes more bytes; no progress for `t` is a
-/// timeout.
-async fn wait_writable(
-    stream: &tokio::net::TcpStream,
-    t: std::time::Duration,
-) -> Result<(), ConnError> {
-    match tokio::time::timeout(t, stream.writable()).await {
-        Err(_) => Err(ConnError::Timeout(t)),
-        Ok(r) => Ok(r?),
-    }
-}
-
 /// What a handler wants next.
 enum Flow {
     Continue,
@@ -722,9 +710,7 @@ impl Session<'_> {
     }
 
     /// Sends `header` then `count` bytes of `file` from `offset` with
-    /// sendfile(2): the content goes from the page cache to the socket
-    /// without two copies through this process. The header is sent with
-    /// MSG_MORE so it leaves with the first content segment.
+    /// sendfile(2); the header leaves with the first content segment.
     async fn send_file(
         &mut self,
         header: &[u8],
@@ -732,54 +718,21 @@ impl Session<'_> {
         offset: u64,
         count: u64,
     ) -> Result<Sent, ConnError> {
-        use std::os::fd::AsRawFd;
-        use tokio::io::Interest;
-        let t = self.conn.network_timeout();
-        let stream = self.conn.stream_mut();
-        let sock = stream.as_raw_fd();
-        let mut head = header;
-        while !head.is_empty() {
-            let r = stream.try_io(Interest::WRITABLE, || {
-                // SAFETY: a valid socket and a live buffer of that length.
-                let n =
-                    unsafe { libc::send(sock, head.as_ptr().cast(), head.len(), libc::MSG_MORE) };
-                if n < 0 {
-                    Err(std::io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
-            });
-            match r {
-                Ok(n) => head = &head[n..],
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    wait_writable(stream, t).await?
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let fd = file.as_raw_fd();
-        let mut off = offset as libc::off_t;
+        self.conn.write_more(header).await?;
+        let mut off = offset;
         let mut left = count;
         while left > 0 {
             let want = left.min(SENDFILE_CHUNK) as usize;
-            // Reading the file may wait for the disk: big calls leave the
-            // async worker first.
+            // Big calls may wait for the disk: off the async worker.
+            let conn = &self.conn;
             let r = maybe_blocking(want as u64 <= SMALL, || {
-                stream.try_io(Interest::WRITABLE, || {
-                    // SAFETY: valid descriptors; `off` is a live off_t.
-                    let n = unsafe { libc::sendfile(sock, fd, &mut off, want) };
-                    if n < 0 {
-                        Err(std::io::Error::last_os_error())
-                    } else {
-                        Ok(n as usize)
-                    }
-                })
+                conn.try_sendfile(file, &mut off, want)
             });
             match r {
                 Ok(0) => return Ok(Sent::Short(SHRANK.to_owned())),
                 Ok(n) => left -= n as u64,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    wait_writable(stream, t).await?
+                    self.conn.writable().await?
                 }
                 Err(e)
                     if left == count
