@@ -282,3 +282,47 @@ fn storage_honours_allow_hosts_and_max_connections() {
     });
     assert!(b.alive());
 }
+
+/// A client that asks for a big file and never reads it: the storage's
+/// send (sendfile) stalls on the full socket, gives up after
+/// network_timeout (2 s) and closes; other clients are served meanwhile.
+#[test]
+fn storage_drops_a_download_whose_reader_stalls() {
+    let (_dir, _tracker, storage) = start_cluster(&[], StorageOpts::on([127, 0, 0, 14]));
+    let a = storage.addr;
+    let mut c = Client::connect(a);
+    // Far more than loopback socket buffers hold.
+    let big = vec![0x5au8; 48 << 20];
+    let name = upload(&mut c, sc::UPLOAD_FILE, &big, "bin").unwrap();
+    let small = upload(&mut c, sc::UPLOAD_FILE, b"still here", "txt").unwrap();
+
+    let mut stalled = Client::connect(a);
+    let mut body = Vec::new();
+    body.extend_from_slice(&0i64.to_be_bytes());
+    body.extend_from_slice(&0i64.to_be_bytes());
+    body.extend_from_slice(&name_body(&name));
+    stalled.send(sc::DOWNLOAD_FILE, 0, &body);
+    std::thread::sleep(Duration::from_millis(500));
+    // Meanwhile the server answers others.
+    assert_eq!(download(&mut c, &small, 0, 0).unwrap(), b"still here");
+    // After the timeout the stalled reply is cut: reading what was sent
+    // ends with EOF well before the whole file.
+    std::thread::sleep(Duration::from_secs(4));
+    stalled
+        .s
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match std::io::Read::read(&mut stalled.s, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => panic!("the stalled download was not closed: {e} after {got} bytes"),
+        }
+    }
+    assert!(got < 10 + big.len(), "the whole file arrived: {got} bytes");
+    // (`c` idled past the timeout too: a new connection.)
+    let mut c = Client::connect(a);
+    assert_eq!(download(&mut c, &small, 0, 0).unwrap(), b"still here");
+}
