@@ -15,7 +15,7 @@
 //! # Durability modes (`durable` in storage.conf)
 //! * `durable = true` (default): before the reply, the file is fsynced
 //!   before it is named, then the binlog record and the file's directory
-//!   are fsynced (in that order: see [`Store::finish_upload`]).
+//!   are fsynced (in that order: see [`Store::commit_names`]).
 //!   Binlog fsyncs are group commits ([`binlog::Binlog::sync`]): one fsync
 //!   covers every record appended by concurrent uploads since the last one.
 //!   An acknowledged upload survives a power loss.
@@ -503,12 +503,8 @@ impl Store {
             )));
         }
         let file = up.file.take().expect("upload file is open until finished");
-        let by_syncfs = self.durable_by_syncfs();
-        if self.cfg.durable && !by_syncfs {
-            self.disk
-                .sync(&file)
-                .map_err(|e| StoreError::io("fsync of the uploaded file", e))?;
-        }
+        self.sync_new_content(&file)
+            .map_err(|e| StoreError::io("fsync of the uploaded file", e))?;
         drop(file);
         let crc = up.crc.clone().finalize();
         let mut tries = 0;
@@ -556,33 +552,23 @@ impl Store {
             }
         };
         up.done = true;
-        if by_syncfs {
-            self.append_record(BinlogOp::Create, &name.to_string())?;
-            // Content, name and binlog record become durable together.
-            self.sync_filesystems(&[self.path_fs[up.path_idx], self.binlog_fs])?;
-            return Ok(name);
-        }
-        // The binlog's fsync goes first: it is a group commit shared by
-        // every concurrent upload, and on a journaling file system (ext4
-        // with a journal, xfs) its commit also carries the new name, so the
-        // directory fsync after it has nothing left to commit. There is no
-        // reply until both return; a record whose file did not survive a
-        // crash names an upload that was never acknowledged, and
-        // replication skips a missing file.
-        self.record(BinlogOp::Create, &name.to_string())?;
-        if self.cfg.durable {
-            self.sync_dir(&path)
-                .map_err(|e| StoreError::io("fsync of the file's directory", e))?;
-        }
+        let seq = self.append_record(BinlogOp::Create, &name.to_string())?;
+        let dirs: Vec<PathBuf> = path.parent().map(Path::to_owned).into_iter().collect();
+        self.commit_names(Some(seq), &dirs)?;
         Ok(name)
     }
 
     /// Makes a new or renamed directory entry durable; concurrent callers
     /// in the same directory share one fsync.
-    fn sync_dir(&self, file_in_dir: &Path) -> io::Result<()> {
-        let Some(dir) = file_in_dir.parent() else {
-            return Ok(());
-        };
+    pub(crate) fn sync_dir(&self, file_in_dir: &Path) -> io::Result<()> {
+        match file_in_dir.parent() {
+            Some(dir) => self.sync_directory(dir),
+            None => Ok(()),
+        }
+    }
+
+    /// fsync of `dir`, shared by concurrent callers.
+    fn sync_directory(&self, dir: &Path) -> io::Result<()> {
         let gs = self
             .dir_syncs
             .lock()
@@ -593,30 +579,62 @@ impl Store {
         gs.sync(|| File::open(dir)?.sync_all())
     }
 
-    /// Durable mode with `durable_sync = syncfs`: one syncfs per batch
-    /// instead of fsyncs per file.
-    pub(crate) fn durable_by_syncfs(&self) -> bool {
-        self.cfg.durable && self.cfg.durable_sync == DurableSync::Syncfs
+    /// Makes the content of a new file durable before it is named: an
+    /// fsync in durable mode with `durable_sync = fsync`. With `syncfs`,
+    /// [`Store::commit_names`] covers the content too; without `durable`
+    /// nothing is synced.
+    pub(crate) fn sync_new_content(&self, file: &File) -> io::Result<()> {
+        if self.cfg.durable && self.cfg.durable_sync == DurableSync::Fsync {
+            self.disk.sync(file)
+        } else {
+            Ok(())
+        }
     }
 
-    /// `syncfs` of every file system of the store (replication batches,
-    /// whose files may lie on any store path).
-    pub(crate) fn sync_every_filesystem(&self) -> Result<()> {
-        let all: Vec<usize> = (0..self.filesystems.len()).collect();
-        self.sync_filesystems(&all)
-    }
-
-    /// `syncfs` of each file system in `which` (indexes in `filesystems`,
-    /// each once); concurrent callers share each call.
-    fn sync_filesystems(&self, which: &[usize]) -> Result<()> {
-        for (k, &i) in which.iter().enumerate() {
-            if which[..k].contains(&i) {
-                continue;
+    /// Makes the names of new files in `dirs` and the binlog records up to
+    /// `binlog_seq` durable (durable mode; nothing otherwise).
+    /// * `fsync`: the binlog first, a group commit shared by concurrent
+    ///   callers, which on a journaling file system (ext4 with a journal,
+    ///   xfs) also carries the names, so each directory's fsync after it
+    ///   has little left to do. A record whose file did not survive a crash
+    ///   names something never acknowledged, and replication skips a
+    ///   missing file.
+    /// * `syncfs`: one syncfs of each file system involved, shared by
+    ///   concurrent callers, covering contents, names and records at once.
+    pub(crate) fn commit_names(&self, binlog_seq: Option<u64>, dirs: &[PathBuf]) -> Result<()> {
+        if !self.cfg.durable {
+            return Ok(());
+        }
+        if self.cfg.durable_sync == DurableSync::Syncfs {
+            let mut which: Vec<usize> = Vec::new();
+            for d in dirs {
+                match self.paths.iter().position(|p| d.starts_with(&p.data)) {
+                    Some(i) => which.push(self.path_fs[i]),
+                    // Not under a store path (never expected): all of them.
+                    None => which.extend(0..self.filesystems.len()),
+                }
             }
-            let fs = &self.filesystems[i];
-            fs.sync
-                .sync(|| self.disk.sync_fs(&fs.dir))
-                .map_err(|e| StoreError::io("syncfs of the store", e))?;
+            if binlog_seq.is_some() {
+                which.push(self.binlog_fs);
+            }
+            which.sort_unstable();
+            which.dedup();
+            for i in which {
+                let fs = &self.filesystems[i];
+                fs.sync
+                    .sync(|| self.disk.sync_fs(&fs.dir))
+                    .map_err(|e| StoreError::io("syncfs of the store", e))?;
+            }
+            return Ok(());
+        }
+        if let Some(seq) = binlog_seq {
+            self.binlog
+                .sync(seq)
+                .map_err(|e| StoreError::io("fsync of the binlog", e))?;
+        }
+        for d in dirs {
+            self.sync_directory(d)
+                .map_err(|e| StoreError::io("fsync of the directory", e))?;
         }
         Ok(())
     }

@@ -93,9 +93,9 @@ fn record_unsynced(
 /// directory and one of the binlog, before any of their replies.
 ///
 /// Creates may also be *staged*: content received, not yet synced nor
-/// named. Their content fsyncs then run back to back at the commit, where
-/// the file system folds them into few journal commits, before any of
-/// them is named.
+/// named. At the commit their writeback starts together, then (with
+/// `durable_sync = fsync`) their contents are fsynced one by one before any
+/// of them is named; with `syncfs` the commit's syncfs covers them.
 #[derive(Default)]
 pub struct Unsynced {
     dirs: Vec<PathBuf>,
@@ -129,16 +129,14 @@ impl Unsynced {
     /// directory or of the binlog failed, nothing may be confirmed.
     pub fn commit_staged(&mut self, store: &Store) -> Result<Vec<(String, u32, Result<Outcome>)>> {
         let staged = std::mem::take(&mut self.staged);
-        // With syncfs, the commit's one syncfs covers the contents too.
-        let per_file = !store.durable_by_syncfs();
-        if per_file {
-            for (inc, _) in &staged {
-                inc.start_writeback();
-            }
+        // Writeback of the whole batch first: the per-file syncs that
+        // follow (if any) then find little left to write.
+        for (inc, _) in &staged {
+            inc.start_writeback();
         }
         let mut synced = Vec::with_capacity(staged.len());
-        for (mut inc, ts) in staged {
-            let r = if per_file { inc.sync_content() } else { Ok(()) };
+        for (inc, ts) in staged {
+            let r = inc.sync_content(store);
             synced.push((inc, ts, r));
         }
         let mut out = Vec::with_capacity(synced.len());
@@ -156,37 +154,9 @@ impl Unsynced {
     pub fn commit(&mut self, store: &Store) -> Result<()> {
         debug_assert!(self.staged.is_empty());
         let mut dirs = std::mem::take(&mut self.dirs);
-        if store.durable_by_syncfs() {
-            let pending = self.binlog_seq.take().is_some() || !dirs.is_empty();
-            return if pending {
-                store.sync_every_filesystem()
-            } else {
-                Ok(())
-            };
-        }
         dirs.sort_unstable();
         dirs.dedup();
-        // The binlog first, as in `Store::finish_upload`: on a journaling
-        // file system its commit carries the new names too.
-        if let Some(seq) = self.binlog_seq.take() {
-            store
-                .binlog()
-                .sync(seq)
-                .map_err(|e| StoreError::io("fsync of the binlog", e))?;
-        }
-        for d in &dirs {
-            File::open(d)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| StoreError::io("fsync of the directory", e))?;
-        }
-        Ok(())
-    }
-}
-
-fn sync_dir(path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(d) => File::open(d)?.sync_all(),
-        None => Ok(()),
+        store.commit_names(self.binlog_seq.take(), &dirs)
     }
 }
 
@@ -257,18 +227,17 @@ impl Incoming {
     }
 
     /// [`Self::finish`] that leaves the directory and binlog fsyncs of the
-    /// durable mode to `unsynced` (the content itself is synced before
-    /// the file is named, so a named file is never a partial one).
+    /// durable mode to `unsynced` (with `durable_sync = fsync` the content
+    /// itself is synced before the file is named, so a named file is never
+    /// a partial one).
     pub fn finish_unsynced(
-        mut self,
+        self,
         store: &Store,
         ts: u32,
         unsynced: &mut Unsynced,
     ) -> Result<Outcome> {
         self.check_complete()?;
-        if store.config().durable && !store.durable_by_syncfs() {
-            self.sync_content()?;
-        }
+        self.sync_content(store)?;
         self.name_it(store, ts, unsynced)
     }
 
@@ -296,9 +265,10 @@ impl Incoming {
         }
     }
 
-    fn sync_content(&mut self) -> Result<()> {
+    fn sync_content(&self, store: &Store) -> Result<()> {
         let file = self.file.as_ref().expect("open until named");
-        file.sync_all()
+        store
+            .sync_new_content(file)
             .map_err(|e| StoreError::io(format!("fsync of {}", self.name), e))
     }
 
@@ -578,7 +548,9 @@ pub fn rename(store: &Store, new: &str, old: &str, ts: u32) -> Result<Outcome> {
     }
     let _ = fs::remove_file(&opath);
     if store.config().durable {
-        sync_dir(&npath).map_err(|e| StoreError::io("fsync of the directory", e))?;
+        store
+            .sync_dir(&npath)
+            .map_err(|e| StoreError::io("fsync of the directory", e))?;
     }
     record(
         store,
