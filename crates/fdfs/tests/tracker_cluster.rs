@@ -59,7 +59,14 @@ fn store_lookup_round_robin_and_store_replies() {
 #[test]
 fn store_lookup_fixed_group_and_load_balance() {
     let dir = TestDir::new("tr-lookup");
-    let fixed = tracker(&dir, &["store_lookup = 1", "store_group = group2"]);
+    let fixed = tracker(
+        &dir,
+        &[
+            "store_lookup = 1",
+            "store_group = group2",
+            "reserved_storage_space = 10%",
+        ],
+    );
     let lb = tracker(&dir, &["store_lookup = 2"]);
     let mut sims = Vec::new();
     for tr in [&fixed, &lb] {
