@@ -112,15 +112,17 @@ pub fn parse_time(s: &str) -> Result<TimeOfDay, String> {
     })
 }
 
-/// `log_level` names, case-insensitive (`err`/`warning` accepted too).
+/// `durable_sync`: `fsync`, `syncfs` or `journal`, case-insensitive.
 pub fn parse_durable_sync(s: &str) -> Result<DurableSync, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "fsync" => Ok(DurableSync::Fsync),
         "syncfs" => Ok(DurableSync::Syncfs),
-        _ => Err(format!("{s:?} is not fsync or syncfs")),
+        "journal" => Ok(DurableSync::Journal),
+        _ => Err(format!("{s:?} is not fsync, syncfs or journal")),
     }
 }
 
+/// `log_level` names, case-insensitive (`err`/`warning` accepted too).
 pub fn parse_log_level(s: &str) -> Result<LogLevel, String> {
     Ok(match s.trim().to_ascii_lowercase().as_str() {
         "emerg" => LogLevel::Emerg,

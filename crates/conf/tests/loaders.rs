@@ -195,6 +195,12 @@ http.server_port = 8080
 }
 
 #[test]
+fn durable_sync_accepts_journal() {
+    let (s, _) = storage("base_path=/b\ntracker_server=h:1\ndurable_sync = Journal\n").unwrap();
+    assert_eq!(s.durable_sync, DurableSync::Journal);
+}
+
+#[test]
 fn invalid_value_names_file_line_and_key() {
     let e = err_of(storage("base_path=/b\ntracker_server=h:1\nport=abc\n"));
     assert_eq!(e, "storage.conf:3: port: \"abc\" is not a number");

@@ -10,9 +10,11 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use fdfs_proto::binlog::BinlogRecord;
+
+use super::journal::Journal;
 
 /// Rotate to a new file once the current one reaches this size.
 pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
@@ -41,6 +43,9 @@ pub struct Binlog {
     synced: Mutex<u64>,
     /// Ticks on every append: wakes the replication workers at once.
     appended: tokio::sync::watch::Sender<u64>,
+    /// `durable_sync = journal`: every record is journaled too, in the
+    /// binlog's order.
+    journal: OnceLock<Arc<Journal>>,
 }
 
 impl Binlog {
@@ -49,7 +54,11 @@ impl Binlog {
         fs::create_dir_all(dir)?;
         let index = read_index(dir)?.unwrap_or(0);
         let path = binlog_path(dir, index);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .create(true)
+            .append(true)
+            .open(&path)?;
         let mut size = file.metadata()?.len();
         // A crash can leave a torn last record: cut it so the next record
         // starts on a line of its own.
@@ -81,6 +90,7 @@ impl Binlog {
             }),
             synced: Mutex::new(0),
             appended: tokio::sync::watch::Sender::new(0),
+            journal: OnceLock::new(),
         })
     }
 
@@ -88,8 +98,19 @@ impl Binlog {
         &self.dir
     }
 
+    /// From now on, journal every record appended.
+    pub fn attach_journal(&self, journal: Arc<Journal>) {
+        let _ = self.journal.set(journal);
+    }
+
     /// Appends one record; returns its sequence number for [`Binlog::sync`].
     pub fn append(&self, rec: &BinlogRecord) -> io::Result<u64> {
+        self.append_with_image(rec, None)
+    }
+
+    /// [`Binlog::append`] that journals `image`, the whole content of the
+    /// file the record creates, with the record (when a journal is attached).
+    pub fn append_with_image(&self, rec: &BinlogRecord, image: Option<&[u8]>) -> io::Result<u64> {
         let line = rec.encode();
         let mut cur = self.cur.lock().unwrap_or_else(|e| e.into_inner());
         if cur.size > 0 && cur.size + line.len() as u64 > self.max_size {
@@ -97,6 +118,7 @@ impl Binlog {
             cur.file.sync_all()?;
             let index = cur.index + 1;
             let file = OpenOptions::new()
+                .read(true)
                 .create(true)
                 .append(true)
                 .open(binlog_path(&self.dir, index))?;
@@ -106,6 +128,9 @@ impl Binlog {
             cur.size = 0;
         }
         (&*cur.file).write_all(line.as_bytes())?;
+        if let Some(j) = self.journal.get() {
+            j.append(cur.index, cur.size, line.as_bytes(), image)?;
+        }
         cur.size += line.len() as u64;
         cur.seq += 1;
         self.appended.send_replace(cur.seq);
@@ -126,6 +151,67 @@ impl Binlog {
         file.sync_data()?;
         *synced = upto;
         Ok(())
+    }
+
+    /// Crash recovery: makes sure the journaled record `line` is at
+    /// `offset` of binlog file `index`, rewriting the end of the file from
+    /// there if it is missing or differs. Records of earlier files are
+    /// there (a file is fsynced before the binlog moves to the next).
+    pub fn restore(&self, index: u32, offset: u64, line: &[u8]) -> io::Result<()> {
+        let mut cur = self.cur.lock().unwrap_or_else(|e| e.into_inner());
+        if index < cur.index {
+            return Ok(());
+        }
+        if index > cur.index {
+            // The move to the next file had not reached the disk.
+            let file = OpenOptions::new()
+                .read(true)
+                .create(true)
+                .append(true)
+                .open(binlog_path(&self.dir, index))?;
+            write_index(&self.dir, index)?;
+            cur.size = file.metadata()?.len();
+            cur.file = Arc::new(file);
+            cur.index = index;
+        }
+        if cur.size >= offset + line.len() as u64 {
+            let mut there = vec![0u8; line.len()];
+            std::os::unix::fs::FileExt::read_exact_at(&*cur.file, &mut there, offset)?;
+            if there == line {
+                return Ok(());
+            }
+        }
+        if cur.size < offset {
+            tracing::warn!(
+                index,
+                offset,
+                size = cur.size,
+                "binlog: a journaled record's place is past the end; appending it there"
+            );
+        } else {
+            cur.file.set_len(offset)?;
+            cur.size = offset;
+        }
+        (&*cur.file).write_all(line)?;
+        cur.size += line.len() as u64;
+        tracing::info!(
+            index,
+            offset,
+            record = %String::from_utf8_lossy(line).trim_end(),
+            "binlog: restored a record from the journal"
+        );
+        Ok(())
+    }
+
+    /// fsync of the current binlog file.
+    pub fn sync_current(&self) -> io::Result<()> {
+        let file = self
+            .cur
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .file
+            .clone();
+        file.sync_all()
     }
 
     /// A receiver that sees every append (replication workers).

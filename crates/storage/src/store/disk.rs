@@ -59,6 +59,10 @@ pub fn start_writeback(file: &File) {
 pub trait Disk: Send + Sync + 'static {
     fn write(&self, file: &mut File, buf: &[u8]) -> io::Result<()>;
     fn sync(&self, file: &File) -> io::Result<()>;
+    /// `fdatasync`: the content and the size, not the timestamps.
+    fn sync_data(&self, file: &File) -> io::Result<()> {
+        file.sync_data()
+    }
     /// `syncfs(2)` of the file system holding `on`: every dirty page and
     /// inode of it written and flushed (writeback errors are reported since
     /// Linux 5.8).

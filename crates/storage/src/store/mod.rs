@@ -24,6 +24,11 @@
 //!   one `syncfs(2)` per file system (store path, then base path for the
 //!   binlog) covers every upload that finished meanwhile: one disk flush
 //!   per batch instead of one per file.
+//!
+//!   With `durable_sync = journal` the record and the whole content of a
+//!   small new file go to a write-ahead journal ([`journal`]), and one
+//!   `fdatasync` of it covers every upload that finished meanwhile; a
+//!   restart after a crash redoes what the journal holds before serving.
 //! * `durable = false`: acknowledge right after the rename, like FastDFS
 //!   (the OS writes the data back later). A process crash loses nothing
 //!   acknowledged; a power loss may.
@@ -35,6 +40,7 @@
 pub mod binlog;
 pub mod disk;
 pub mod error;
+pub mod journal;
 pub mod stats;
 
 use std::fs::{self, File, OpenOptions};
@@ -71,6 +77,8 @@ pub struct StoreConfig {
     pub group: GroupName,
     pub reserved: ReservedSpace,
     pub binlog_max_size: u64,
+    /// Size of each of the two journal files (`durable_sync = journal`).
+    pub journal_file_size: u64,
 }
 
 impl StoreConfig {
@@ -93,6 +101,7 @@ impl StoreConfig {
             group,
             reserved: ReservedSpace::default(),
             binlog_max_size: binlog::DEFAULT_MAX_SIZE,
+            journal_file_size: journal::DEFAULT_FILE_SIZE,
         }
     }
 }
@@ -179,6 +188,8 @@ pub struct Store {
     /// Index in `filesystems` of each store path, then of the binlog.
     path_fs: Vec<usize>,
     binlog_fs: usize,
+    /// `durable_sync = journal` in durable mode.
+    journal: Option<Arc<journal::Journal>>,
 }
 
 /// One file system a store writes to, for `syncfs`.
@@ -260,6 +271,26 @@ impl Store {
         }
         let binlog_fs = filesystem_of(&mut filesystems, &sync_dir)
             .map_err(|e| StoreError::io(format!("opening {}", sync_dir.display()), e))?;
+        let journal_dir = cfg.base_path.join("data");
+        let use_journal = cfg.durable && cfg.durable_sync == DurableSync::Journal;
+        let journal = if use_journal || journal::journal_path(&journal_dir, 0).exists() {
+            let mut dirs = Vec::new();
+            for fs in &filesystems {
+                dirs.push(
+                    fs.dir
+                        .try_clone()
+                        .map_err(|e| StoreError::io("opening the store for syncfs", e))?,
+                );
+            }
+            let disk2 = disk.clone();
+            let sync_all = Box::new(move || dirs.iter().try_for_each(|d| disk2.sync_fs(d)));
+            let (j, pending) =
+                journal::Journal::open(&journal_dir, cfg.journal_file_size, disk.clone(), sync_all)
+                    .map_err(|e| StoreError::io("opening the journal", e))?;
+            Some((j, pending))
+        } else {
+            None
+        };
         let stats = Arc::new(Stats::default());
         let rest = stats
             .load(&cfg.base_path.join("data").join("storage_stat.dat"))
@@ -274,7 +305,7 @@ impl Store {
                 _ => {}
             }
         }
-        Ok(Store {
+        Store {
             reserved: RwLock::new(cfg.reserved),
             cfg,
             paths,
@@ -289,10 +320,110 @@ impl Store {
             filesystems,
             path_fs,
             binlog_fs,
+            journal: None,
             locks: (0..LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
-        })
+        }
+        .with_journal(journal, use_journal)
+    }
+
+    /// Redoes what an open journal holds, makes it durable, and then
+    /// journals from now on (`use_journal`) or removes the journal files
+    /// (another mode now).
+    fn with_journal(
+        mut self,
+        journal: Option<(Arc<journal::Journal>, journal::Pending)>,
+        use_journal: bool,
+    ) -> Result<Store> {
+        let Some((j, pending)) = journal else {
+            return Ok(self);
+        };
+        if !pending.is_empty() {
+            tracing::warn!(
+                entries = pending.len(),
+                "journal: redoing the changes of an unclean stop"
+            );
+            self.redo(&pending)?;
+            for fs in &self.filesystems {
+                self.disk
+                    .sync_fs(&fs.dir)
+                    .map_err(|e| StoreError::io("syncfs after the journal redo", e))?;
+            }
+        }
+        let dir = self.cfg.base_path.join("data");
+        if use_journal {
+            j.start()
+                .map_err(|e| StoreError::io("starting the journal", e))?;
+            // The journal files' own names.
+            self.sync_directory(&dir)
+                .map_err(|e| StoreError::io(format!("fsync of {}", dir.display()), e))?;
+            self.binlog.attach_journal(j.clone());
+            self.journal = Some(j);
+        } else {
+            drop(j);
+            for i in 0..2 {
+                let p = journal::journal_path(&dir, i);
+                fs::remove_file(&p)
+                    .map_err(|e| StoreError::io(format!("removing {}", p.display()), e))?;
+            }
+        }
+        Ok(self)
+    }
+
+    /// Crash recovery: puts every journaled record back in the binlog, and
+    /// for each file the last record names, rewrites its journaled content
+    /// (if that record carries it) or removes it (a delete).
+    fn redo(&self, pending: &journal::Pending) -> Result<()> {
+        use std::collections::HashMap;
+        let mut last: HashMap<String, (BinlogOp, Option<&[u8]>)> = HashMap::new();
+        for e in pending {
+            self.binlog
+                .restore(e.binlog_index, e.binlog_offset, &e.line)
+                .map_err(|err| StoreError::io("restoring the binlog from the journal", err))?;
+            let rec = std::str::from_utf8(&e.line)
+                .ok()
+                .and_then(|l| BinlogRecord::decode(l.trim_end()).ok());
+            let Some(rec) = rec else {
+                tracing::warn!(line = %String::from_utf8_lossy(&e.line), "journal: not a binlog record");
+                continue;
+            };
+            if let BinlogOp::Rename { old } = &rec.op {
+                last.insert(old.clone(), (BinlogOp::Delete, None));
+            }
+            last.insert(rec.filename, (rec.op, e.image.as_deref()));
+        }
+        for (name, (op, image)) in last {
+            let path = LogicName::parse(&name)
+                .map_err(|e| e.to_string())
+                .and_then(|l| self.resolve(&l).map_err(|e| e.to_string()));
+            let path = match path {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(name, error = %e, "journal: skipping a record");
+                    continue;
+                }
+            };
+            match (op, image) {
+                (_, Some(content)) => restore_file(&path, content)
+                    .map_err(|e| StoreError::io(format!("restoring {name}"), e))?,
+                (BinlogOp::Delete, None) => match fs::remove_file(&path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        return Err(StoreError::io(format!("removing {name}"), e))
+                    }
+                    _ => {}
+                },
+                // Synced when it was made: nothing to redo.
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a new file of `size` bytes is journaled whole (no fsync of
+    /// its own): `durable_sync = journal`, not an appender, small.
+    pub(crate) fn journals_content(&self, kind: FileKind, size: u64) -> bool {
+        self.journal.is_some() && kind != FileKind::Appender && size <= journal::IMAGE_MAX
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -480,7 +611,15 @@ impl Store {
             _ => self.choose_path(requested_path, size)?,
         };
         let (tmp, file) = self.new_tmp(idx)?;
+        let kind_of_file = match kind {
+            UploadKind::Appender => FileKind::Appender,
+            _ => FileKind::Normal,
+        };
+        let image = self
+            .journals_content(kind_of_file, size)
+            .then(|| Vec::with_capacity(size as usize));
         Ok(Upload {
+            image,
             tmp,
             file: Some(file),
             crc: crc32fast::Hasher::new(),
@@ -503,8 +642,10 @@ impl Store {
             )));
         }
         let file = up.file.take().expect("upload file is open until finished");
-        self.sync_new_content(&file)
-            .map_err(|e| StoreError::io("fsync of the uploaded file", e))?;
+        if up.image.is_none() {
+            self.sync_new_content(&file)
+                .map_err(|e| StoreError::io("fsync of the uploaded file", e))?;
+        }
         drop(file);
         let crc = up.crc.clone().finalize();
         let mut tries = 0;
@@ -552,8 +693,17 @@ impl Store {
             }
         };
         up.done = true;
-        let seq = self.append_record(BinlogOp::Create, &name.to_string())?;
-        let dirs: Vec<PathBuf> = path.parent().map(Path::to_owned).into_iter().collect();
+        let seq = self.append_record_with_image(
+            BinlogOp::Create,
+            &name.to_string(),
+            up.image.as_deref(),
+        )?;
+        // A journaled image brings its name back after a crash: no
+        // directory fsync.
+        let dirs: Vec<PathBuf> = match up.image {
+            Some(_) => Vec::new(),
+            None => path.parent().map(Path::to_owned).into_iter().collect(),
+        };
         self.commit_names(Some(seq), &dirs)?;
         Ok(name)
     }
@@ -580,11 +730,12 @@ impl Store {
     }
 
     /// Makes the content of a new file durable before it is named: an
-    /// fsync in durable mode with `durable_sync = fsync`. With `syncfs`,
+    /// fsync in durable mode with `durable_sync = fsync` or `journal` (for
+    /// a file whose content is not journaled). With `syncfs`,
     /// [`Store::commit_names`] covers the content too; without `durable`
     /// nothing is synced.
     pub(crate) fn sync_new_content(&self, file: &File) -> io::Result<()> {
-        if self.cfg.durable && self.cfg.durable_sync == DurableSync::Fsync {
+        if self.cfg.durable && self.cfg.durable_sync != DurableSync::Syncfs {
             self.disk.sync(file)
         } else {
             Ok(())
@@ -601,9 +752,18 @@ impl Store {
     ///   missing file.
     /// * `syncfs`: one syncfs of each file system involved, shared by
     ///   concurrent callers, covering contents, names and records at once.
+    /// * `journal`: the directories (of files whose content is not
+    ///   journaled), then one journal commit for the records and images.
     pub(crate) fn commit_names(&self, binlog_seq: Option<u64>, dirs: &[PathBuf]) -> Result<()> {
         if !self.cfg.durable {
             return Ok(());
+        }
+        if self.journal.is_some() {
+            for d in dirs {
+                self.sync_directory(d)
+                    .map_err(|e| StoreError::io("fsync of the directory", e))?;
+            }
+            return binlog_seq.map_or(Ok(()), |seq| self.sync_records(seq));
         }
         if self.cfg.durable_sync == DurableSync::Syncfs {
             let mut which: Vec<usize> = Vec::new();
@@ -628,9 +788,7 @@ impl Store {
             return Ok(());
         }
         if let Some(seq) = binlog_seq {
-            self.binlog
-                .sync(seq)
-                .map_err(|e| StoreError::io("fsync of the binlog", e))?;
+            self.sync_records(seq)?;
         }
         for d in dirs {
             self.sync_directory(d)
@@ -641,27 +799,47 @@ impl Store {
 
     /// Appends a source record (and, in durable mode, waits for its fsync).
     fn record(&self, op: BinlogOp, filename: &str) -> Result<()> {
-        let seq = self.append_record(op, filename)?;
+        let seq = self.append_record_with_image(op, filename, None)?;
         if self.cfg.durable {
-            self.binlog
-                .sync(seq)
-                .map_err(|e| StoreError::io("fsync of the binlog", e))?;
+            self.sync_records(seq)?;
         }
         Ok(())
     }
 
-    /// Appends a source record without waiting for the disk; its sequence
-    /// number.
-    fn append_record(&self, op: BinlogOp, filename: &str) -> Result<u64> {
+    /// Makes the binlog records up to `seq` durable: a binlog fsync, or a
+    /// journal commit with `durable_sync = journal` (both group commits).
+    fn sync_records(&self, seq: u64) -> Result<()> {
+        match &self.journal {
+            Some(j) => j
+                .commit()
+                .map_err(|e| StoreError::io("fdatasync of the journal", e)),
+            None => self
+                .binlog
+                .sync(seq)
+                .map_err(|e| StoreError::io("fsync of the binlog", e)),
+        }
+    }
+
+    /// Appends a source record without waiting for the disk, journaling
+    /// `image` with it (`durable_sync = journal`); its sequence number.
+    fn append_record_with_image(
+        &self,
+        op: BinlogOp,
+        filename: &str,
+        image: Option<&[u8]>,
+    ) -> Result<u64> {
         let ts = now();
         let seq = self
             .binlog
-            .append(&BinlogRecord {
-                timestamp: ts,
-                is_source: true,
-                filename: filename.to_owned(),
-                op,
-            })
+            .append_with_image(
+                &BinlogRecord {
+                    timestamp: ts,
+                    is_source: true,
+                    filename: filename.to_owned(),
+                    op,
+                },
+                image,
+            )
             .map_err(|e| StoreError::io("writing the binlog", e))?;
         self.stats.set(stats::idx::LAST_SOURCE_UPDATE, ts as i64);
         Ok(seq)
@@ -971,6 +1149,8 @@ impl Store {
 /// An upload in progress. Dropping it before [`Store::finish_upload`]
 /// removes the temporary file.
 pub struct Upload {
+    /// The content, kept when it is to be journaled.
+    image: Option<Vec<u8>>,
     tmp: PathBuf,
     file: Option<File>,
     crc: crc32fast::Hasher,
@@ -997,6 +1177,9 @@ impl Upload {
             .write(f, buf)
             .map_err(|e| StoreError::io("writing uploaded content", e))?;
         self.crc.update(buf);
+        if let Some(image) = &mut self.image {
+            image.extend_from_slice(buf);
+        }
         self.written += buf.len() as u64;
         Ok(())
     }
@@ -1057,6 +1240,26 @@ impl Drop for Update {
             let _ = self.file.set_len(self.old_size);
         }
     }
+}
+
+/// Crash recovery: makes `path` hold `content` (written beside it, synced
+/// and renamed over it unless it already does).
+fn restore_file(path: &Path, content: &[u8]) -> io::Result<()> {
+    if fs::read(path).is_ok_and(|there| there == content) {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".journal-redo");
+    let tmp = PathBuf::from(tmp);
+    let mut f = File::create(&tmp)?;
+    std::io::Write::write_all(&mut f, content)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)?;
+    tracing::info!(path = %path.display(), "journal: restored a file");
+    Ok(())
 }
 
 fn meta_path(path: &Path) -> PathBuf {

@@ -58,27 +58,32 @@ pub fn path_of(store: &Store, name: &str) -> Result<(LogicName, PathBuf)> {
 
 fn record(store: &Store, op: BinlogOp, name: &str, ts: u32) -> Result<()> {
     let mut unsynced = Unsynced::default();
-    record_unsynced(store, op, name, ts, &mut unsynced)?;
+    record_unsynced(store, op, name, ts, None, &mut unsynced)?;
     unsynced.commit(store)
 }
 
-/// Appends a replica record; in durable mode its fsync is left to
-/// `unsynced`.
+/// Appends a replica record (journaling `image`, the content of the file
+/// it creates, with `durable_sync = journal`); in durable mode its fsync
+/// is left to `unsynced`.
 fn record_unsynced(
     store: &Store,
     op: BinlogOp,
     name: &str,
     ts: u32,
+    image: Option<&[u8]>,
     unsynced: &mut Unsynced,
 ) -> Result<()> {
     let seq = store
         .binlog()
-        .append(&BinlogRecord {
-            timestamp: ts,
-            is_source: false,
-            filename: name.to_owned(),
-            op,
-        })
+        .append_with_image(
+            &BinlogRecord {
+                timestamp: ts,
+                is_source: false,
+                filename: name.to_owned(),
+                op,
+            },
+            image,
+        )
         .map_err(|e| StoreError::io("writing the binlog", e))?;
     if store.config().durable {
         unsynced.binlog_seq = unsynced.binlog_seq.max(Some(seq));
@@ -175,6 +180,8 @@ pub struct Incoming {
     written: u64,
     /// Renamed into place: no temporary file left to remove.
     named: bool,
+    /// The content, kept when it is to be journaled.
+    image: Option<Vec<u8>>,
 }
 
 /// Starts receiving the content of `name` (`update`: replace if present).
@@ -193,7 +200,11 @@ pub fn begin_file(store: &Store, name: &str, size: u64, update: bool) -> Result<
         .create_new(true)
         .open(&tmp)
         .map_err(|e| StoreError::io(format!("creating {}", tmp.display()), e))?;
+    let image = store
+        .journals_content(logic.kind, size)
+        .then(|| Vec::with_capacity(size as usize));
     Ok(Incoming {
+        image,
         name: name.to_owned(),
         path,
         tmp,
@@ -213,6 +224,9 @@ impl Incoming {
         let f = self.file.as_mut().expect("open until finished");
         f.write_all(buf)
             .map_err(|e| StoreError::io(format!("writing {}", self.name), e))?;
+        if let Some(image) = &mut self.image {
+            image.extend_from_slice(buf);
+        }
         self.written += buf.len() as u64;
         Ok(())
     }
@@ -260,12 +274,15 @@ impl Incoming {
     }
 
     fn start_writeback(&self) {
-        if let Some(f) = &self.file {
+        if let (Some(f), None) = (&self.file, &self.image) {
             crate::store::disk::start_writeback(f);
         }
     }
 
     fn sync_content(&self, store: &Store) -> Result<()> {
+        if self.image.is_some() {
+            return Ok(());
+        }
         let file = self.file.as_ref().expect("open until named");
         store
             .sync_new_content(file)
@@ -298,7 +315,8 @@ impl Incoming {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Outcome::AlreadyThere),
             Err(e) => return Err(StoreError::io(format!("naming {}", self.name), e)),
         }
-        if durable {
+        // A journaled image brings its name back after a crash.
+        if durable && self.image.is_none() {
             if let Some(d) = self.path.parent() {
                 unsynced.dirs.push(d.to_owned());
             }
@@ -309,7 +327,7 @@ impl Incoming {
         } else {
             BinlogOp::Create
         };
-        record_unsynced(store, op, &self.name, ts, unsynced)?;
+        record_unsynced(store, op, &self.name, ts, self.image.as_deref(), unsynced)?;
         Ok(Outcome::Applied)
     }
 }

@@ -43,6 +43,7 @@ fn store_with(dir: &Path, ip: [u8; 4], durable: bool) -> Arc<Store> {
         group: GroupName::new("group1").unwrap(),
         reserved: ReservedSpace::Bytes(0),
         binlog_max_size: binlog::DEFAULT_MAX_SIZE,
+        journal_file_size: crate::store::journal::DEFAULT_FILE_SIZE,
     };
     let s = Store::open(cfg, Arc::new(RealDisk)).unwrap();
     s.set_source(SourceServer::Ip(Ipv4Addr::from(ip)));
@@ -894,6 +895,13 @@ async fn pipelined_files_share_one_syncfs_and_replies_keep_their_order() {
     pipelined_files_commit_together(fdfs_conf::DurableSync::Syncfs).await;
 }
 
+/// The same with `durable_sync = journal`: one journal commit, and the
+/// small files' contents are in the journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_files_share_one_journal_commit_and_replies_keep_their_order() {
+    pipelined_files_commit_together(fdfs_conf::DurableSync::Journal).await;
+}
+
 async fn pipelined_files_commit_together(durable_sync: fdfs_conf::DurableSync) {
     use fdfs_proto::sync::LogicNameOrMeta;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -947,6 +955,11 @@ async fn pipelined_files_commit_together(durable_sync: fdfs_conf::DurableSync) {
     assert_eq!(lines.len(), 3, "{lines:?}");
     for ((n, _), l) in names.iter().zip(&lines) {
         assert!(l.ends_with(&format!(" c {n}")), "{l}");
+    }
+    if durable_sync == fdfs_conf::DurableSync::Journal {
+        let journal = fs::read(db.path().join("data/journal.0")).unwrap();
+        let has = |b: &[u8]| journal.windows(b.len()).any(|w| w == b);
+        assert!(has(b"second!") && has(names[1].0.as_bytes()));
     }
     // A lone request (nothing pipelined behind it) is answered at once.
     let n = upload(&a, b"alone", "txt", UploadKind::Normal).to_string();

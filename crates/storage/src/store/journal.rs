@@ -1,0 +1,397 @@
+//! The write-ahead journal of `durable_sync = journal`.
+//!
+//! Every binlog record is also appended here, with the whole content of
+//! the file it creates when that is a small normal or slave file (an
+//! *image*). One `fdatasync` of the journal, shared by every upload that
+//! finished meanwhile ([`Journal::commit`]), then makes those uploads
+//! durable: their files reach the disk later through normal writeback. So
+//! a batch costs one sequential write and one disk flush, where `fsync`
+//! costs a flush per file, directory and binlog.
+//!
+//! Two files, `journal.0` and `journal.1` in `<base_path>/data`, take
+//! turns. Appends go to the active one; when it is full the other becomes
+//! active, and a background thread checkpoints the full one: one `syncfs`
+//! of every file system of the store makes what it describes durable, then
+//! its header is cleared so that it is never replayed again.
+//!
+//! Only changes already made on the file system are appended (the upload
+//! is named before its image is journaled), so a checkpoint's `syncfs`
+//! covers everything in the file it retires.
+//!
+//! After a crash, [`Journal::open`] returns the entries of the files not
+//! checkpointed, oldest first, and the store redoes them before it serves.
+//!
+//! # Layout
+//! A file starts with a 16-byte header: `FDFSJNL1`, then its generation
+//! (u64 LE, growing by one at every turn; 0 means retired). Entries follow:
+//! payload length (u32 LE), CRC32 of the generation and the payload (u32
+//! LE), payload. The payload is the record's binlog file index (u32 LE)
+//! and offset (u64 LE), the record line's length (u32 LE), 1 if an image
+//! follows (u8), the line, and the image (the rest). Replay stops at the first entry whose CRC
+//! fails: a torn last write, or older entries of an earlier generation.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
+
+use super::disk::Disk;
+use super::GroupSync;
+
+const MAGIC: &[u8; 8] = b"FDFSJNL1";
+const HEADER_LEN: u64 = 16;
+const ENTRY_HEAD_LEN: usize = 8;
+const PAYLOAD_FIXED_LEN: usize = 4 + 8 + 4 + 1;
+
+/// Files up to this size are journaled whole; larger ones are fsynced.
+pub const IMAGE_MAX: u64 = 1 << 20;
+
+/// Size at which the active file turns over (a checkpoint follows).
+pub const DEFAULT_FILE_SIZE: u64 = 64 << 20;
+
+/// One journaled binlog record, with the image of the file it creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub binlog_index: u32,
+    pub binlog_offset: u64,
+    pub line: Vec<u8>,
+    pub image: Option<Vec<u8>>,
+}
+
+/// The bytes of one entry of generation `generation`.
+pub fn encode_entry(
+    generation: u64,
+    binlog_index: u32,
+    binlog_offset: u64,
+    line: &[u8],
+    image: Option<&[u8]>,
+) -> Vec<u8> {
+    let has_image = image.is_some();
+    let image = image.unwrap_or_default();
+    let payload_len = PAYLOAD_FIXED_LEN + line.len() + image.len();
+    let mut out = Vec::with_capacity(ENTRY_HEAD_LEN + payload_len);
+    out.extend_from_slice(&(payload_len as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&binlog_index.to_le_bytes());
+    out.extend_from_slice(&binlog_offset.to_le_bytes());
+    out.extend_from_slice(&(line.len() as u32).to_le_bytes());
+    out.push(has_image as u8);
+    out.extend_from_slice(line);
+    out.extend_from_slice(image);
+    let crc = entry_crc(generation, &out[ENTRY_HEAD_LEN..]);
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn entry_crc(generation: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&generation.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+/// The entries of a journal file's bytes, up to the first that is torn or
+/// of another generation; `None` if the header is not a live one.
+pub fn decode_file(bytes: &[u8]) -> Option<(u64, Vec<Entry>)> {
+    let generation = live_generation(bytes)?;
+    let mut entries = Vec::new();
+    let mut pos = HEADER_LEN as usize;
+    while let Some(head) = bytes.get(pos..pos + ENTRY_HEAD_LEN) {
+        let len = u32::from_le_bytes(head[..4].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(head[4..].try_into().unwrap());
+        let start = pos + ENTRY_HEAD_LEN;
+        let Some(payload) = bytes.get(start..start.saturating_add(len)) else {
+            break;
+        };
+        if len < PAYLOAD_FIXED_LEN || entry_crc(generation, payload) != crc {
+            break;
+        }
+        let line_len = u32::from_le_bytes(payload[12..16].try_into().unwrap()) as usize;
+        let Some(line) = payload.get(PAYLOAD_FIXED_LEN..PAYLOAD_FIXED_LEN + line_len) else {
+            break;
+        };
+        let image = &payload[PAYLOAD_FIXED_LEN + line_len..];
+        let has_image = payload[16] == 1;
+        entries.push(Entry {
+            binlog_index: u32::from_le_bytes(payload[..4].try_into().unwrap()),
+            binlog_offset: u64::from_le_bytes(payload[4..12].try_into().unwrap()),
+            line: line.to_vec(),
+            image: has_image.then(|| image.to_vec()),
+        });
+        pos = start + len;
+    }
+    Some((generation, entries))
+}
+
+fn live_generation(bytes: &[u8]) -> Option<u64> {
+    if bytes.len() < HEADER_LEN as usize || &bytes[..8] != MAGIC {
+        return None;
+    }
+    let g = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
+    (g != 0).then_some(g)
+}
+
+fn header(generation: u64) -> [u8; HEADER_LEN as usize] {
+    let mut h = [0u8; HEADER_LEN as usize];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..].copy_from_slice(&generation.to_le_bytes());
+    h
+}
+
+/// Path of journal file `i` (0 or 1) in `dir`.
+pub fn journal_path(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("journal.{i}"))
+}
+
+struct State {
+    active: usize,
+    generation: u64,
+    /// Where the next entry goes in the active file.
+    offset: u64,
+    /// The file being checkpointed, if any.
+    retiring: Option<usize>,
+    /// Files written since their last fdatasync.
+    unsynced: [bool; 2],
+}
+
+/// The journal of one storage server.
+pub struct Journal {
+    files: [File; 2],
+    file_size: u64,
+    disk: Arc<dyn Disk>,
+    state: Mutex<State>,
+    /// Signalled when a checkpoint ends.
+    retired: Condvar,
+    commits: GroupSync,
+    checkpoints: Mutex<mpsc::Sender<usize>>,
+}
+
+/// Entries to redo after a crash, oldest first.
+pub type Pending = Vec<Entry>;
+
+impl Journal {
+    /// Opens (creating) the two files in `dir`. Returns the journal, with
+    /// both files still live, and the entries they hold: redo them, then
+    /// call [`Journal::start`]. `sync_all` makes every file system of the
+    /// store durable (`syncfs` of each), for checkpoints.
+    pub fn open(
+        dir: &Path,
+        file_size: u64,
+        disk: Arc<dyn Disk>,
+        sync_all: Box<dyn Fn() -> io::Result<()> + Send>,
+    ) -> io::Result<(Arc<Journal>, Pending)> {
+        let mut found = Vec::new();
+        let mut files = Vec::new();
+        for i in 0..2 {
+            let path = journal_path(dir, i);
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)?;
+            let bytes = std::fs::read(&path)?;
+            if let Some((g, entries)) = decode_file(&bytes) {
+                found.push((g, entries));
+            }
+            files.push(f);
+        }
+        found.sort_by_key(|(g, _)| *g);
+        let generation = found.last().map_or(0, |(g, _)| *g);
+        let pending: Pending = found.into_iter().flat_map(|(_, e)| e).collect();
+        let files: [File; 2] = files
+            .try_into()
+            .map_err(|_| io::Error::other("two files"))?;
+        let (tx, rx) = mpsc::channel();
+        let journal = Arc::new(Journal {
+            files,
+            file_size: file_size.max(HEADER_LEN * 2),
+            disk,
+            state: Mutex::new(State {
+                active: 0,
+                generation,
+                offset: HEADER_LEN,
+                retiring: None,
+                unsynced: [false; 2],
+            }),
+            retired: Condvar::new(),
+            commits: GroupSync::default(),
+            checkpoints: Mutex::new(tx),
+        });
+        let weak = Arc::downgrade(&journal);
+        std::thread::Builder::new()
+            .name("journal-checkpoint".into())
+            .spawn(move || checkpointer(weak, rx, sync_all))?;
+        Ok((journal, pending))
+    }
+
+    /// After the redo (made durable by the caller): retires both files and
+    /// starts a new generation in `journal.0`.
+    pub fn start(&self) -> io::Result<()> {
+        for f in &self.files {
+            f.write_all_at(&[0; HEADER_LEN as usize], 0)?;
+            self.disk.sync_data(f)?;
+        }
+        let mut st = self.lock();
+        st.generation += 1;
+        st.active = 0;
+        st.offset = HEADER_LEN;
+        self.files[0].write_all_at(&header(st.generation), 0)?;
+        st.unsynced[0] = true;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends the entry of a binlog record (already written to the binlog,
+    /// its file already named). Durable after [`Journal::commit`].
+    pub fn append(
+        &self,
+        binlog_index: u32,
+        binlog_offset: u64,
+        line: &[u8],
+        image: Option<&[u8]>,
+    ) -> io::Result<()> {
+        let mut st = self.lock();
+        let mut bytes = encode_entry(st.generation, binlog_index, binlog_offset, line, image);
+        if st.offset + bytes.len() as u64 > self.file_size && st.offset > HEADER_LEN {
+            st = self.turn(st)?;
+            bytes = encode_entry(st.generation, binlog_index, binlog_offset, line, image);
+        }
+        self.files[st.active].write_all_at(&bytes, st.offset)?;
+        st.offset += bytes.len() as u64;
+        let a = st.active;
+        st.unsynced[a] = true;
+        Ok(())
+    }
+
+    /// Makes the other file active (waiting for its checkpoint to end) and
+    /// hands the full one to the checkpoint thread.
+    fn turn<'a>(
+        &'a self,
+        mut st: std::sync::MutexGuard<'a, State>,
+    ) -> io::Result<std::sync::MutexGuard<'a, State>> {
+        while st.retiring.is_some() {
+            st = self.retired.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        let full = st.active;
+        let next = 1 - full;
+        st.generation += 1;
+        self.files[next].write_all_at(&header(st.generation), 0)?;
+        st.active = next;
+        st.offset = HEADER_LEN;
+        st.unsynced[next] = true;
+        st.retiring = Some(full);
+        let sent = self
+            .checkpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(full);
+        if sent.is_err() {
+            return Err(io::Error::other("the journal checkpoint thread is gone"));
+        }
+        Ok(st)
+    }
+
+    /// Makes every entry appended before this call durable. Concurrent
+    /// callers share one `fdatasync`.
+    pub fn commit(&self) -> io::Result<()> {
+        self.commits.sync(|| {
+            let unsynced = std::mem::take(&mut self.lock().unsynced);
+            for (i, dirty) in unsynced.into_iter().enumerate() {
+                if dirty {
+                    if let Err(e) = self.disk.sync_data(&self.files[i]) {
+                        self.lock().unsynced[i] = true;
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Ends the checkpoint of file `i`: it holds nothing left to redo.
+    fn retire(&self, i: usize) -> io::Result<()> {
+        self.files[i].write_all_at(&[0; HEADER_LEN as usize], 0)?;
+        self.disk.sync_data(&self.files[i])?;
+        let mut st = self.lock();
+        st.retiring = None;
+        st.unsynced[i] = false;
+        self.retired.notify_all();
+        Ok(())
+    }
+}
+
+/// The checkpoint thread: for each full file, `sync_all` then retire it.
+/// Failures are retried; appenders wait meanwhile once the active file is
+/// full too (back-pressure, never a lost entry).
+fn checkpointer(
+    journal: Weak<Journal>,
+    full: mpsc::Receiver<usize>,
+    sync_all: Box<dyn Fn() -> io::Result<()> + Send>,
+) {
+    while let Ok(i) = full.recv() {
+        loop {
+            let Some(j) = journal.upgrade() else { return };
+            match sync_all().and_then(|()| j.retire(i)) {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "journal checkpoint failed; retrying in 1 s");
+                    drop(j);
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_replay_stops_at_a_torn_or_stale_one() {
+        let mut file = header(7).to_vec();
+        let a = encode_entry(7, 0, 0, b"1 C M00/00/00/a\n", Some(b"hello"));
+        let b = encode_entry(7, 0, 17, b"2 D M00/00/00/a\n", None);
+        file.extend_from_slice(&a);
+        file.extend_from_slice(&b);
+        let (g, entries) = decode_file(&file).unwrap();
+        assert_eq!(g, 7);
+        assert_eq!(
+            entries,
+            [
+                Entry {
+                    binlog_index: 0,
+                    binlog_offset: 0,
+                    line: b"1 C M00/00/00/a\n".to_vec(),
+                    image: Some(b"hello".to_vec()),
+                },
+                Entry {
+                    binlog_index: 0,
+                    binlog_offset: 17,
+                    line: b"2 D M00/00/00/a\n".to_vec(),
+                    image: None,
+                },
+            ]
+        );
+        // An entry of generation 6 left after them is not replayed.
+        let mut stale = file.clone();
+        stale.extend_from_slice(&encode_entry(6, 0, 34, b"3 D x\n", None));
+        assert_eq!(decode_file(&stale).unwrap().1.len(), 2);
+        // Nor a torn one.
+        let mut torn = file.clone();
+        let c = encode_entry(7, 0, 34, b"3 D x\n", None);
+        torn.extend_from_slice(&c[..c.len() - 1]);
+        assert_eq!(decode_file(&torn).unwrap().1.len(), 2);
+        // A retired file holds nothing.
+        let mut retired = file;
+        retired[..16].copy_from_slice(&[0; 16]);
+        assert!(decode_file(&retired).is_none());
+    }
+}
