@@ -11,7 +11,8 @@ temp dir), SETTLE_SECS (35, pause before the first round), KEEP=1 (keep the
 sandbox folders), SERIES (a comma list of series labels: 4K, 64K, lag16,
 lag1; default all), NEW_SANDBOX_ARGS / BASE_SANDBOX_ARGS (more `fdfs
 sandbox` arguments for one build, e.g. `--durable-sync syncfs`: the same
-binary can then be both builds).
+binary can then be both builds), NEW_DURABLE / BASE_DURABLE (DURABLE for one
+build only).
 
 The cluster is the reference one of DESIGN.md: a tracker, group1 with two
 storages and group2 with one, on loopback, built with `fdfs sandbox` (storage
@@ -80,11 +81,11 @@ def binlog_ops(store):
 
 
 class Sandbox:
-    def __init__(self, binary, folder, net, extra):
+    def __init__(self, binary, folder, net, durable, extra):
         self.binary, self.folder, self.net = binary, folder, net
         self.proc = subprocess.Popen(
             [binary, "sandbox", "--dir", folder, "--groups", "2", "--servers", "2,1",
-             "--net", net, "--http-port", "0", "--gateway-port", "0", "--durable", DURABLE]
+             "--net", net, "--http-port", "0", "--gateway-port", "0", "--durable", durable]
             + extra,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.conf = os.path.join(folder, "client", "client.conf")
@@ -132,8 +133,10 @@ class Sandbox:
 
 
 def one_round(label, binary, folder, net, results):
-    extra = os.environ.get("NEW_SANDBOX_ARGS" if label == "new" else "BASE_SANDBOX_ARGS", "").split()
-    sb = Sandbox(binary, folder, net, extra)
+    side = "NEW" if label == "new" else "BASE"
+    extra = os.environ.get(f"{side}_SANDBOX_ARGS", "").split()
+    durable = os.environ.get(f"{side}_DURABLE", DURABLE)
+    sb = Sandbox(binary, folder, net, durable, extra)
     try:
         for name, args, figures in chosen_series():
             sb.caught_up()
@@ -191,7 +194,8 @@ def report(builds, results):
         if fig not in figures:
             figures.append(fig)
     labels = [l for l, _ in builds]
-    print(f"| figure ({ROUNDS} rounds, durable={DURABLE}, medians) | " + " | ".join(labels)
+    durable = "/".join(dict.fromkeys(os.environ.get(f"{l.upper()}_DURABLE", DURABLE) for l in labels))
+    print(f"| figure ({ROUNDS} rounds, durable={durable}, medians) | " + " | ".join(labels)
           + (" | new / base |" if len(labels) == 2 else " |"))
     print("|---" * (len(labels) + 1 + (len(labels) == 2)) + "|")
     for fig in figures:

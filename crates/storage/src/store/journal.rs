@@ -22,8 +22,9 @@
 //! checkpointed, oldest first, and the store redoes them before it serves.
 //!
 //! # Layout
-//! A file starts with a 16-byte header: `FDFSJNL1`, then its generation
-//! (u64 LE, growing by one at every turn; 0 means retired). Entries follow:
+//! A file starts with a 16-byte header: `FDFSJNL1` (`FDFSJNL0` once
+//! retired), then its generation (u64 LE, one more at every turn, never
+//! reused). Entries follow:
 //! payload length (u32 LE), CRC32 of the generation and the payload (u32
 //! LE), payload. The payload is the record's binlog file index (u32 LE)
 //! and offset (u64 LE), the record line's length (u32 LE), 1 if an image
@@ -42,12 +43,18 @@ use super::disk::Disk;
 use super::GroupSync;
 
 const MAGIC: &[u8; 8] = b"FDFSJNL1";
+/// A retired file keeps its generation, so that the next is always higher
+/// and stale entries further in a reused file never pass as new ones.
+const RETIRED: &[u8; 8] = b"FDFSJNL0";
 const HEADER_LEN: u64 = 16;
 const ENTRY_HEAD_LEN: usize = 8;
 const PAYLOAD_FIXED_LEN: usize = 4 + 8 + 4 + 1;
 
 /// Files up to this size are journaled whole; larger ones are fsynced.
-pub const IMAGE_MAX: u64 = 1 << 20;
+/// Journaling writes the content twice (journal, then the file): for
+/// 64 KiB uploads that cost more than the flushes it saves (measured:
+/// docs/benchmarks.md). An upload in progress also holds its image.
+pub const IMAGE_MAX: u64 = 32 << 10;
 
 /// Size at which the active file turns over (a checkpoint follows).
 pub const DEFAULT_FILE_SIZE: u64 = 64 << 20;
@@ -61,8 +68,9 @@ pub struct Entry {
     pub image: Option<Vec<u8>>,
 }
 
-/// The bytes of one entry of generation `generation`.
-pub fn encode_entry(
+/// The bytes of one entry of generation `generation` up to its image,
+/// which follows them (written apart: no copy of a large image).
+pub fn encode_entry_head(
     generation: u64,
     binlog_index: u32,
     binlog_offset: u64,
@@ -72,7 +80,7 @@ pub fn encode_entry(
     let has_image = image.is_some();
     let image = image.unwrap_or_default();
     let payload_len = PAYLOAD_FIXED_LEN + line.len() + image.len();
-    let mut out = Vec::with_capacity(ENTRY_HEAD_LEN + payload_len);
+    let mut out = Vec::with_capacity(ENTRY_HEAD_LEN + PAYLOAD_FIXED_LEN + line.len());
     out.extend_from_slice(&(payload_len as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&binlog_index.to_le_bytes());
@@ -80,16 +88,17 @@ pub fn encode_entry(
     out.extend_from_slice(&(line.len() as u32).to_le_bytes());
     out.push(has_image as u8);
     out.extend_from_slice(line);
-    out.extend_from_slice(image);
-    let crc = entry_crc(generation, &out[ENTRY_HEAD_LEN..]);
+    let crc = entry_crc(generation, &[&out[ENTRY_HEAD_LEN..], image]);
     out[4..8].copy_from_slice(&crc.to_le_bytes());
     out
 }
 
-fn entry_crc(generation: u64, payload: &[u8]) -> u32 {
+fn entry_crc(generation: u64, payload: &[&[u8]]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&generation.to_le_bytes());
-    h.update(payload);
+    for part in payload {
+        h.update(part);
+    }
     h.finalize()
 }
 
@@ -106,7 +115,7 @@ pub fn decode_file(bytes: &[u8]) -> Option<(u64, Vec<Entry>)> {
         let Some(payload) = bytes.get(start..start.saturating_add(len)) else {
             break;
         };
-        if len < PAYLOAD_FIXED_LEN || entry_crc(generation, payload) != crc {
+        if len < PAYLOAD_FIXED_LEN || entry_crc(generation, &[payload]) != crc {
             break;
         }
         let line_len = u32::from_le_bytes(payload[12..16].try_into().unwrap()) as usize;
@@ -126,17 +135,24 @@ pub fn decode_file(bytes: &[u8]) -> Option<(u64, Vec<Entry>)> {
     Some((generation, entries))
 }
 
+/// The generation of a live file.
 fn live_generation(bytes: &[u8]) -> Option<u64> {
-    if bytes.len() < HEADER_LEN as usize || &bytes[..8] != MAGIC {
-        return None;
-    }
-    let g = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
-    (g != 0).then_some(g)
+    (bytes.get(..8)? == MAGIC).then(|| generation_of(bytes))
 }
 
-fn header(generation: u64) -> [u8; HEADER_LEN as usize] {
+/// The generation in a header, live or retired (0 for no header).
+fn generation_of(bytes: &[u8]) -> u64 {
+    match bytes.get(..HEADER_LEN as usize) {
+        Some(h) if &h[..8] == MAGIC || &h[..8] == RETIRED => {
+            u64::from_le_bytes(h[8..].try_into().unwrap())
+        }
+        _ => 0,
+    }
+}
+
+fn header(magic: &[u8; 8], generation: u64) -> [u8; HEADER_LEN as usize] {
     let mut h = [0u8; HEADER_LEN as usize];
-    h[..8].copy_from_slice(MAGIC);
+    h[..8].copy_from_slice(magic);
     h[8..].copy_from_slice(&generation.to_le_bytes());
     h
 }
@@ -185,6 +201,7 @@ impl Journal {
     ) -> io::Result<(Arc<Journal>, Pending)> {
         let mut found = Vec::new();
         let mut files = Vec::new();
+        let mut generation = 0;
         for i in 0..2 {
             let path = journal_path(dir, i);
             let f = OpenOptions::new()
@@ -194,13 +211,13 @@ impl Journal {
                 .truncate(false)
                 .open(&path)?;
             let bytes = std::fs::read(&path)?;
+            generation = generation.max(generation_of(&bytes));
             if let Some((g, entries)) = decode_file(&bytes) {
                 found.push((g, entries));
             }
             files.push(f);
         }
         found.sort_by_key(|(g, _)| *g);
-        let generation = found.last().map_or(0, |(g, _)| *g);
         let pending: Pending = found.into_iter().flat_map(|(_, e)| e).collect();
         let files: [File; 2] = files
             .try_into()
@@ -231,15 +248,17 @@ impl Journal {
     /// After the redo (made durable by the caller): retires both files and
     /// starts a new generation in `journal.0`.
     pub fn start(&self) -> io::Result<()> {
-        for f in &self.files {
-            f.write_all_at(&[0; HEADER_LEN as usize], 0)?;
-            self.disk.sync_data(f)?;
-        }
         let mut st = self.lock();
+        for (i, f) in self.files.iter().enumerate() {
+            let g = generation_of(&read_header(f)?);
+            f.write_all_at(&header(RETIRED, g), 0)?;
+            self.disk.sync_data(f)?;
+            st.unsynced[i] = false;
+        }
         st.generation += 1;
         st.active = 0;
         st.offset = HEADER_LEN;
-        self.files[0].write_all_at(&header(st.generation), 0)?;
+        self.files[0].write_all_at(&header(MAGIC, st.generation), 0)?;
         st.unsynced[0] = true;
         Ok(())
     }
@@ -258,13 +277,20 @@ impl Journal {
         image: Option<&[u8]>,
     ) -> io::Result<()> {
         let mut st = self.lock();
-        let mut bytes = encode_entry(st.generation, binlog_index, binlog_offset, line, image);
-        if st.offset + bytes.len() as u64 > self.file_size && st.offset > HEADER_LEN {
+        let head =
+            |generation| encode_entry_head(generation, binlog_index, binlog_offset, line, image);
+        let mut bytes = head(st.generation);
+        let len = (bytes.len() + image.map_or(0, <[u8]>::len)) as u64;
+        if st.offset + len > self.file_size && st.offset > HEADER_LEN {
             st = self.turn(st)?;
-            bytes = encode_entry(st.generation, binlog_index, binlog_offset, line, image);
+            bytes = head(st.generation);
         }
-        self.files[st.active].write_all_at(&bytes, st.offset)?;
-        st.offset += bytes.len() as u64;
+        let file = &self.files[st.active];
+        file.write_all_at(&bytes, st.offset)?;
+        if let Some(image) = image.filter(|i| !i.is_empty()) {
+            file.write_all_at(image, st.offset + bytes.len() as u64)?;
+        }
+        st.offset += len;
         let a = st.active;
         st.unsynced[a] = true;
         Ok(())
@@ -282,7 +308,7 @@ impl Journal {
         let full = st.active;
         let next = 1 - full;
         st.generation += 1;
-        self.files[next].write_all_at(&header(st.generation), 0)?;
+        self.files[next].write_all_at(&header(MAGIC, st.generation), 0)?;
         st.active = next;
         st.offset = HEADER_LEN;
         st.unsynced[next] = true;
@@ -317,7 +343,8 @@ impl Journal {
 
     /// Ends the checkpoint of file `i`: it holds nothing left to redo.
     fn retire(&self, i: usize) -> io::Result<()> {
-        self.files[i].write_all_at(&[0; HEADER_LEN as usize], 0)?;
+        let g = generation_of(&read_header(&self.files[i])?);
+        self.files[i].write_all_at(&header(RETIRED, g), 0)?;
         self.disk.sync_data(&self.files[i])?;
         let mut st = self.lock();
         st.retiring = None;
@@ -325,6 +352,15 @@ impl Journal {
         self.retired.notify_all();
         Ok(())
     }
+}
+
+fn read_header(f: &File) -> io::Result<[u8; HEADER_LEN as usize]> {
+    let mut h = [0u8; HEADER_LEN as usize];
+    let n = f.read_at(&mut h, 0)?;
+    if n < h.len() {
+        h = [0; HEADER_LEN as usize];
+    }
+    Ok(h)
 }
 
 /// The checkpoint thread: for each full file, `sync_all` then retire it.
@@ -353,10 +389,41 @@ fn checkpointer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::disk::RealDisk;
+
+    fn encode_entry(g: u64, index: u32, offset: u64, line: &[u8], image: Option<&[u8]>) -> Vec<u8> {
+        let mut e = encode_entry_head(g, index, offset, line, image);
+        e.extend_from_slice(image.unwrap_or_default());
+        e
+    }
+
+    #[test]
+    fn a_reused_file_never_replays_the_entries_of_an_earlier_life() {
+        let d = tempfile::tempdir().unwrap();
+        // journal.0 retired with three entries of generation 1 in it, of
+        // the size of the new entry below (so they would line up after it).
+        let mut old = header(RETIRED, 1).to_vec();
+        for i in 0..3u64 {
+            old.extend_from_slice(&encode_entry(1, 0, i, b"1 C M00/00/00/x\n", Some(b"x")));
+        }
+        std::fs::write(journal_path(d.path(), 0), &old).unwrap();
+        let (j, pending) =
+            Journal::open(d.path(), 1 << 20, Arc::new(RealDisk), Box::new(|| Ok(()))).unwrap();
+        assert!(pending.is_empty());
+        j.start().unwrap();
+        j.append(0, 0, b"2 C M00/00/00/y\n", Some(b"y")).unwrap();
+        j.commit().unwrap();
+        drop(j);
+        let bytes = std::fs::read(journal_path(d.path(), 0)).unwrap();
+        let (g, entries) = decode_file(&bytes).unwrap();
+        assert_eq!(g, 2);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].image.as_deref(), Some(&b"y"[..]));
+    }
 
     #[test]
     fn entries_round_trip_and_replay_stops_at_a_torn_or_stale_one() {
-        let mut file = header(7).to_vec();
+        let mut file = header(MAGIC, 7).to_vec();
         let a = encode_entry(7, 0, 0, b"1 C M00/00/00/a\n", Some(b"hello"));
         let b = encode_entry(7, 0, 17, b"2 D M00/00/00/a\n", None);
         file.extend_from_slice(&a);
@@ -389,9 +456,10 @@ mod tests {
         let c = encode_entry(7, 0, 34, b"3 D x\n", None);
         torn.extend_from_slice(&c[..c.len() - 1]);
         assert_eq!(decode_file(&torn).unwrap().1.len(), 2);
-        // A retired file holds nothing.
+        // A retired file holds nothing, and keeps its generation.
         let mut retired = file;
-        retired[..16].copy_from_slice(&[0; 16]);
+        retired[..16].copy_from_slice(&header(RETIRED, 7));
         assert!(decode_file(&retired).is_none());
+        assert_eq!(generation_of(&retired), 7);
     }
 }
