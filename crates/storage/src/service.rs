@@ -403,8 +403,14 @@ impl Session<'_> {
         if let Err(e) = self.stream_in(size, |c| up.write(c)).await? {
             return Ok(Err(e));
         }
-        let small = size <= SMALL && !store.config().durable;
-        Ok(maybe_blocking(small, || store.finish_upload(up)))
+        // A journaled upload only writes before its wait for the journal's
+        // commit, which is async: no blocking thread for it.
+        let small = size <= SMALL && (!store.config().durable || up.journaled());
+        match maybe_blocking(small, || store.finish_upload_deferred(up)) {
+            Ok((name, Some(wait))) => Ok(store.journaled(wait).await.map(|()| name)),
+            Ok((name, None)) => Ok(Ok(name)),
+            Err(e) => Ok(Err(e)),
+        }
     }
 
     async fn finish_new_file(

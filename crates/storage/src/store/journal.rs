@@ -3,10 +3,15 @@
 //! Every binlog record is also appended here, with the whole content of
 //! the file it creates when that is a small normal or slave file (an
 //! *image*). One `fdatasync` of the journal, shared by every upload that
-//! finished meanwhile ([`Journal::commit`]), then makes those uploads
-//! durable: their files reach the disk later through normal writeback. So
-//! a batch costs one sequential write and one disk flush, where `fsync`
-//! costs a flush per file, directory and binlog.
+//! finished meanwhile, then makes those uploads durable: their files reach
+//! the disk later through normal writeback. So a batch costs one
+//! sequential write and one disk flush, where `fsync` costs a flush per
+//! file, directory and binlog.
+//!
+//! A committer thread runs the `fdatasync`s: whoever needs entries durable
+//! asks for them and waits, blocking ([`Journal::commit`]) or async
+//! ([`Journal::durable`]); an upload then needs no thread of its own while
+//! it waits.
 //!
 //! Two files, `journal.0` and `journal.1` in `<base_path>/data`, take
 //! turns. Appends go to the active one; when it is full the other becomes
@@ -40,7 +45,6 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
 use super::disk::Disk;
-use super::GroupSync;
 
 const MAGIC: &[u8; 8] = b"FDFSJNL1";
 /// A retired file keeps its generation, so that the next is always higher
@@ -171,6 +175,46 @@ struct State {
     retiring: Option<usize>,
     /// Files written since their last fdatasync.
     unsynced: [bool; 2],
+    /// Entries appended so far.
+    appended: u64,
+}
+
+/// Where the commits stand; shared with the committer thread.
+#[derive(Default)]
+struct Commits {
+    state: Mutex<CommitState>,
+    /// Wakes the committer (work) and blocking waiters (progress).
+    changed: Condvar,
+    /// The same progress for async waiters.
+    durable: tokio::sync::watch::Sender<CommitState>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct CommitState {
+    /// Entries someone waits for.
+    requested: u64,
+    /// Entries known durable.
+    synced: u64,
+    /// An fdatasync failed: nothing is confirmed any more (the kernel may
+    /// have dropped the pages it could not write).
+    failed: bool,
+    /// The journal is gone: the committer stops.
+    closed: bool,
+}
+
+impl CommitState {
+    /// Whether waiting for `ticket` is over: `Ok` durable, `Err` never.
+    fn outcome(&self, ticket: u64) -> Option<io::Result<()>> {
+        if self.failed {
+            Some(Err(io::Error::other(
+                "an earlier fdatasync of the journal failed",
+            )))
+        } else if self.synced >= ticket {
+            Some(Ok(()))
+        } else {
+            None
+        }
+    }
 }
 
 /// The journal of one storage server.
@@ -181,8 +225,25 @@ pub struct Journal {
     state: Mutex<State>,
     /// Signalled when a checkpoint ends.
     retired: Condvar,
-    commits: GroupSync,
+    commits: Arc<Commits>,
     checkpoints: Mutex<mpsc::Sender<usize>>,
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.commits.update(|c| c.closed = true);
+    }
+}
+
+impl Commits {
+    fn update(&self, f: impl FnOnce(&mut CommitState)) {
+        let mut c = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut c);
+        let now = *c;
+        drop(c);
+        self.changed.notify_all();
+        self.durable.send_replace(now);
+    }
 }
 
 /// Entries to redo after a crash, oldest first.
@@ -233,15 +294,20 @@ impl Journal {
                 offset: HEADER_LEN,
                 retiring: None,
                 unsynced: [false; 2],
+                appended: 0,
             }),
             retired: Condvar::new(),
-            commits: GroupSync::default(),
+            commits: Arc::default(),
             checkpoints: Mutex::new(tx),
         });
         let weak = Arc::downgrade(&journal);
         std::thread::Builder::new()
             .name("journal-checkpoint".into())
             .spawn(move || checkpointer(weak, rx, sync_all))?;
+        let (weak, commits) = (Arc::downgrade(&journal), journal.commits.clone());
+        std::thread::Builder::new()
+            .name("journal-commit".into())
+            .spawn(move || committer(weak, commits))?;
         Ok((journal, pending))
     }
 
@@ -293,7 +359,14 @@ impl Journal {
         st.offset += len;
         let a = st.active;
         st.unsynced[a] = true;
+        st.appended += 1;
         Ok(())
+    }
+
+    /// The ticket that covers every entry appended so far: pass it to
+    /// [`Journal::durable`].
+    pub fn ticket(&self) -> u64 {
+        self.lock().appended
     }
 
     /// Makes the other file active (waiting for its checkpoint to end) and
@@ -324,21 +397,66 @@ impl Journal {
         Ok(st)
     }
 
-    /// Makes every entry appended before this call durable. Concurrent
-    /// callers share one `fdatasync`.
+    /// Makes every entry appended before this call durable, waiting for
+    /// the committer. Concurrent callers share one `fdatasync`.
     pub fn commit(&self) -> io::Result<()> {
-        self.commits.sync(|| {
-            let unsynced = std::mem::take(&mut self.lock().unsynced);
-            for (i, dirty) in unsynced.into_iter().enumerate() {
-                if dirty {
-                    if let Err(e) = self.disk.sync_data(&self.files[i]) {
-                        self.lock().unsynced[i] = true;
-                        return Err(e);
-                    }
+        self.commit_upto(self.ticket())
+    }
+
+    /// [`Journal::commit`] of the entries up to `ticket`.
+    pub fn commit_upto(&self, ticket: u64) -> io::Result<()> {
+        self.request(ticket);
+        let mut c = self.commits.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(r) = c.outcome(ticket) {
+                return r;
+            }
+            c = self
+                .commits
+                .changed
+                .wait(c)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// [`Journal::commit`] for a `ticket` taken after one's appends, as an
+    /// async wait.
+    pub async fn durable(&self, ticket: u64) -> io::Result<()> {
+        let mut rx = self.commits.durable.subscribe();
+        self.request(ticket);
+        let c = rx
+            .wait_for(|c| c.outcome(ticket).is_some())
+            .await
+            .map_err(|_| io::Error::other("the journal is closed"))?;
+        c.outcome(ticket).unwrap_or(Ok(()))
+    }
+
+    fn request(&self, ticket: u64) {
+        let c = self.commits.state.lock().unwrap_or_else(|e| e.into_inner());
+        if c.synced >= ticket || c.requested >= ticket {
+            return;
+        }
+        drop(c);
+        self.commits
+            .update(|c| c.requested = c.requested.max(ticket));
+    }
+
+    /// One commit: fdatasync of each file written since its last one.
+    /// Returns how many entries are now durable.
+    fn sync_unsynced(&self) -> io::Result<u64> {
+        let (unsynced, upto) = {
+            let mut st = self.lock();
+            (std::mem::take(&mut st.unsynced), st.appended)
+        };
+        for (i, dirty) in unsynced.into_iter().enumerate() {
+            if dirty {
+                if let Err(e) = self.disk.sync_data(&self.files[i]) {
+                    self.lock().unsynced[i] = true;
+                    return Err(e);
                 }
             }
-            Ok(())
-        })
+        }
+        Ok(upto)
     }
 
     /// Ends the checkpoint of file `i`: it holds nothing left to redo.
@@ -361,6 +479,32 @@ fn read_header(f: &File) -> io::Result<[u8; HEADER_LEN as usize]> {
         h = [0; HEADER_LEN as usize];
     }
     Ok(h)
+}
+
+/// The committer thread: while someone waits for entries not yet durable,
+/// syncs everything appended so far and tells the waiters.
+fn committer(journal: Weak<Journal>, commits: Arc<Commits>) {
+    loop {
+        {
+            let mut c = commits.state.lock().unwrap_or_else(|e| e.into_inner());
+            while !c.closed && (c.failed || c.requested <= c.synced) {
+                c = commits.changed.wait(c).unwrap_or_else(|e| e.into_inner());
+            }
+            if c.closed {
+                return;
+            }
+        }
+        let Some(j) = journal.upgrade() else { return };
+        let r = j.sync_unsynced();
+        drop(j);
+        match r {
+            Ok(upto) => commits.update(|c| c.synced = c.synced.max(upto)),
+            Err(e) => {
+                tracing::error!(error = %e, "fdatasync of the journal failed: durable changes are refused from now on");
+                commits.update(|c| c.failed = true);
+            }
+        }
+    }
 }
 
 /// The checkpoint thread: for each full file, `sync_all` then retire it.

@@ -634,7 +634,24 @@ impl Store {
     }
 
     /// Gives a complete upload its name, records it and returns the name.
-    pub fn finish_upload(&self, mut up: Upload) -> Result<LogicName> {
+    pub fn finish_upload(&self, up: Upload) -> Result<LogicName> {
+        let (name, wait) = self.finish_upload_deferred(up)?;
+        if let Some(JournalWait(ticket)) = wait {
+            if let Some(j) = &self.journal {
+                j.commit_upto(ticket)
+                    .map_err(|e| StoreError::io("fdatasync of the journal", e))?;
+            }
+        }
+        Ok(name)
+    }
+
+    /// [`Store::finish_upload`] that leaves the wait for the journal's
+    /// commit, if that is all that is left, to the caller
+    /// ([`Store::journaled`]), so that it needs no thread while it waits.
+    pub fn finish_upload_deferred(
+        &self,
+        mut up: Upload,
+    ) -> Result<(LogicName, Option<JournalWait>)> {
         if up.written != up.size {
             return Err(StoreError::Invalid(format!(
                 "upload ended after {} of {} bytes",
@@ -704,8 +721,26 @@ impl Store {
             Some(_) => Vec::new(),
             None => path.parent().map(Path::to_owned).into_iter().collect(),
         };
+        if let Some(j) = self.journal.as_ref().filter(|_| self.cfg.durable) {
+            for d in &dirs {
+                self.sync_directory(d)
+                    .map_err(|e| StoreError::io("fsync of the directory", e))?;
+            }
+            return Ok((name, Some(JournalWait(j.ticket()))));
+        }
         self.commit_names(Some(seq), &dirs)?;
-        Ok(name)
+        Ok((name, None))
+    }
+
+    /// Waits until the journal holds what `wait` stands for on disk.
+    pub async fn journaled(&self, wait: JournalWait) -> Result<()> {
+        match &self.journal {
+            Some(j) => j
+                .durable(wait.0)
+                .await
+                .map_err(|e| StoreError::io("fdatasync of the journal", e)),
+            None => Ok(()),
+        }
     }
 
     /// Makes a new or renamed directory entry durable; concurrent callers
@@ -1146,6 +1181,10 @@ impl Store {
     }
 }
 
+/// What a finished upload waits for: the journal's commit of its entry.
+#[derive(Debug, Clone, Copy)]
+pub struct JournalWait(u64);
+
 /// An upload in progress. Dropping it before [`Store::finish_upload`]
 /// removes the temporary file.
 pub struct Upload {
@@ -1186,6 +1225,11 @@ impl Upload {
 
     pub fn remaining(&self) -> u64 {
         self.size - self.written
+    }
+
+    /// Whether its content goes to the journal (no fsync of its own).
+    pub fn journaled(&self) -> bool {
+        self.image.is_some()
     }
 
     /// The temporary file (tests).
