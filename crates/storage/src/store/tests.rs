@@ -441,6 +441,7 @@ struct CountingDisk {
     syncfs: AtomicU64,
     datasyncs: AtomicU64,
     fail_syncfs: bool,
+    fail_datasync: std::sync::atomic::AtomicBool,
 }
 
 impl Disk for CountingDisk {
@@ -453,6 +454,9 @@ impl Disk for CountingDisk {
     }
     fn sync_data(&self, file: &File) -> io::Result<()> {
         self.datasyncs.fetch_add(1, Ordering::SeqCst);
+        if self.fail_datasync.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
         RealDisk.sync_data(file)
     }
     fn sync_fs(&self, on: &File) -> io::Result<()> {
@@ -608,4 +612,20 @@ fn journal_turns_over_and_checkpoints_with_syncfs() {
     // The last uploads were in a file not checkpointed yet: redone.
     assert_eq!(read_all(&s, names.last().unwrap(), 0, 0).unwrap(), body);
     assert_eq!(binlog_lines(d.path()).len(), 50);
+}
+
+#[test]
+fn a_failed_journal_fdatasync_refuses_every_durable_change_after_it() {
+    let d = tempfile::tempdir().unwrap();
+    let disk = Arc::new(CountingDisk::default());
+    let s = Store::open(journal_cfg(d.path()), disk.clone()).unwrap();
+    upload(&s, b"fine", "txt", UploadKind::Normal).unwrap();
+    disk.fail_datasync.store(true, Ordering::SeqCst);
+    let e = upload(&s, b"lost?", "txt", UploadKind::Normal).unwrap_err();
+    assert_eq!(e.status(), 5, "{e}");
+    // The kernel may have dropped the pages it could not write: a later
+    // success would not cover them, so nothing is confirmed any more.
+    disk.fail_datasync.store(false, Ordering::SeqCst);
+    let e = upload(&s, b"after", "txt", UploadKind::Normal).unwrap_err();
+    assert_eq!(e.status(), 5, "{e}");
 }
