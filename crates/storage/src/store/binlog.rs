@@ -34,6 +34,28 @@ struct Current {
     seq: u64,
 }
 
+impl Current {
+    /// Continues in binlog file `index` (created if new) and records it in
+    /// the index file.
+    fn move_to(&mut self, dir: &Path, index: u32) -> io::Result<()> {
+        let file = open_for_append(&binlog_path(dir, index))?;
+        write_index(dir, index)?;
+        self.size = file.metadata()?.len();
+        self.file = Arc::new(file);
+        self.index = index;
+        Ok(())
+    }
+}
+
+/// A binlog file opened to append (and to read back, for the recovery).
+fn open_for_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
 /// The append side of the binlog.
 pub struct Binlog {
     dir: PathBuf,
@@ -54,11 +76,7 @@ impl Binlog {
         fs::create_dir_all(dir)?;
         let index = read_index(dir)?.unwrap_or(0);
         let path = binlog_path(dir, index);
-        let file = OpenOptions::new()
-            .read(true)
-            .create(true)
-            .append(true)
-            .open(&path)?;
+        let file = open_for_append(&path)?;
         let mut size = file.metadata()?.len();
         // A crash can leave a torn last record: cut it so the next record
         // starts on a line of its own.
@@ -116,16 +134,8 @@ impl Binlog {
         if cur.size > 0 && cur.size + line.len() as u64 > self.max_size {
             // The old file is complete: make it durable before moving on.
             cur.file.sync_all()?;
-            let index = cur.index + 1;
-            let file = OpenOptions::new()
-                .read(true)
-                .create(true)
-                .append(true)
-                .open(binlog_path(&self.dir, index))?;
-            write_index(&self.dir, index)?;
-            cur.file = Arc::new(file);
-            cur.index = index;
-            cur.size = 0;
+            let next = cur.index + 1;
+            cur.move_to(&self.dir, next)?;
         }
         (&*cur.file).write_all(line.as_bytes())?;
         if let Some(j) = self.journal.get() {
@@ -164,15 +174,7 @@ impl Binlog {
         }
         if index > cur.index {
             // The move to the next file had not reached the disk.
-            let file = OpenOptions::new()
-                .read(true)
-                .create(true)
-                .append(true)
-                .open(binlog_path(&self.dir, index))?;
-            write_index(&self.dir, index)?;
-            cur.size = file.metadata()?.len();
-            cur.file = Arc::new(file);
-            cur.index = index;
+            cur.move_to(&self.dir, index)?;
         }
         if cur.size >= offset + line.len() as u64 {
             let mut there = vec![0u8; line.len()];
