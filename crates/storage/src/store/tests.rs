@@ -16,7 +16,7 @@ fn cfg(dir: &Path, paths: usize) -> StoreConfig {
         group: GroupName::new("group1").unwrap(),
         reserved: ReservedSpace::Bytes(0),
         binlog_max_size: binlog::DEFAULT_MAX_SIZE,
-        journal_file_size: journal::DEFAULT_FILE_SIZE,
+        journal_file_size: 1 << 20,
     }
 }
 

@@ -43,7 +43,7 @@ fn store_with(dir: &Path, ip: [u8; 4], durable: bool) -> Arc<Store> {
         group: GroupName::new("group1").unwrap(),
         reserved: ReservedSpace::Bytes(0),
         binlog_max_size: binlog::DEFAULT_MAX_SIZE,
-        journal_file_size: crate::store::journal::DEFAULT_FILE_SIZE,
+        journal_file_size: 1 << 20,
     };
     let s = Store::open(cfg, Arc::new(RealDisk)).unwrap();
     s.set_source(SourceServer::Ip(Ipv4Addr::from(ip)));
