@@ -17,7 +17,9 @@
 //! turns. Appends go to the active one; when it is full the other becomes
 //! active, and a background thread checkpoints the full one: one `syncfs`
 //! of every file system of the store makes what it describes durable, then
-//! its header is cleared so that it is never replayed again.
+//! its header is marked retired so that it is never replayed again. Both
+//! files are written out to their full size when opened, so commits
+//! overwrite blocks that exist instead of growing a file.
 //!
 //! Only changes already made on the file system are appended (the upload
 //! is named before its image is journaled), so a checkpoint's `syncfs`
@@ -33,8 +35,9 @@
 //! payload length (u32 LE), CRC32 of the generation and the payload (u32
 //! LE), payload. The payload is the record's binlog file index (u32 LE)
 //! and offset (u64 LE), the record line's length (u32 LE), 1 if an image
-//! follows (u8), the line, and the image (the rest). Replay stops at the first entry whose CRC
-//! fails: a torn last write, or older entries of an earlier generation.
+//! follows (u8), the line, and the image (the rest). Replay stops at the
+//! first entry whose CRC fails: a torn last write, the zeros after the
+//! last entry, or older entries of an earlier generation.
 
 use std::fs::{File, OpenOptions};
 use std::io;
