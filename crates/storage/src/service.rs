@@ -404,8 +404,10 @@ impl Session<'_> {
             return Ok(Err(e));
         }
         // A journaled upload only writes before its wait for the journal's
-        // commit, which is async: no blocking thread for it.
-        let small = size <= SMALL && (!store.config().durable || up.journaled());
+        // commit, which is async: no blocking thread for it (unless its
+        // append may wait for a checkpoint).
+        let inline = !store.config().durable || (up.journaled() && !store.journal_may_wait());
+        let small = size <= SMALL && inline;
         match maybe_blocking(small, || store.finish_upload_deferred(up)) {
             Ok((name, Some(wait))) => Ok(store.journaled(wait).await.map(|()| name)),
             Ok((name, None)) => Ok(Ok(name)),

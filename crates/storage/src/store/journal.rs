@@ -404,6 +404,13 @@ impl Journal {
         Ok(())
     }
 
+    /// Whether an append may have to wait: a checkpoint is running, and
+    /// the active file may fill before it ends. Async callers then append
+    /// from a blocking context.
+    pub fn may_wait(&self) -> bool {
+        self.lock().retiring.is_some()
+    }
+
     /// The ticket that covers every entry appended so far: pass it to
     /// [`Journal::durable`].
     pub fn ticket(&self) -> u64 {
@@ -599,6 +606,35 @@ mod tests {
         let mut e = encode_entry_head(g, index, offset, line, image);
         e.extend_from_slice(image.unwrap_or_default());
         e
+    }
+
+    #[test]
+    fn appends_may_wait_while_a_checkpoint_runs() {
+        let d = tempfile::tempdir().unwrap();
+        let (go, gate) = mpsc::channel::<()>();
+        let gate = Mutex::new(gate);
+        let slow_sync = Box::new(move || {
+            let _ = gate.lock().unwrap().recv();
+            Ok(())
+        });
+        let (j, _) = Journal::open(d.path(), 256, Arc::new(RealDisk), slow_sync).unwrap();
+        j.start().unwrap();
+        assert!(!j.may_wait());
+        // 48-byte entries: five fill the first 256-byte file, the sixth turns.
+        for i in 0..7 {
+            j.append(0, i, b"1 C M00/00/00/abcdefgh\n", None).unwrap();
+        }
+        assert!(j.may_wait(), "the checkpoint is held");
+        go.send(()).unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while j.may_wait() {
+            assert!(
+                std::time::Instant::now() < end,
+                "the checkpoint never ended"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        j.commit().unwrap();
     }
 
     #[test]

@@ -732,6 +732,12 @@ impl Store {
         Ok((name, None))
     }
 
+    /// Whether finishing a journaled upload may block for a while (see
+    /// [`journal::Journal::may_wait`]).
+    pub fn journal_may_wait(&self) -> bool {
+        self.journal.as_ref().is_some_and(|j| j.may_wait())
+    }
+
     /// Waits until the journal holds what `wait` stands for on disk.
     pub async fn journaled(&self, wait: JournalWait) -> Result<()> {
         match &self.journal {
