@@ -91,7 +91,21 @@ fn slave(c: &mut Client, master: &str, prefix: &str, ext: &str, data: &[u8]) -> 
 
 #[test]
 fn storage_commands_end_to_end() {
-    let (_dir, tracker, storage) = start_cluster(&[], StorageOpts::default());
+    commands_end_to_end("fsync");
+}
+
+/// Every command again with `durable_sync = journal`: small files take the
+/// journal, appender files and metadata the fsync path.
+#[test]
+fn storage_commands_end_to_end_with_the_journal() {
+    commands_end_to_end("journal");
+}
+
+fn commands_end_to_end(durable_sync: &str) {
+    let line = format!("durable_sync = {durable_sync}");
+    let mut opts = StorageOpts::default();
+    opts.extra.push(&line);
+    let (_dir, tracker, storage) = start_cluster(&[], opts);
     let mut c = Client::connect(storage.addr);
 
     // The storage joined and became ACTIVE: the tracker sends uploads to it.
@@ -326,4 +340,6 @@ fn storage_commands_end_to_end() {
     assert!(stat.contains("success_upload_count=7\n"), "{stat}");
     assert!(stat.contains("total_append_count=23\n"), "{stat}");
     assert!(stat.contains("success_delete_count=1\n"), "{stat}");
+    let journal = storage.base.join("data/journal.0");
+    assert_eq!(journal.exists(), durable_sync == "journal");
 }
