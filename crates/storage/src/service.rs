@@ -92,6 +92,13 @@ pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Runs `f` on the store in a blocking context while holding `name`'s
+/// lock: appender, metadata and delete changes of one file never overlap.
+async fn locked<T>(store: &Store, name: &LogicName, f: impl FnOnce(&Store) -> T) -> T {
+    let _guard = store.lock_file(name).await;
+    blocking(|| f(store))
+}
+
 /// Reads `n` body bytes in chunks of `buf`'s size and hands each to `sink`.
 /// After the first sink error the rest is still read (and dropped), so the
 /// connection stays in step; that error is returned.
@@ -547,10 +554,10 @@ impl Session<'_> {
             Err(flow) => return Ok(flow),
         };
         let store = self.svc.store.clone();
-        let res = {
-            let _g = store.lock_file(&req.filename).await;
-            blocking(|| store.truncate(&req.filename, req.new_size))
-        };
+        let res = locked(&store, &req.filename, |s| {
+            s.truncate(&req.filename, req.new_size)
+        })
+        .await;
         self.stats_op(idx::TOTAL_TRUNCATE, res.is_ok(), None);
         self.reply_empty(h, res).await
     }
@@ -562,10 +569,7 @@ impl Session<'_> {
             Err(flow) => return Ok(flow),
         };
         let store = self.svc.store.clone();
-        let res = {
-            let _g = store.lock_file(&req.filename).await;
-            blocking(|| store.regenerate(&req.filename))
-        };
+        let res = locked(&store, &req.filename, |s| s.regenerate(&req.filename)).await;
         match res {
             Ok(name) => {
                 let mut body = Vec::new();
@@ -769,10 +773,7 @@ impl Session<'_> {
             }
         };
         let store = self.svc.store.clone();
-        let res = {
-            let _g = store.lock_file(&name).await;
-            blocking(|| store.delete(&name))
-        };
+        let res = locked(&store, &name, |s| s.delete(&name)).await;
         self.stats_op(idx::TOTAL_DELETE, res.is_ok(), None);
         self.reply_empty(h, res).await
     }
@@ -788,10 +789,10 @@ impl Session<'_> {
             return self.refuse(h, errno::EINVAL, &why).await;
         }
         let store = self.svc.store.clone();
-        let res = {
-            let _g = store.lock_file(&req.filename).await;
-            blocking(|| store.set_metadata(&req.filename, req.op, &req.meta))
-        };
+        let res = locked(&store, &req.filename, |s| {
+            s.set_metadata(&req.filename, req.op, &req.meta)
+        })
+        .await;
         self.stats_op(idx::TOTAL_SET_META, res.is_ok(), None);
         self.reply_empty(h, res).await
     }
