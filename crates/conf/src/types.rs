@@ -73,7 +73,7 @@ pub enum DurableSync {
     /// on that file system: for store paths on disks of their own.
     Syncfs,
     /// `journal`: every binlog record, with the whole content of a new
-    /// normal or slave file up to 32 KiB, is appended to a write-ahead
+    /// normal or slave file up to 64 KiB, is appended to a write-ahead
     /// journal in the base path; one `fdatasync` of it covers every upload
     /// that finished meanwhile. The files reach the disk later; a restart
     /// after a crash redoes what the journal holds. Other changes are

@@ -215,10 +215,10 @@ fn kill9_during_uploads(ip: [u8; 4], durable_sync: &str, lose_unsynced: bool) {
         w.join().unwrap();
     }
     if lose_unsynced {
-        // Files up to 32 KiB are in the journal; larger ones were fsynced.
+        // Files up to 64 KiB are in the journal; larger ones were fsynced.
         let mut removed = 0;
         for p in stored_files(&storage.base) {
-            if std::fs::metadata(&p).unwrap().len() <= 32 << 10 {
+            if std::fs::metadata(&p).unwrap().len() <= 64 << 10 {
                 std::fs::remove_file(p).unwrap();
                 removed += 1;
             }
