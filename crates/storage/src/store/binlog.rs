@@ -205,17 +205,6 @@ impl Binlog {
         Ok(())
     }
 
-    /// fsync of the current binlog file.
-    pub fn sync_current(&self) -> io::Result<()> {
-        let file = self
-            .cur
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .file
-            .clone();
-        file.sync_all()
-    }
-
     /// A receiver that sees every append (replication workers).
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.appended.subscribe()

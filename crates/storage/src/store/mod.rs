@@ -420,10 +420,13 @@ impl Store {
         Ok(())
     }
 
-    /// Whether a new file of `size` bytes is journaled whole (no fsync of
-    /// its own): `durable_sync = journal`, not an appender, small.
-    pub(crate) fn journals_content(&self, kind: FileKind, size: u64) -> bool {
-        self.journal.is_some() && kind != FileKind::Appender && size <= journal::IMAGE_MAX
+    /// A buffer for the content of a new file of `size` bytes when it is
+    /// to be journaled whole (no fsync of its own): `durable_sync =
+    /// journal`, not an appender, small. `None` otherwise.
+    pub(crate) fn journal_image(&self, kind: FileKind, size: u64) -> Option<Vec<u8>> {
+        let journaled =
+            self.journal.is_some() && kind != FileKind::Appender && size <= journal::IMAGE_MAX;
+        journaled.then(|| Vec::with_capacity(size as usize))
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -615,9 +618,7 @@ impl Store {
             UploadKind::Appender => FileKind::Appender,
             _ => FileKind::Normal,
         };
-        let image = self
-            .journals_content(kind_of_file, size)
-            .then(|| Vec::with_capacity(size as usize));
+        let image = self.journal_image(kind_of_file, size);
         Ok(Upload {
             image,
             tmp,
@@ -722,10 +723,7 @@ impl Store {
             None => path.parent().map(Path::to_owned).into_iter().collect(),
         };
         if let Some(j) = self.journal.as_ref().filter(|_| self.cfg.durable) {
-            for d in &dirs {
-                self.sync_directory(d)
-                    .map_err(|e| StoreError::io("fsync of the directory", e))?;
-            }
+            self.sync_directories(&dirs)?;
             return Ok((name, Some(JournalWait(j.ticket()))));
         }
         self.commit_names(Some(seq), &dirs)?;
@@ -800,10 +798,7 @@ impl Store {
             return Ok(());
         }
         if self.journal.is_some() {
-            for d in dirs {
-                self.sync_directory(d)
-                    .map_err(|e| StoreError::io("fsync of the directory", e))?;
-            }
+            self.sync_directories(dirs)?;
             return binlog_seq.map_or(Ok(()), |seq| self.sync_records(seq));
         }
         if self.cfg.durable_sync == DurableSync::Syncfs {
@@ -831,6 +826,11 @@ impl Store {
         if let Some(seq) = binlog_seq {
             self.sync_records(seq)?;
         }
+        self.sync_directories(dirs)
+    }
+
+    /// fsync of each of `dirs`, shared by concurrent callers.
+    fn sync_directories(&self, dirs: &[PathBuf]) -> Result<()> {
         for d in dirs {
             self.sync_directory(d)
                 .map_err(|e| StoreError::io("fsync of the directory", e))?;

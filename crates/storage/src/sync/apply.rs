@@ -200,11 +200,8 @@ pub fn begin_file(store: &Store, name: &str, size: u64, update: bool) -> Result<
         .create_new(true)
         .open(&tmp)
         .map_err(|e| StoreError::io(format!("creating {}", tmp.display()), e))?;
-    let image = store
-        .journals_content(logic.kind, size)
-        .then(|| Vec::with_capacity(size as usize));
     Ok(Incoming {
-        image,
+        image: store.journal_image(logic.kind, size),
         name: name.to_owned(),
         path,
         tmp,
