@@ -18,7 +18,7 @@
 //! active, and a background thread checkpoints the full one: one `syncfs`
 //! of every file system of the store makes what it describes durable, then
 //! its header is marked retired so that it is never replayed again. Both
-//! files are written out to their full size when opened, so commits
+//! files are written out to their full size when it starts, so commits
 //! overwrite blocks that exist instead of growing a file.
 //!
 //! Only changes already made on the file system are appended (the upload
@@ -109,28 +109,12 @@ fn entry_crc(generation: u64, payload: &[&[u8]]) -> u32 {
     h.finalize()
 }
 
-/// Where journal bytes are read from: a file, or a slice in tests.
-pub trait JournalBytes {
-    /// Fills `buf` from `pos`; `Ok(false)` if the end comes first.
-    fn read_full_at(&self, buf: &mut [u8], pos: u64) -> io::Result<bool>;
-}
-
-impl JournalBytes for [u8] {
-    fn read_full_at(&self, buf: &mut [u8], pos: u64) -> io::Result<bool> {
-        let part = usize::try_from(pos)
-            .ok()
-            .and_then(|p| self.get(p..p.checked_add(buf.len())?));
-        Ok(part.map(|b| buf.copy_from_slice(b)).is_some())
-    }
-}
-
-impl JournalBytes for File {
-    fn read_full_at(&self, buf: &mut [u8], pos: u64) -> io::Result<bool> {
-        match self.read_exact_at(buf, pos) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-            Err(e) => Err(e),
-        }
+/// Fills `buf` from `pos` of `f`; `Ok(false)` if the end comes first.
+fn read_full_at(f: &File, buf: &mut [u8], pos: u64) -> io::Result<bool> {
+    match f.read_exact_at(buf, pos) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -140,9 +124,9 @@ const PAYLOAD_MAX: usize = 16 << 20;
 /// The entries of a journal file, up to the first that is torn or of
 /// another generation; `None` if the header is not a live one. Reads the
 /// entries one by one: a retired file costs one header read.
-pub fn decode<B: JournalBytes + ?Sized>(src: &B) -> io::Result<Option<(u64, Vec<Entry>)>> {
+fn decode(f: &File) -> io::Result<Option<(u64, Vec<Entry>)>> {
     let mut header = [0u8; HEADER_LEN as usize];
-    if !src.read_full_at(&mut header, 0)? {
+    if !read_full_at(f, &mut header, 0)? {
         return Ok(None);
     }
     let Some(generation) = live_generation(&header) else {
@@ -151,14 +135,14 @@ pub fn decode<B: JournalBytes + ?Sized>(src: &B) -> io::Result<Option<(u64, Vec<
     let mut entries = Vec::new();
     let mut pos = HEADER_LEN;
     let mut head = [0u8; ENTRY_HEAD_LEN];
-    while src.read_full_at(&mut head, pos)? {
+    while read_full_at(f, &mut head, pos)? {
         let len = u32::from_le_bytes(head[..4].try_into().unwrap()) as usize;
         let crc = u32::from_le_bytes(head[4..].try_into().unwrap());
         if !(PAYLOAD_FIXED_LEN..=PAYLOAD_MAX).contains(&len) {
             break;
         }
         let mut payload = vec![0u8; len];
-        if !src.read_full_at(&mut payload, pos + ENTRY_HEAD_LEN as u64)?
+        if !read_full_at(f, &mut payload, pos + ENTRY_HEAD_LEN as u64)?
             || entry_crc(generation, &[&payload]) != crc
         {
             break;
@@ -316,7 +300,6 @@ impl Journal {
             if let Some((g, entries)) = decode(&f)? {
                 found.push((g, entries));
             }
-            preallocate(&f, f.metadata()?.len(), file_size, &*disk)?;
             files.push(f);
         }
         found.sort_by_key(|(g, _)| *g);
@@ -352,11 +335,13 @@ impl Journal {
         Ok((journal, pending))
     }
 
-    /// After the redo (made durable by the caller): retires both files and
-    /// starts a new generation in `journal.0`.
+    /// After the redo (made durable by the caller): writes both files out
+    /// to their full size, retires them and starts a new generation in
+    /// `journal.0`.
     pub fn start(&self) -> io::Result<()> {
         let mut st = self.lock();
         for (i, f) in self.files.iter().enumerate() {
+            preallocate(f, self.file_size)?;
             let g = generation_of(&read_header(f)?);
             f.write_all_at(&header(RETIRED, g), 0)?;
             self.disk.sync_data(f)?;
@@ -520,23 +505,21 @@ impl Journal {
     }
 }
 
-/// Fills `f` with zeros from `len` up to `size`, so that appends overwrite
+/// Fills `f` with zeros from its end up to `size`, so that appends overwrite
 /// written blocks: an `fdatasync` then writes the entries and flushes,
 /// without the block allocation and size change of a growing file (0.16
 /// against 0.29 ms per 16 KiB commit, probed on this project's VM).
-fn preallocate(f: &File, mut len: u64, size: u64, disk: &dyn Disk) -> io::Result<()> {
+fn preallocate(f: &File, size: u64) -> io::Result<()> {
     // Static, not on the heap: a large buffer freed raises glibc's mmap
     // threshold, and the storage's RSS with it for good.
     static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
-    if len >= size {
-        return Ok(());
-    }
+    let mut len = f.metadata()?.len();
     while len < size {
         let n = (size - len).min(ZEROS.len() as u64) as usize;
         f.write_all_at(&ZEROS[..n], len)?;
         len += n as u64;
     }
-    disk.sync_data(f)
+    Ok(())
 }
 
 fn read_header(f: &File) -> io::Result<[u8; HEADER_LEN as usize]> {
@@ -602,6 +585,13 @@ mod tests {
     use super::*;
     use crate::store::disk::RealDisk;
 
+    /// [`decode`] of `bytes` written to a file.
+    fn decode_bytes(bytes: &[u8]) -> Option<(u64, Vec<Entry>)> {
+        let f = tempfile::tempfile().unwrap();
+        f.write_all_at(bytes, 0).unwrap();
+        decode(&f).unwrap()
+    }
+
     fn encode_entry(g: u64, index: u32, offset: u64, line: &[u8], image: Option<&[u8]>) -> Vec<u8> {
         let mut e = encode_entry_head(g, index, offset, line, image);
         e.extend_from_slice(image.unwrap_or_default());
@@ -650,17 +640,17 @@ mod tests {
         let (j, pending) =
             Journal::open(d.path(), 1 << 20, Arc::new(RealDisk), Box::new(|| Ok(()))).unwrap();
         assert!(pending.is_empty());
-        // Both files are written out to their full size up front.
+        j.start().unwrap();
+        // Both files are written out to their full size when it starts.
         for i in 0..2 {
             let len = std::fs::metadata(journal_path(d.path(), i)).unwrap().len();
             assert_eq!(len, 1 << 20);
         }
-        j.start().unwrap();
         j.append(0, 0, b"2 C M00/00/00/y\n", Some(b"y")).unwrap();
         j.commit().unwrap();
         drop(j);
         let bytes = std::fs::read(journal_path(d.path(), 0)).unwrap();
-        let (g, entries) = decode(&bytes[..]).unwrap().unwrap();
+        let (g, entries) = decode_bytes(&bytes).unwrap();
         assert_eq!(g, 2);
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].image.as_deref(), Some(&b"y"[..]));
@@ -673,7 +663,7 @@ mod tests {
         let b = encode_entry(7, 0, 17, b"2 D M00/00/00/a\n", None);
         file.extend_from_slice(&a);
         file.extend_from_slice(&b);
-        let (g, entries) = decode(&file[..]).unwrap().unwrap();
+        let (g, entries) = decode_bytes(&file).unwrap();
         assert_eq!(g, 7);
         assert_eq!(
             entries,
@@ -695,21 +685,21 @@ mod tests {
         // An entry of generation 6 left after them is not replayed.
         let mut stale = file.clone();
         stale.extend_from_slice(&encode_entry(6, 0, 34, b"3 D x\n", None));
-        assert_eq!(decode(&stale[..]).unwrap().unwrap().1.len(), 2);
+        assert_eq!(decode_bytes(&stale).unwrap().1.len(), 2);
         // Nor a torn one.
         let mut torn = file.clone();
         let c = encode_entry(7, 0, 34, b"3 D x\n", None);
         torn.extend_from_slice(&c[..c.len() - 1]);
-        assert_eq!(decode(&torn[..]).unwrap().unwrap().1.len(), 2);
+        assert_eq!(decode_bytes(&torn).unwrap().1.len(), 2);
         // Nor one whose length is garbage (nothing of that size is read).
         let mut huge = file.clone();
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         huge.extend_from_slice(&[0; 4]);
-        assert_eq!(decode(&huge[..]).unwrap().unwrap().1.len(), 2);
+        assert_eq!(decode_bytes(&huge).unwrap().1.len(), 2);
         // A retired file holds nothing, and keeps its generation.
         let mut retired = file;
         retired[..16].copy_from_slice(&header(RETIRED, 7));
-        assert!(decode(&retired[..]).unwrap().is_none());
+        assert!(decode_bytes(&retired).is_none());
         assert_eq!(generation_of(&retired), 7);
     }
 }
