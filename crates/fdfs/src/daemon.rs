@@ -165,6 +165,7 @@ pub fn daemon_opts(name: &str, d: &DaemonConf, foreground: bool) -> DaemonOpts {
         foreground,
         log_level: level(d.log_level),
         disabled: d.disabled,
+        work_threads: d.work_threads as usize,
     }
 }
 

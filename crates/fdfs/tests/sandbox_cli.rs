@@ -241,6 +241,15 @@ fn sandbox_serves_stops_on_sigterm_and_keeps_data_across_restarts() {
         conf.contains(&format!("tracker_server = {tracker}")),
         "{conf}"
     );
+    // Three servers share the cores: each gets its share of workers.
+    let share = (std::thread::available_parallelism().unwrap().get() / 3).max(1);
+    for f in ["tracker/tracker.conf", "group1-1/storage.conf"] {
+        let text = std::fs::read_to_string(dir.join(f)).unwrap();
+        assert!(
+            text.contains(&format!("\nwork_threads = {share}\n")),
+            "{f}: {text}"
+        );
+    }
 
     let pids = sb.server_pids();
     assert_eq!(pids.len(), 3, "expected tracker + 2 storages: {pids:?}");

@@ -65,6 +65,8 @@ pub struct DaemonOpts {
     pub log_level: LevelFilter,
     /// `disabled = true` in the .conf: refuse to start.
     pub disabled: bool,
+    /// `work_threads`: async worker threads, at most one per core.
+    pub work_threads: usize,
 }
 
 impl DaemonOpts {
@@ -286,6 +288,7 @@ where
 
     limit_malloc_arenas();
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads(opts.work_threads))
         .enable_all()
         .thread_name(format!("fdfs-{}", opts.name))
         .build()
@@ -436,8 +439,15 @@ fn init_logging(log: File, foreground: bool, level: LevelFilter) {
         .try_init();
 }
 
-/// Sends SIGTERM to the process holding the pid lock and waits until the
-/// lock is released (the process is gone).
+/// Worker threads for `work_threads`: never more than the cores, since a
+/// worker beyond them only adds switches (FastDFS's default of 4 means 2 on
+/// a 2-core machine). `block_in_place` still works with a single worker:
+/// it hands the worker's queue to another thread.
+fn worker_threads(work_threads: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    work_threads.clamp(1, cores)
+}
+
 /// glibc gives each thread that allocates its own arena (up to 8 per
 /// core), and each keeps the pages it once used. Our servers' threads are
 /// mostly tokio's blocking pool, briefly busy: two arenas serve them, and
@@ -452,6 +462,8 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// Sends SIGTERM to the process holding the pid lock and waits until the
+/// lock is released (the process is gone).
 pub fn stop(opts: &DaemonOpts) -> Result<(), DaemonError> {
     let path = opts.pid_path();
     let not_running = || DaemonError::NotRunning {
@@ -515,6 +527,7 @@ mod tests {
             foreground: true,
             log_level: LevelFilter::INFO,
             disabled: false,
+            work_threads: 4,
         }
     }
 
@@ -599,6 +612,29 @@ mod tests {
         assert_eq!(seen.lock().unwrap().trim(), std::process::id().to_string());
         assert!(!opts(dir.path()).pid_path().exists());
         assert!(dir.path().join("logs/testd.log").exists());
+    }
+
+    #[test]
+    fn work_threads_sets_the_workers_up_to_the_cores() {
+        let cores = std::thread::available_parallelism().unwrap().get();
+        for (wanted, expected) in [(1, 1), (4, cores.min(4)), (1024, cores)] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut o = opts(dir.path());
+            o.work_threads = wanted;
+            let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let seen2 = seen.clone();
+            run(o, Action::Start, move |_shutdown| async move {
+                let n = tokio::runtime::Handle::current().metrics().num_workers();
+                seen2.store(n, std::sync::atomic::Ordering::Relaxed);
+                Ok::<(), std::io::Error>(())
+            })
+            .unwrap();
+            assert_eq!(
+                seen.load(std::sync::atomic::Ordering::Relaxed),
+                expected,
+                "work_threads = {wanted}"
+            );
+        }
     }
 
     #[test]
