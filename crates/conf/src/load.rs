@@ -22,6 +22,18 @@ pub const STORAGE_DEFAULT_PORT: u16 = 23000;
 const KB: u64 = 1024;
 const MB: u64 = 1024 * KB;
 
+/// `journal_file_size` (ours): each of the two journal files. At least
+/// 1MB, so an entry with the largest file image always fits; at most 4GB.
+fn journal_file_size(r: &mut Reader) -> Result<u64, ConfError> {
+    r.parse("journal_file_size", 64 * MB, |s| {
+        let size = value::parse_bytes(s)?;
+        if !(MB..=4096 * MB).contains(&size) {
+            return Err(format!("{s:?} is out of range (1MB..4GB)"));
+        }
+        Ok(size)
+    })
+}
+
 /// Documented daemon keys (CONFIG.md §2) we accept but do not use.
 const DAEMON_ACCEPTED: &[&str] = &[
     "address_family",
@@ -430,6 +442,7 @@ fn build_storage(ini: &IniFile, w: &mut Vec<Warning>) -> Result<StorageConf, Con
             DurableSync::Fsync,
             value::parse_durable_sync,
         )?,
+        journal_file_size: journal_file_size(&mut r)?,
         // Obsolete upstream; ours: the built-in HTTP is off unless asked for.
         http_server_port: r.int("http.server_port", 0u16, 0, u16::MAX)?,
         http_domain_name: r.string("http.domain_name", ""),

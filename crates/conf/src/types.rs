@@ -205,6 +205,8 @@ pub struct StorageConf {
     pub durable: bool,
     /// Ours: how `durable = true` makes an upload durable.
     pub durable_sync: DurableSync,
+    /// Ours: bytes of each of the two files of `durable_sync = journal`.
+    pub journal_file_size: u64,
     /// Legacy `http.server_port` (obsolete upstream): where our built-in
     /// storage HTTP listens; 0 = off.
     pub http_server_port: u16,

@@ -198,6 +198,9 @@ http.server_port = 8080
 fn durable_sync_accepts_journal() {
     let (s, _) = storage("base_path=/b\ntracker_server=h:1\ndurable_sync = Journal\n").unwrap();
     assert_eq!(s.durable_sync, DurableSync::Journal);
+    assert_eq!(s.journal_file_size, 64 << 20, "the default");
+    let (s, _) = storage("base_path=/b\ntracker_server=h:1\njournal_file_size = 256MB\n").unwrap();
+    assert_eq!(s.journal_file_size, 256 << 20);
 }
 
 #[test]
@@ -212,6 +215,14 @@ fn invalid_value_names_file_line_and_key() {
         ("sync_start_time=25:00", "storage.conf:1: sync_start_time:"),
         ("log_level=loud", "storage.conf:1: log_level:"),
         ("durable_sync=fdatasync", "storage.conf:1: durable_sync:"),
+        (
+            "journal_file_size=512KB",
+            "storage.conf:1: journal_file_size:",
+        ),
+        (
+            "journal_file_size=8GB",
+            "storage.conf:1: journal_file_size:",
+        ),
         ("store_path_count=0", "storage.conf:1: store_path_count:"),
         ("store_path_count=257", "storage.conf:1: store_path_count:"),
         (

@@ -105,6 +105,7 @@ fn commands_end_to_end(durable_sync: &str) {
     let line = format!("durable_sync = {durable_sync}");
     let mut opts = StorageOpts::default();
     opts.extra.push(&line);
+    opts.extra.push("journal_file_size = 2MB");
     let (_dir, tracker, storage) = start_cluster(&[], opts);
     let mut c = Client::connect(storage.addr);
 
@@ -342,4 +343,8 @@ fn commands_end_to_end(durable_sync: &str) {
     assert!(stat.contains("success_delete_count=1\n"), "{stat}");
     let journal = storage.base.join("data/journal.0");
     assert_eq!(journal.exists(), durable_sync == "journal");
+    if durable_sync == "journal" {
+        // Written out to `journal_file_size` at start.
+        assert_eq!(std::fs::metadata(&journal).unwrap().len(), 2 << 20);
+    }
 }

@@ -63,9 +63,6 @@ const PAYLOAD_FIXED_LEN: usize = 4 + 8 + 4 + 1;
 /// and hold more memory while in progress (docs/benchmarks.md).
 pub const IMAGE_MAX: u64 = 64 << 10;
 
-/// Size at which the active file turns over (a checkpoint follows).
-pub const DEFAULT_FILE_SIZE: u64 = 64 << 20;
-
 /// One journaled binlog record, with the image of the file it creates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -341,7 +338,7 @@ impl Journal {
     pub fn start(&self) -> io::Result<()> {
         let mut st = self.lock();
         for (i, f) in self.files.iter().enumerate() {
-            preallocate(f, self.file_size)?;
+            fit(f, self.file_size)?;
             let g = generation_of(&read_header(f)?);
             f.write_all_at(&header(RETIRED, g), 0)?;
             self.disk.sync_data(f)?;
@@ -509,11 +506,17 @@ impl Journal {
 /// written blocks: an `fdatasync` then writes the entries and flushes,
 /// without the block allocation and size change of a growing file (0.16
 /// against 0.29 ms per 16 KiB commit, probed on this project's VM).
-fn preallocate(f: &File, size: u64) -> io::Result<()> {
+/// Writes `f` out with zeros to `size` bytes (appends over written blocks
+/// make cheaper fdatasyncs), or cuts it to `size` when
+/// `journal_file_size` was lowered since it was written.
+fn fit(f: &File, size: u64) -> io::Result<()> {
     // Static, not on the heap: a large buffer freed raises glibc's mmap
     // threshold, and the storage's RSS with it for good.
     static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
     let mut len = f.metadata()?.len();
+    if len > size {
+        return f.set_len(size);
+    }
     while len < size {
         let n = (size - len).min(ZEROS.len() as u64) as usize;
         f.write_all_at(&ZEROS[..n], len)?;
@@ -654,6 +657,31 @@ mod tests {
         assert_eq!(g, 2);
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].image.as_deref(), Some(&b"y"[..]));
+    }
+
+    #[test]
+    fn a_new_file_size_applies_after_the_redo_of_the_old_files() {
+        let d = tempfile::tempdir().unwrap();
+        let open =
+            |size| Journal::open(d.path(), size, Arc::new(RealDisk), Box::new(|| Ok(()))).unwrap();
+        let (j, _) = open(2 << 20);
+        j.start().unwrap();
+        j.append(0, 0, b"1 C M00/00/00/z\n", Some(b"zz")).unwrap();
+        j.commit().unwrap();
+        drop(j);
+        for (size, pending) in [(1 << 20, 1), (3 << 20, 0)] {
+            let (j, redo) = open(size);
+            assert_eq!(
+                redo.len(),
+                pending,
+                "entries found before resizing to {size}"
+            );
+            j.start().unwrap();
+            for i in 0..2 {
+                let len = std::fs::metadata(journal_path(d.path(), i)).unwrap().len();
+                assert_eq!(len, size, "journal.{i}");
+            }
+        }
     }
 
     #[test]

@@ -101,7 +101,7 @@ impl StoreConfig {
             group,
             reserved: ReservedSpace::default(),
             binlog_max_size: binlog::DEFAULT_MAX_SIZE,
-            journal_file_size: journal::DEFAULT_FILE_SIZE,
+            journal_file_size: conf.journal_file_size,
         }
     }
 }
