@@ -7,7 +7,7 @@ series, alternating builds round by round, medians and ratios at the end.
 Environment: FDFS_BIN (the build under test), FDFS_BASE (the baseline build;
 leave it out to measure one build), ROUNDS (3), FILES (5000 for 4 KiB, 3000
 for 64 KiB), DURABLE (false), BENCH_DIR (where the sandboxes go; default the
-temp dir), SETTLE_SECS (35, pause before the first round), KEEP=1 (keep the
+temp dir), SETTLE_SECS (400, pause before the first round: see main()), KEEP=1 (keep the
 sandbox folders), SERIES (a comma list of series labels: 4K, 64K, lag16,
 lag1; default all), NEW_SANDBOX_ARGS / BASE_SANDBOX_ARGS (more `fdfs
 sandbox` arguments for one build, e.g. `--durable-sync syncfs`: the same
@@ -57,10 +57,6 @@ def chosen_series():
         return SERIES
     names = wanted.split(",")
     return [s for s in SERIES if s[0] in names]
-
-
-def run(cmd, **kw):
-    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
 
 def binlog_ops(store):
@@ -140,7 +136,13 @@ def one_round(label, binary, folder, net, results):
     try:
         for name, args, figures in chosen_series():
             sb.caught_up()
-            out = run([binary, "bench", sb.conf, "--json"] + args)
+            cmd = [binary, "bench", sb.conf, "--json"] + args
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode != 0:
+                # The bench failed: its report says which operations and why.
+                print(f"{' '.join(cmd)} exited with {out.returncode} in {folder}:\n"
+                      f"{out.stdout}{out.stderr}", file=sys.stderr)
+                raise SystemExit(1)
             r = json.loads(out.stdout)
             for ph in r["phases"]:
                 if ph["op"] in figures:
@@ -166,11 +168,13 @@ def main():
         builds.append(("base", os.environ["FDFS_BASE"]))
     top = tempfile.mkdtemp(prefix="fdfs-cluster-bench.", dir=os.environ.get("BENCH_DIR"))
     results = {}
-    # ext4 skips inodes freed in the last ~30 s when it allocates new ones,
-    # reading inode tables to find them: uploads right after a mass delete
-    # (an earlier run's folders) run several times slower. Hence no folder
-    # is deleted before the end, and a pause first.
-    time.sleep(int(os.environ.get("SETTLE_SECS", "35")))
+    # ext4 without a journal (this machine's) skips inodes freed in the last
+    # 60 s, 360 s while their inode table block is dirty, when it allocates
+    # new ones, reading inode tables to find them: uploads in the minutes
+    # after a mass delete (an earlier run's folders) ran up to 2x slower
+    # (perf: recently_deleted). Hence no folder is deleted before the end,
+    # and a pause first; SETTLE_SECS=0 when nothing was deleted lately.
+    time.sleep(int(os.environ.get("SETTLE_SECS", "400")))
     try:
         for rnd in range(ROUNDS):
             order = builds if rnd % 2 == 0 else list(reversed(builds))

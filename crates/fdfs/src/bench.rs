@@ -594,20 +594,26 @@ async fn wait_present(
         .to_vec();
     msg.extend_from_slice(&req);
     loop {
-        if Instant::now() >= deadline {
+        // A peer that never answers must not hold the wait past `deadline`.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return Err(format!("{id} still not readable on {peer}"));
         }
         let s = match conns.entry(peer) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
-                let s = tokio::net::TcpStream::connect(peer)
+                let s = tokio::time::timeout(left, tokio::net::TcpStream::connect(peer))
                     .await
+                    .map_err(|_| format!("connect {peer}: timed out"))?
                     .map_err(|e| format!("connect {peer}: {e}"))?;
                 let _ = s.set_nodelay(true);
                 v.insert(s)
             }
         };
-        match query_once(s, &msg).await {
+        let Ok(answer) = tokio::time::timeout(left, query_once(s, &msg)).await else {
+            return Err(format!("{peer} did not answer QUERY_FILE_INFO about {id}"));
+        };
+        match answer {
             Ok(0) => return Ok(()),
             Ok(ENOENT) => {}
             Ok(st) => {
@@ -929,5 +935,30 @@ mod tests {
         };
         long.write_all(b"hello world!").await.unwrap();
         assert!(long.mismatch);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_never_answers_ends_the_wait_at_its_deadline() {
+        // Accepts and reads, never replies.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = l.local_addr().unwrap();
+        let mute = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink).await;
+        });
+        let id = FileId::parse("group1/M00/00/00/wKgLU17CB62ADy-HAAAAqoZV9hQ128.zip").unwrap();
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(300);
+        let e = wait_present(&mut HashMap::new(), peer, &id, deadline)
+            .await
+            .unwrap_err();
+        assert!(e.contains("did not answer"), "{e}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+        mute.abort();
     }
 }
