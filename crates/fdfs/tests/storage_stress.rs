@@ -148,6 +148,53 @@ fn storage_serves_16_concurrent_clients() {
     assert_eq!(binlog(&storage).lines().count(), 320);
 }
 
+/// The journal turning over every ~100 uploads, so checkpoints run all
+/// the time, on a storage with one worker thread: every upload must be
+/// answered (the client gives up after 10 s) and readable afterwards.
+/// Files over 64 KiB take the fsync path on blocking threads meanwhile.
+#[test]
+fn storage_journal_with_one_worker_answers_every_upload_across_checkpoints() {
+    let mut opts = StorageOpts::on([127, 0, 0, 23]);
+    opts.extra.extend([
+        "durable_sync = journal",
+        "journal_file_size = 1MB",
+        "work_threads = 1",
+    ]);
+    let (_dir, _tracker, storage) = start_cluster(&[], opts);
+    let addr = storage.addr;
+    let handles: Vec<_> = (0..16u32)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                let mut mine = vec![];
+                for i in 0..60u32 {
+                    let len = if i % 20 == 19 {
+                        100_000
+                    } else {
+                        (t * 997 + i * 4_099) as usize % 16_384
+                    };
+                    let data = pattern(len, t * 1000 + i);
+                    let name = upload(&mut c, sc::UPLOAD_FILE, &data, "dat")
+                        .unwrap_or_else(|e| panic!("client {t}, upload {i}: {e}"));
+                    mine.push((name, data));
+                }
+                for (name, data) in &mine {
+                    assert_eq!(&download(&mut c, name, 0, 0).unwrap(), data);
+                }
+                mine.len()
+            })
+        })
+        .collect();
+    let total: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(total, 960);
+    assert_eq!(binlog(&storage).lines().count(), 960);
+    let log = std::fs::read_to_string(storage.base.join("logs/storaged.log")).unwrap();
+    assert!(
+        log.matches("journal checkpoint done").count() >= 3,
+        "the journal should have turned over several times:\n{log}"
+    );
+}
+
 #[test]
 fn storage_kill9_during_uploads_keeps_every_acknowledged_file() {
     kill9_during_uploads([127, 0, 0, 18], "fsync", false);

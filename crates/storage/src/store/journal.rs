@@ -261,10 +261,13 @@ impl Commits {
     fn update(&self, f: impl FnOnce(&mut CommitState)) {
         let mut c = self.state.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut c);
-        let now = *c;
+        // Published under the lock, so the channel takes the states in
+        // their order: sent after it, a request's older copy could overtake
+        // the committer's newer one (a thread preempted between the two),
+        // and async waiters would sleep on a stale state, never woken again.
+        self.durable.send_replace(*c);
         drop(c);
         self.changed.notify_all();
-        self.durable.send_replace(now);
     }
 }
 
@@ -644,6 +647,83 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         j.commit().unwrap();
+    }
+
+    /// Many uploads appending and waiting for their commit at once, on a
+    /// busy machine: every wait must end. (Async waiters once hung at the
+    /// end of a burst: a request's copy of the commit state, sent late,
+    /// overtook the committer's newer one.)
+    #[test]
+    fn every_async_wait_for_a_commit_ends() {
+        let d = tempfile::tempdir().unwrap();
+        let (j, _) =
+            Journal::open(d.path(), 8 << 20, Arc::new(RealDisk), Box::new(|| Ok(()))).unwrap();
+        j.start().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        // Busy threads: the waiters get preempted at any point, as on a
+        // loaded server (the hang above needed that).
+        let _busy = Spinners::start(4);
+        rt.block_on(async {
+            // Bursts: a hang shows at the end of one, when no later commit
+            // comes to wake a forgotten waiter.
+            for burst in 0..1000u64 {
+                let tasks: Vec<_> = (0..6u64)
+                    .map(|t| {
+                        let j = j.clone();
+                        tokio::spawn(async move {
+                            j.append(0, burst * 10 + t, b"1 C M00/00/00/w\n", None)
+                                .unwrap();
+                            let ticket = j.ticket();
+                            tokio::time::timeout(Duration::from_secs(5), j.durable(ticket))
+                                .await
+                                .unwrap_or_else(|_| {
+                                    panic!("burst {burst}: the wait for {ticket} never ended")
+                                })
+                                .unwrap();
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            }
+        });
+    }
+
+    /// Threads that burn CPU until dropped (also when a test panics).
+    struct Spinners {
+        stop: Arc<std::sync::atomic::AtomicBool>,
+        threads: Vec<std::thread::JoinHandle<()>>,
+    }
+
+    impl Spinners {
+        fn start(n: usize) -> Spinners {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let threads = (0..n)
+                .map(|_| {
+                    let stop = stop.clone();
+                    std::thread::spawn(move || {
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            std::hint::spin_loop();
+                        }
+                    })
+                })
+                .collect();
+            Spinners { stop, threads }
+        }
+    }
+
+    impl Drop for Spinners {
+        fn drop(&mut self) {
+            self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            for t in self.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
     }
 
     #[test]
