@@ -117,18 +117,22 @@ fn storage_big_file_streams_with_flat_memory() {
     assert!(vm_hwm_kib(pid) < 48 * 1024);
 }
 
-#[test]
-fn storage_serves_16_concurrent_clients() {
-    let (_dir, _tracker, storage) = start_cluster(&[], StorageOpts::on([127, 0, 0, 17]));
-    let addr = storage.addr;
+/// 16 clients, each uploading `per_client` files of `len(client, i)` bytes
+/// then reading every one back; the names, all distinct.
+fn sixteen_clients_upload_and_read_back(
+    addr: std::net::SocketAddr,
+    per_client: u32,
+    len: fn(u32, u32) -> usize,
+) -> std::collections::HashSet<String> {
     let handles: Vec<_> = (0..16u32)
         .map(|t| {
             std::thread::spawn(move || {
                 let mut c = Client::connect(addr);
                 let mut mine = vec![];
-                for i in 0..20u32 {
-                    let data = pattern((t * 997 + i * 131) as usize % 70_000, t * 1000 + i);
-                    let name = upload(&mut c, sc::UPLOAD_FILE, &data, "dat").unwrap();
+                for i in 0..per_client {
+                    let data = pattern(len(t, i), t * 1000 + i);
+                    let name = upload(&mut c, sc::UPLOAD_FILE, &data, "dat")
+                        .unwrap_or_else(|e| panic!("client {t}, upload {i}: status {e}"));
                     mine.push((name, data));
                 }
                 for (name, data) in &mine {
@@ -144,6 +148,15 @@ fn storage_serves_16_concurrent_clients() {
             assert!(all.insert(n), "duplicate file id");
         }
     }
+    all
+}
+
+#[test]
+fn storage_serves_16_concurrent_clients() {
+    let (_dir, _tracker, storage) = start_cluster(&[], StorageOpts::on([127, 0, 0, 17]));
+    let all = sixteen_clients_upload_and_read_back(storage.addr, 20, |t, i| {
+        (t * 997 + i * 131) as usize % 70_000
+    });
     assert_eq!(all.len(), 320);
     assert_eq!(binlog(&storage).lines().count(), 320);
 }
@@ -161,32 +174,14 @@ fn storage_journal_with_one_worker_answers_every_upload_across_checkpoints() {
         "work_threads = 1",
     ]);
     let (_dir, _tracker, storage) = start_cluster(&[], opts);
-    let addr = storage.addr;
-    let handles: Vec<_> = (0..16u32)
-        .map(|t| {
-            std::thread::spawn(move || {
-                let mut c = Client::connect(addr);
-                let mut mine = vec![];
-                for i in 0..60u32 {
-                    let len = if i % 20 == 19 {
-                        100_000
-                    } else {
-                        (t * 997 + i * 4_099) as usize % 16_384
-                    };
-                    let data = pattern(len, t * 1000 + i);
-                    let name = upload(&mut c, sc::UPLOAD_FILE, &data, "dat")
-                        .unwrap_or_else(|e| panic!("client {t}, upload {i}: {e}"));
-                    mine.push((name, data));
-                }
-                for (name, data) in &mine {
-                    assert_eq!(&download(&mut c, name, 0, 0).unwrap(), data);
-                }
-                mine.len()
-            })
-        })
-        .collect();
-    let total: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
-    assert_eq!(total, 960);
+    let all = sixteen_clients_upload_and_read_back(storage.addr, 60, |t, i| {
+        if i % 20 == 19 {
+            100_000
+        } else {
+            (t * 997 + i * 4_099) as usize % 16_384
+        }
+    });
+    assert_eq!(all.len(), 960);
     assert_eq!(binlog(&storage).lines().count(), 960);
     let log = std::fs::read_to_string(storage.base.join("logs/storaged.log")).unwrap();
     assert!(
