@@ -72,9 +72,10 @@ pub struct Entry {
     pub image: Option<Vec<u8>>,
 }
 
-/// The bytes of one entry of generation `generation` up to its image,
-/// which follows them (written apart: no copy of a large image).
-pub fn encode_entry_head(
+/// The bytes of one entry of generation `generation`, image included: one
+/// `pwrite` per entry (copying an image of at most [`IMAGE_MAX`] costs
+/// less than a second system call).
+pub fn encode_entry(
     generation: u64,
     binlog_index: u32,
     binlog_offset: u64,
@@ -84,7 +85,7 @@ pub fn encode_entry_head(
     let has_image = image.is_some();
     let image = image.unwrap_or_default();
     let payload_len = PAYLOAD_FIXED_LEN + line.len() + image.len();
-    let mut out = Vec::with_capacity(ENTRY_HEAD_LEN + PAYLOAD_FIXED_LEN + line.len());
+    let mut out = Vec::with_capacity(ENTRY_HEAD_LEN + payload_len);
     out.extend_from_slice(&(payload_len as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&binlog_index.to_le_bytes());
@@ -92,17 +93,16 @@ pub fn encode_entry_head(
     out.extend_from_slice(&(line.len() as u32).to_le_bytes());
     out.push(has_image as u8);
     out.extend_from_slice(line);
-    let crc = entry_crc(generation, &[&out[ENTRY_HEAD_LEN..], image]);
+    out.extend_from_slice(image);
+    let crc = entry_crc(generation, &out[ENTRY_HEAD_LEN..]);
     out[4..8].copy_from_slice(&crc.to_le_bytes());
     out
 }
 
-fn entry_crc(generation: u64, payload: &[&[u8]]) -> u32 {
+fn entry_crc(generation: u64, payload: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&generation.to_le_bytes());
-    for part in payload {
-        h.update(part);
-    }
+    h.update(payload);
     h.finalize()
 }
 
@@ -140,7 +140,7 @@ fn decode(f: &File) -> io::Result<Option<(u64, Vec<Entry>)>> {
         }
         let mut payload = vec![0u8; len];
         if !read_full_at(f, &mut payload, pos + ENTRY_HEAD_LEN as u64)?
-            || entry_crc(generation, &[&payload]) != crc
+            || entry_crc(generation, &payload) != crc
         {
             break;
         }
@@ -369,19 +369,14 @@ impl Journal {
         image: Option<&[u8]>,
     ) -> io::Result<()> {
         let mut st = self.lock();
-        let head =
-            |generation| encode_entry_head(generation, binlog_index, binlog_offset, line, image);
-        let mut bytes = head(st.generation);
-        let len = (bytes.len() + image.map_or(0, <[u8]>::len)) as u64;
+        let entry = |generation| encode_entry(generation, binlog_index, binlog_offset, line, image);
+        let mut bytes = entry(st.generation);
+        let len = bytes.len() as u64;
         if st.offset + len > self.file_size && st.offset > HEADER_LEN {
             st = self.turn(st)?;
-            bytes = head(st.generation);
+            bytes = entry(st.generation);
         }
-        let file = &self.files[st.active];
-        file.write_all_at(&bytes, st.offset)?;
-        if let Some(image) = image.filter(|i| !i.is_empty()) {
-            file.write_all_at(image, st.offset + bytes.len() as u64)?;
-        }
+        self.files[st.active].write_all_at(&bytes, st.offset)?;
         st.offset += len;
         let a = st.active;
         st.unsynced[a] = true;
@@ -612,12 +607,6 @@ mod tests {
         let f = tempfile::tempfile().unwrap();
         f.write_all_at(bytes, 0).unwrap();
         decode(&f).unwrap()
-    }
-
-    fn encode_entry(g: u64, index: u32, offset: u64, line: &[u8], image: Option<&[u8]>) -> Vec<u8> {
-        let mut e = encode_entry_head(g, index, offset, line, image);
-        e.extend_from_slice(image.unwrap_or_default());
-        e
     }
 
     #[test]
