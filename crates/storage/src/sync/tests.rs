@@ -520,8 +520,10 @@ async fn a_peer_that_is_down_is_retried_with_backoff_then_caught_up() {
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = store(da.path(), [127, 0, 0, 1]);
     let b = store(db.path(), [127, 0, 0, 1]);
-    // Reserve a port, then free it: the peer is "down".
-    let b_addr = std::net::TcpListener::bind("127.0.0.1:0")
+    // Reserve a port, then free it: the peer is "down". On an address of
+    // its own, so no other test's listener takes the port meanwhile.
+    let own_ip = std::net::Ipv4Addr::new(127, 77, rand::random(), rand::random::<u8>().max(1));
+    let b_addr = std::net::TcpListener::bind((own_ip, 0))
         .unwrap()
         .local_addr()
         .unwrap();
