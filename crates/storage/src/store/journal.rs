@@ -118,15 +118,11 @@ fn read_full_at(f: &File, buf: &mut [u8], pos: u64) -> io::Result<bool> {
 /// No entry is larger (a garbage length never makes a huge allocation).
 const PAYLOAD_MAX: usize = 16 << 20;
 
-/// The entries of a journal file, up to the first that is torn or of
-/// another generation; `None` if the header is not a live one. Reads the
-/// entries one by one: a retired file costs one header read.
-fn decode(f: &File) -> io::Result<Option<(u64, Vec<Entry>)>> {
-    let mut header = [0u8; HEADER_LEN as usize];
-    if !read_full_at(f, &mut header, 0)? {
-        return Ok(None);
-    }
-    let Some(generation) = live_generation(&header) else {
+/// The entries of a journal file whose header is `header`, up to the
+/// first that is torn or of another generation; `None` if the header is
+/// not a live one. Reads the entries one by one.
+fn decode(f: &File, header: &[u8]) -> io::Result<Option<(u64, Vec<Entry>)>> {
+    let Some(generation) = live_generation(header) else {
         return Ok(None);
     };
     let mut entries = Vec::new();
@@ -249,7 +245,11 @@ pub struct Journal {
     retired: Condvar,
     commits: Arc<Commits>,
     checkpoints: Mutex<mpsc::Sender<usize>>,
+    sync_all: SyncAll,
 }
+
+/// Makes every file system of the store durable (`syncfs` of each).
+pub type SyncAll = Box<dyn Fn() -> io::Result<()> + Send + Sync>;
 
 impl Drop for Journal {
     fn drop(&mut self) {
@@ -277,13 +277,12 @@ pub type Pending = Vec<Entry>;
 impl Journal {
     /// Opens (creating) the two files in `dir`. Returns the journal, with
     /// both files still live, and the entries they hold: redo them, then
-    /// call [`Journal::start`]. `sync_all` makes every file system of the
-    /// store durable (`syncfs` of each), for checkpoints.
+    /// call [`Journal::start`]. `sync_all` is what a checkpoint does.
     pub fn open(
         dir: &Path,
         file_size: u64,
         disk: Arc<dyn Disk>,
-        sync_all: Box<dyn Fn() -> io::Result<()> + Send>,
+        sync_all: SyncAll,
     ) -> io::Result<(Arc<Journal>, Pending)> {
         let mut found = Vec::new();
         let mut files = Vec::new();
@@ -296,8 +295,9 @@ impl Journal {
                 .create(true)
                 .truncate(false)
                 .open(&path)?;
-            generation = generation.max(generation_of(&read_header(&f)?));
-            if let Some((g, entries)) = decode(&f)? {
+            let header = read_header(&f)?;
+            generation = generation.max(generation_of(&header));
+            if let Some((g, entries)) = decode(&f, &header)? {
                 found.push((g, entries));
             }
             files.push(f);
@@ -323,11 +323,12 @@ impl Journal {
             retired: Condvar::new(),
             commits: Arc::default(),
             checkpoints: Mutex::new(tx),
+            sync_all,
         });
         let weak = Arc::downgrade(&journal);
         std::thread::Builder::new()
             .name("journal-checkpoint".into())
-            .spawn(move || checkpointer(weak, rx, sync_all))?;
+            .spawn(move || checkpointer(weak, rx))?;
         let (weak, commits) = (Arc::downgrade(&journal), journal.commits.clone());
         std::thread::Builder::new()
             .name("journal-commit".into())
@@ -353,6 +354,12 @@ impl Journal {
         self.files[0].write_all_at(&header(MAGIC, st.generation), 0)?;
         st.unsynced[0] = true;
         Ok(())
+    }
+
+    /// Makes every file system of the store durable, as a checkpoint
+    /// does: after a redo, before the journal starts anew.
+    pub fn sync_store(&self) -> io::Result<()> {
+        (self.sync_all)()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -566,19 +573,16 @@ fn committer(journal: Weak<Journal>, commits: Arc<Commits>) {
 /// A commit at least this long is logged.
 const SLOW_COMMIT: Duration = Duration::from_secs(1);
 
-/// The checkpoint thread: for each full file, `sync_all` then retire it.
+/// The checkpoint thread: for each full file, [`Journal::sync_store`] then
+/// retire it.
 /// Failures are retried; appenders wait meanwhile once the active file is
 /// full too (back-pressure, never a lost entry).
-fn checkpointer(
-    journal: Weak<Journal>,
-    full: mpsc::Receiver<usize>,
-    sync_all: Box<dyn Fn() -> io::Result<()> + Send>,
-) {
+fn checkpointer(journal: Weak<Journal>, full: mpsc::Receiver<usize>) {
     while let Ok(i) = full.recv() {
         loop {
             let Some(j) = journal.upgrade() else { return };
             let started = Instant::now();
-            match sync_all().and_then(|()| j.retire(i)) {
+            match j.sync_store().and_then(|()| j.retire(i)) {
                 Ok(()) => {
                     tracing::info!(
                         file = i,
@@ -606,7 +610,7 @@ mod tests {
     fn decode_bytes(bytes: &[u8]) -> Option<(u64, Vec<Entry>)> {
         let f = tempfile::tempfile().unwrap();
         f.write_all_at(bytes, 0).unwrap();
-        decode(&f).unwrap()
+        decode(&f, &read_header(&f).unwrap()).unwrap()
     }
 
     #[test]

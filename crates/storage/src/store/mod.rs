@@ -283,7 +283,8 @@ impl Store {
                 );
             }
             let disk2 = disk.clone();
-            let sync_all = Box::new(move || dirs.iter().try_for_each(|d| disk2.sync_fs(d)));
+            let sync_all: journal::SyncAll =
+                Box::new(move || dirs.iter().try_for_each(|d| disk2.sync_fs(d)));
             let (j, pending) =
                 journal::Journal::open(&journal_dir, cfg.journal_file_size, disk.clone(), sync_all)
                     .map_err(|e| StoreError::io("opening the journal", e))?;
@@ -345,11 +346,8 @@ impl Store {
                 "journal: redoing the changes of an unclean stop"
             );
             self.redo(&pending)?;
-            for fs in &self.filesystems {
-                self.disk
-                    .sync_fs(&fs.dir)
-                    .map_err(|e| StoreError::io("syncfs after the journal redo", e))?;
-            }
+            j.sync_store()
+                .map_err(|e| StoreError::io("syncfs after the journal redo", e))?;
         }
         let dir = self.cfg.base_path.join("data");
         if use_journal {
@@ -722,7 +720,8 @@ impl Store {
             Some(_) => Vec::new(),
             None => path.parent().map(Path::to_owned).into_iter().collect(),
         };
-        if let Some(j) = self.journal.as_ref().filter(|_| self.cfg.durable) {
+        // Only durable mode has a journal.
+        if let Some(j) = &self.journal {
             self.sync_directories(&dirs)?;
             return Ok((name, Some(JournalWait(j.ticket()))));
         }
