@@ -222,8 +222,8 @@ struct CommitState {
     synced: u64,
     /// Waiters come since the committer took the last group.
     gathered: u64,
-    /// Waiters the last commit served: the committer waits for as many
-    /// before the next one.
+    /// The group the committer waits for before its next commit: the
+    /// last one's size, or one less than before if that is more.
     last_group: u64,
     /// An fdatasync failed: nothing is confirmed any more (the kernel may
     /// have dropped the pages it could not write).
