@@ -266,6 +266,8 @@ pub type SyncAll = Box<dyn Fn() -> io::Result<()> + Send + Sync>;
 impl Drop for Journal {
     fn drop(&mut self) {
         self.commits.update(|c| c.closed = true);
+        // The committer waits on its own condvar.
+        self.commits.work.notify_one();
     }
 }
 
@@ -280,7 +282,6 @@ impl Commits {
         self.durable.send_replace(*c);
         drop(c);
         self.changed.notify_all();
-        self.work.notify_one();
     }
 }
 
