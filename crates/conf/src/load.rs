@@ -439,7 +439,7 @@ fn build_storage(ini: &IniFile, w: &mut Vec<Warning>) -> Result<StorageConf, Con
         durable: r.bool("durable", true),
         durable_sync: r.parse(
             "durable_sync",
-            DurableSync::Fsync,
+            DurableSync::Journal,
             value::parse_durable_sync,
         )?,
         journal_file_size: journal_file_size(&mut r)?,

@@ -57,7 +57,7 @@ fn storage_defaults_when_keys_absent() {
     assert_eq!(s.sync_binlog_buff_interval, Duration::from_secs(60));
     assert_eq!(s.sync_stat_file_interval, Duration::from_secs(60));
     assert!(s.durable);
-    assert_eq!(s.durable_sync, DurableSync::Fsync);
+    assert_eq!(s.durable_sync, DurableSync::Journal);
     assert_eq!(s.http_server_port, 0);
     assert_eq!(s.http_domain_name, "");
 }

@@ -56,10 +56,10 @@ pub struct SandboxArgs {
     /// `durable` of every storage.conf: fsync before acknowledging.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub durable: bool,
-    /// `durable_sync` of every storage.conf: `fsync` each file, or one
-    /// `syncfs` per batch of uploads, or a write-ahead `journal` (see
+    /// `durable_sync` of every storage.conf: a write-ahead `journal`, or
+    /// `fsync` each file, or one `syncfs` per batch of uploads (see
     /// docs/deploy.md).
-    #[arg(long, default_value = "fsync", value_parser = ["fsync", "syncfs", "journal"])]
+    #[arg(long, default_value = "journal", value_parser = ["fsync", "syncfs", "journal"])]
     pub durable_sync: String,
     /// `subdir_count_per_path` of every storage.conf.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..=256))]

@@ -28,6 +28,9 @@ impl StorageProc {
         ("subdir_count_per_path", "8"),
         ("log_level", "debug"),
         ("allow_hosts", "*"),
+        // The default journal (2 × 64MB, written out on the first start)
+        // would cost every test storage 128 MiB of writes.
+        ("journal_file_size", "1MB"),
     ];
 
     /// Writes `<dir>/storage-<ip>-<port>/storage.conf` and starts a storage
