@@ -76,8 +76,8 @@ pub enum DurableSync {
     /// write-ahead journal in the base path; one `fdatasync` of it covers
     /// every upload that finished meanwhile. The files reach the disk later; a restart
     /// after a crash redoes what the journal holds. Other changes are
-    /// synced as with `fsync`. The default: as durable as `fsync`, at
-    /// about the rate FastDFS reaches without any fsync (docs/benchmarks.md).
+    /// synced as with `fsync`. The default: as durable as `fsync`, twice
+    /// its 4 KiB upload rate on our VM (docs/benchmarks.md).
     #[default]
     Journal,
 }
