@@ -41,6 +41,61 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
+/// A new file in `dir` that has no name yet (`O_TMPFILE`): it shows in no
+/// listing and vanishes with its last descriptor, so a crash or a dropped
+/// upload leaves nothing to clean, and naming it ([`link_unnamed`]) adds
+/// one directory entry where a temporary file costs two more (its own,
+/// then the rename's removal of it).
+pub fn create_unnamed(dir: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+}
+
+/// Names a file of [`create_unnamed`] `to`, never replacing a file already
+/// there (`AlreadyExists`). Goes through `/proc/self/fd`: linking the
+/// descriptor itself (`AT_EMPTY_PATH`) needs `CAP_DAC_READ_SEARCH`.
+pub fn link_unnamed(file: &File, to: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let from = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+    let to = std::ffi::CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: two NUL-terminated paths that outlive the call.
+    let r = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether unnamed files can be made and named in `dir`: the file system
+/// must support `O_TMPFILE` (ext4, xfs, btrfs, tmpfs do) and `/proc` must
+/// be mounted. Probed once per store path when the store opens.
+pub fn unnamed_files_work(dir: &Path) -> bool {
+    let Ok(f) = create_unnamed(dir) else {
+        return false;
+    };
+    let probe = dir.join(format!(
+        "unnamed-probe.{}.{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let named = link_unnamed(&f, &probe).is_ok();
+    let _ = std::fs::remove_file(&probe);
+    named
+}
+
 /// Starts writing `file`'s dirty pages back without waiting
 /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). Calling it on each of a
 /// batch of files before fsyncing them one by one lets the first fsync's

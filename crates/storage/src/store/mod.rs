@@ -3,13 +3,16 @@
 //! binlog. No sockets: the service turns requests into calls here.
 //!
 //! # Writes and crash safety
-//! New content (uploads, slave uploads) is streamed into a temporary file
-//! `<store_path>/data/.tmp/<unique>` while its CRC32 is computed; only when
-//! every byte is there does the file get its final name (a hard link, which
-//! refuses to replace an existing name, then the temporary name is removed).
-//! The binlog record is appended after that, so the binlog never names a
-//! file that is not on disk. A crash, a `kill -9` or a client that goes away
-//! mid-upload leaves only a temporary file, and `.tmp` is emptied on start.
+//! New content (uploads, slave uploads) is streamed into a file without a
+//! name (`O_TMPFILE` in `<store_path>/data/.tmp`) while its CRC32 is
+//! computed; only when every byte is there does the file get its final name
+//! (a link that refuses to replace an existing name). The binlog record is
+//! appended after that, so the binlog never names a file that is not on
+//! disk. A crash, a `kill -9` or a client that goes away mid-upload leaves
+//! nothing. Where content is fsynced before it is named (`durable_sync =
+//! fsync`, files not journaled), or the file system has no `O_TMPFILE`, it
+//! is a temporary file `.tmp/<unique>` instead, renamed into place, and
+//! `.tmp` is emptied on start.
 //! Metadata sidecars are rewritten the same way (temporary file + rename).
 //!
 //! # Durability modes (`durable` in storage.conf)
@@ -131,6 +134,8 @@ struct StorePath {
     data: PathBuf,
     tmp: PathBuf,
     readonly: bool,
+    /// New content can be staged in unnamed files ([`disk::create_unnamed`]).
+    unnamed: bool,
 }
 
 /// Round-robin sub-directory state (persisted in storage_stat.dat).
@@ -253,10 +258,15 @@ impl Store {
             if !vars.exists() {
                 let _ = fs::write(&vars, format!("store_path_mark=fdfs-rs-{}-{}\n", i, now()));
             }
+            let unnamed = disk::unnamed_files_work(&tmp);
+            if !unnamed {
+                tracing::info!(dir = %tmp.display(), "no O_TMPFILE here: uploads are staged in named temporary files");
+            }
             paths.push(StorePath {
                 data,
                 tmp,
                 readonly: cfg.readonly.get(i).copied().unwrap_or(false),
+                unnamed,
             });
         }
         let sync_dir = cfg.base_path.join("data").join("sync");
@@ -563,9 +573,15 @@ impl Store {
     }
 
     fn new_tmp(&self, idx: usize) -> Result<(PathBuf, File)> {
+        self.new_named_tmp(idx, "")
+    }
+
+    /// A temporary file in store path `idx`'s `.tmp`, its name starting
+    /// with `prefix`.
+    pub(crate) fn new_named_tmp(&self, idx: usize, prefix: &str) -> Result<(PathBuf, File)> {
         let p = &self.paths[idx];
         let name = format!(
-            "{}.{}.{:08x}",
+            "{prefix}{}.{}.{:08x}",
             std::process::id(),
             self.tmp_seq.fetch_add(1, Ordering::Relaxed),
             rand::random::<u32>()
@@ -577,6 +593,35 @@ impl Store {
             .open(&path)
             .map_err(|e| StoreError::io(format!("creating {}", path.display()), e))?;
         Ok((path, f))
+    }
+
+    /// Where the content of a new file goes until it is named: an unnamed
+    /// file (`None` for its path) when store path `idx` supports it and the
+    /// content is not fsynced before the name is given (`journaled`: it goes
+    /// to the journal instead, see [`Store::sync_new_content`]), else a
+    /// temporary file in `.tmp` whose name starts with `prefix`. Why not
+    /// always: a file fsynced while unnamed has its link count still at 0
+    /// on disk after the link, and only a temporary file keeps the promise
+    /// that an fsynced name never points at partial content.
+    pub(crate) fn new_staging(
+        &self,
+        idx: usize,
+        journaled: bool,
+        prefix: &str,
+    ) -> Result<(Option<PathBuf>, File)> {
+        let p = &self.paths[idx];
+        let synced_first = self.cfg.durable && self.cfg.durable_sync != DurableSync::Syncfs;
+        if p.unnamed && (journaled || !synced_first) {
+            let f = disk::create_unnamed(&p.tmp).map_err(|e| {
+                StoreError::io(
+                    format!("creating an unnamed file in {}", p.tmp.display()),
+                    e,
+                )
+            })?;
+            return Ok((None, f));
+        }
+        let (path, f) = self.new_named_tmp(idx, prefix)?;
+        Ok((Some(path), f))
     }
 
     /// Starts an upload of `size` bytes. Fails early (nothing on disk) for
@@ -611,12 +656,12 @@ impl Store {
             }
             _ => self.choose_path(requested_path, size)?,
         };
-        let (tmp, file) = self.new_tmp(idx)?;
         let kind_of_file = match kind {
             UploadKind::Appender => FileKind::Appender,
             _ => FileKind::Normal,
         };
         let image = self.journal_image(kind_of_file, size);
+        let (tmp, file) = self.new_staging(idx, image.is_some(), "")?;
         Ok(Upload {
             image,
             tmp,
@@ -657,12 +702,12 @@ impl Store {
                 up.written, up.size
             )));
         }
+        // Kept open until named: an unnamed file is named through it.
         let file = up.file.take().expect("upload file is open until finished");
         if up.image.is_none() {
             self.sync_new_content(&file)
                 .map_err(|e| StoreError::io("fsync of the uploaded file", e))?;
         }
-        drop(file);
         let crc = up.crc.clone().finalize();
         let mut tries = 0;
         let (name, path) = loop {
@@ -686,13 +731,13 @@ impl Store {
                 }
             };
             let path = self.resolve(&name)?;
-            let mut linked = disk::rename_noreplace(&up.tmp, &path);
+            let mut linked = name_staged(up.tmp.as_deref(), &file, &path);
             if matches!(&linked, Err(e) if e.kind() == io::ErrorKind::NotFound) {
                 // A sub-directory went missing (deleted by hand): recreate it.
                 if let Some(d) = path.parent() {
                     let _ = fs::create_dir_all(d);
                 }
-                linked = disk::rename_noreplace(&up.tmp, &path);
+                linked = name_staged(up.tmp.as_deref(), &file, &path);
             }
             match linked {
                 Ok(()) => break (name, path),
@@ -709,6 +754,7 @@ impl Store {
             }
         };
         up.done = true;
+        drop(file);
         let seq = self.append_record_with_image(
             BinlogOp::Create,
             &name.to_string(),
@@ -1195,7 +1241,8 @@ pub struct JournalWait(u64);
 pub struct Upload {
     /// The content, kept when it is to be journaled.
     image: Option<Vec<u8>>,
-    tmp: PathBuf,
+    /// The temporary file's path; `None` for an unnamed file.
+    tmp: Option<PathBuf>,
     file: Option<File>,
     crc: crc32fast::Hasher,
     written: u64,
@@ -1237,18 +1284,30 @@ impl Upload {
         self.image.is_some()
     }
 
-    /// The temporary file (tests).
-    pub fn tmp_path(&self) -> &Path {
-        &self.tmp
+    /// The temporary file, if it has a name (tests).
+    pub fn tmp_path(&self) -> Option<&Path> {
+        self.tmp.as_deref()
     }
 }
 
 impl Drop for Upload {
     fn drop(&mut self) {
         if !self.done {
+            // An unnamed file vanishes with its descriptor.
             self.file = None;
-            let _ = fs::remove_file(&self.tmp);
+            if let Some(tmp) = &self.tmp {
+                let _ = fs::remove_file(tmp);
+            }
         }
+    }
+}
+
+/// Gives staged new content (see [`Store::new_staging`]) its name `to`,
+/// never replacing a file there (`AlreadyExists`).
+pub(crate) fn name_staged(tmp: Option<&Path>, file: &File, to: &Path) -> io::Result<()> {
+    match tmp {
+        Some(tmp) => disk::rename_noreplace(tmp, to),
+        None => disk::link_unnamed(file, to),
     }
 }
 

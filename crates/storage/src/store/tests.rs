@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::store::disk::{Disk, FailingDisk, RealDisk};
+use std::io::Write;
 
 fn cfg(dir: &Path, paths: usize) -> StoreConfig {
     StoreConfig {
@@ -129,7 +130,7 @@ fn abandoned_and_short_uploads_leave_nothing() {
     let s = open(d.path());
     let mut u = s.begin_upload(-1, 10, "txt", UploadKind::Normal).unwrap();
     u.write(b"abc").unwrap();
-    assert!(u.tmp_path().exists());
+    assert!(u.tmp_path().unwrap().exists());
     assert_eq!(tmp_entries(d.path()), 1);
     drop(u);
     assert_eq!(tmp_entries(d.path()), 0);
@@ -146,6 +147,50 @@ fn abandoned_and_short_uploads_leave_nothing() {
     drop(s);
     let _s = open(d.path());
     assert_eq!(tmp_entries(d.path()), 0);
+}
+
+/// Content not fsynced before it is named (no `durable`, or journaled)
+/// is staged in an unnamed file: no entry in `.tmp` at any time, and an
+/// abandoned upload leaves nothing. Content fsynced first (`fsync` above)
+/// keeps a named temporary file.
+#[test]
+fn uploads_not_synced_before_naming_are_staged_unnamed() {
+    for (durable, mode) in [(false, DurableSync::Fsync), (true, DurableSync::Journal)] {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = cfg(d.path(), 1);
+        c.durable = durable;
+        c.durable_sync = mode;
+        let s = Store::open(c, Arc::new(RealDisk)).unwrap();
+        let mut u = s.begin_upload(-1, 10, "txt", UploadKind::Normal).unwrap();
+        u.write(b"abcde").unwrap();
+        assert!(u.tmp_path().is_none(), "{mode:?}");
+        assert_eq!(tmp_entries(d.path()), 0);
+        drop(u);
+        assert_eq!(tmp_entries(d.path()), 0);
+        let n = upload(&s, b"0123456789", "txt", UploadKind::Normal).unwrap();
+        assert_eq!(read_all(&s, &n, 0, 0).unwrap(), b"0123456789");
+        assert_eq!(tmp_entries(d.path()), 0);
+        let meta = fs::metadata(s.resolve(&n).unwrap()).unwrap();
+        assert_eq!(meta.len(), 10);
+        assert_eq!(std::os::unix::fs::MetadataExt::nlink(&meta), 1);
+    }
+}
+
+#[test]
+fn an_unnamed_file_never_replaces_an_existing_name() {
+    let d = tempfile::tempdir().unwrap();
+    let to = d.path().join("taken");
+    fs::write(&to, b"stored").unwrap();
+    let mut f = disk::create_unnamed(d.path()).unwrap();
+    f.write_all(b"newcomer").unwrap();
+    let e = disk::link_unnamed(&f, &to).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+    assert_eq!(fs::read(&to).unwrap(), b"stored");
+    let free = d.path().join("free");
+    disk::link_unnamed(&f, &free).unwrap();
+    drop(f);
+    assert_eq!(fs::read(&free).unwrap(), b"newcomer");
+    assert_eq!(fs::read_dir(d.path()).unwrap().count(), 2);
 }
 
 #[test]
@@ -172,7 +217,7 @@ fn reserved_space_and_store_path_choice() {
     let s = Store::open(c, Arc::new(RealDisk)).unwrap();
     // Path 0 is read-only: the storage picks path 1 even when asked for 0.
     let u = s.begin_upload(0, 1, "", UploadKind::Normal).unwrap();
-    assert!(u.tmp_path().starts_with(d.path().join("p1")));
+    assert!(u.tmp_path().unwrap().starts_with(d.path().join("p1")));
     drop(u);
     assert_eq!(
         s.begin_upload(5, 1, "", UploadKind::Normal)

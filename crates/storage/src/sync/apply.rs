@@ -14,7 +14,6 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use fdfs_proto::binlog::{BinlogOp, BinlogRecord};
 use fdfs_proto::{errno, LogicName};
@@ -165,15 +164,16 @@ impl Unsynced {
     }
 }
 
-static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
-
 /// Incoming whole-file content (SYNC_CREATE_FILE / SYNC_UPDATE_FILE),
-/// written to a temporary file in the store path's `.tmp` and named only
-/// when complete. Dropped unfinished: the temporary file is removed.
+/// staged like an upload's ([`Store::new_staging`]: an unnamed file, or a
+/// temporary file in the store path's `.tmp`) and named only when
+/// complete. Dropped unfinished: nothing is left.
 pub struct Incoming {
     name: String,
     path: PathBuf,
-    tmp: PathBuf,
+    /// The temporary file's path; `None` for an unnamed file (creates
+    /// only: an update replaces a file, which a link cannot).
+    tmp: Option<PathBuf>,
     file: Option<File>,
     update: bool,
     size: u64,
@@ -187,21 +187,16 @@ pub struct Incoming {
 /// Starts receiving the content of `name` (`update`: replace if present).
 pub fn begin_file(store: &Store, name: &str, size: u64, update: bool) -> Result<Incoming> {
     let (logic, path) = path_of(store, name)?;
-    let root = &store.config().store_paths[logic.store_path as usize];
-    let tmpdir = root.join("data").join(".tmp");
-    let tmp = tmpdir.join(format!(
-        "sync.{}.{}.{:08x}",
-        std::process::id(),
-        TMP_SEQ.fetch_add(1, Ordering::Relaxed),
-        rand::random::<u32>()
-    ));
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| StoreError::io(format!("creating {}", tmp.display()), e))?;
+    let idx = logic.store_path as usize;
+    let image = store.journal_image(logic.kind, size);
+    let (tmp, file) = if update {
+        let (tmp, file) = store.new_named_tmp(idx, "sync.")?;
+        (Some(tmp), file)
+    } else {
+        store.new_staging(idx, image.is_some(), "sync.")?
+    };
     Ok(Incoming {
-        image: store.journal_image(logic.kind, size),
+        image,
         name: name.to_owned(),
         path,
         tmp,
@@ -288,25 +283,27 @@ impl Incoming {
 
     /// Gives the complete (and, in durable mode, synced) content its name.
     fn name_it(mut self, store: &Store, ts: u32, unsynced: &mut Unsynced) -> Result<Outcome> {
-        drop(self.file.take());
+        // Kept open until named: an unnamed file is named through it.
+        let file = self.file.take().expect("open until named");
         let durable = store.config().durable;
-        let existed = self.path.symlink_metadata().is_ok();
-        if existed && !self.update {
-            return Ok(Outcome::AlreadyThere);
-        }
-        if existed
-            && same_content(&self.tmp, &self.path)
-                .map_err(|e| StoreError::io(format!("comparing {}", self.name), e))?
-        {
-            // A resent update: already applied.
-            return Ok(Outcome::AlreadyThere);
-        }
-        let r = if self.update {
-            fs::rename(&self.tmp, &self.path)
-        } else {
+        // A create needs no look first: its naming refuses an existing file.
+        let existed = self.update && self.path.symlink_metadata().is_ok();
+        let r = match (&self.tmp, self.update) {
+            (Some(tmp), true) => {
+                if existed
+                    && same_content(tmp, &self.path)
+                        .map_err(|e| StoreError::io(format!("comparing {}", self.name), e))?
+                {
+                    // A resent update: already applied.
+                    return Ok(Outcome::AlreadyThere);
+                }
+                fs::rename(tmp, &self.path)
+            }
+            (None, true) => unreachable!("updates are staged in named files"),
             // Never replaces a file that appeared meanwhile.
-            crate::store::disk::rename_noreplace(&self.tmp, &self.path)
+            (tmp, false) => crate::store::name_staged(tmp.as_deref(), &file, &self.path),
         };
+        drop(file);
         match r {
             Ok(()) => self.named = true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Outcome::AlreadyThere),
@@ -332,8 +329,8 @@ impl Incoming {
 impl Drop for Incoming {
     fn drop(&mut self) {
         self.file = None;
-        if !self.named {
-            let _ = fs::remove_file(&self.tmp);
+        if let (false, Some(tmp)) = (self.named, &self.tmp) {
+            let _ = fs::remove_file(tmp);
         }
     }
 }
