@@ -202,7 +202,9 @@ fn storage_disk_full_gives_enospc_and_leaves_nothing() {
     let (_dir, _tracker, storage) = start_cluster(
         &[],
         StorageOpts {
-            env: vec![("FDFS_FAULT_DISK_FULL_AFTER", "1000000")],
+            // The journal's two files (1MB each in tests) are written out
+            // first at start: 1,000,000 bytes are left for uploads.
+            env: vec![("FDFS_FAULT_DISK_FULL_AFTER", "3097152")],
             ..StorageOpts::on([127, 0, 0, 14])
         },
     );

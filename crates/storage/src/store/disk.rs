@@ -113,6 +113,10 @@ pub fn start_writeback(file: &File) {
 /// Writes and syncs file content. The real implementation is [`RealDisk`].
 pub trait Disk: Send + Sync + 'static {
     fn write(&self, file: &mut File, buf: &[u8]) -> io::Result<()>;
+    /// `pwrite` of all of `buf` at `pos` (the journal's files).
+    fn write_at(&self, file: &File, buf: &[u8], pos: u64) -> io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(file, buf, pos)
+    }
     fn sync(&self, file: &File) -> io::Result<()>;
     /// `fdatasync`: the content and the size, not the timestamps.
     fn sync_data(&self, file: &File) -> io::Result<()> {
@@ -168,17 +172,28 @@ impl FailingDisk {
     }
 }
 
+impl FailingDisk {
+    /// Takes `n` bytes from the budget, or fails if fewer are left (the
+    /// budget then stays as it was).
+    fn spend(&self, n: usize) -> io::Result<()> {
+        self.budget
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+                b.checked_sub(n as u64)
+            })
+            .map(|_| ())
+            .map_err(|_| io::Error::from_raw_os_error(self.errno))
+    }
+}
+
 impl Disk for FailingDisk {
     fn write(&self, file: &mut File, buf: &[u8]) -> io::Result<()> {
-        let n = buf.len() as u64;
-        let ok = self
-            .budget
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(n))
-            .is_ok();
-        if !ok {
-            return Err(io::Error::from_raw_os_error(self.errno));
-        }
+        self.spend(buf.len())?;
         file.write_all(buf)
+    }
+
+    fn write_at(&self, file: &File, buf: &[u8], pos: u64) -> io::Result<()> {
+        self.spend(buf.len())?;
+        std::os::unix::fs::FileExt::write_all_at(file, buf, pos)
     }
 
     fn sync(&self, file: &File) -> io::Result<()> {

@@ -361,20 +361,37 @@ impl Store {
         }
         let dir = self.cfg.base_path.join("data");
         if use_journal {
-            j.start()
-                .map_err(|e| StoreError::io("starting the journal", e))?;
-            // The journal files' own names.
-            self.sync_directory(&dir)
-                .map_err(|e| StoreError::io(format!("fsync of {}", dir.display()), e))?;
-            self.binlog.attach_journal(j.clone());
-            self.journal = Some(j);
-        } else {
-            drop(j);
-            for i in 0..2 {
-                let p = journal::journal_path(&dir, i);
-                fs::remove_file(&p)
-                    .map_err(|e| StoreError::io(format!("removing {}", p.display()), e))?;
+            match j.start() {
+                Ok(()) => {
+                    // The journal files' own names.
+                    self.sync_directory(&dir)
+                        .map_err(|e| StoreError::io(format!("fsync of {}", dir.display()), e))?;
+                    self.binlog.attach_journal(j.clone());
+                    self.journal = Some(j);
+                    return Ok(self);
+                }
+                // A full disk must not keep a storage that has run with
+                // `fsync` (the default before `journal`) from starting: it
+                // stays as durable, only slower, and tries again next time.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+                    tracing::error!(
+                        dir = %dir.display(),
+                        bytes = 2 * self.cfg.journal_file_size,
+                        error = %e,
+                        "journal: no room for its two files; this run makes uploads durable \
+                         with durable_sync = fsync instead (free the space, or set \
+                         journal_file_size lower or durable_sync = fsync)"
+                    );
+                    self.cfg.durable_sync = DurableSync::Fsync;
+                }
+                Err(e) => return Err(StoreError::io("starting the journal", e)),
             }
+        }
+        drop(j);
+        for i in 0..2 {
+            let p = journal::journal_path(&dir, i);
+            fs::remove_file(&p)
+                .map_err(|e| StoreError::io(format!("removing {}", p.display()), e))?;
         }
         Ok(self)
     }

@@ -193,6 +193,41 @@ fn an_unnamed_file_never_replaces_an_existing_name() {
     assert_eq!(fs::read_dir(d.path()).unwrap().count(), 2);
 }
 
+/// No room for the journal's two files (the default mode since it replaced
+/// `fsync`): the store starts with `fsync` instead of refusing to, leaves
+/// no journal file behind, and takes durable uploads. Other errors still
+/// stop the start.
+#[test]
+fn a_journal_without_room_falls_back_to_fsync() {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = cfg(d.path(), 1);
+    c.durable_sync = DurableSync::Journal;
+    assert_eq!(c.journal_file_size, 1 << 20);
+    // Room for the first file and 32 KiB: the second one fails.
+    let disk = Arc::new(FailingDisk::full_after((1 << 20) + (32 << 10)));
+    let s = Store::open(c.clone(), disk).unwrap();
+    assert_eq!(s.config().durable_sync, DurableSync::Fsync);
+    assert!(s.journal.is_none());
+    for i in 0..2 {
+        assert!(!journal::journal_path(&d.path().join("data"), i).exists());
+    }
+    let n = upload(&s, b"still durable", "txt", UploadKind::Normal).unwrap();
+    assert_eq!(read_all(&s, &n, 0, 0).unwrap(), b"still durable");
+    drop(s);
+    // With room, the next start has its journal.
+    let s = Store::open(c.clone(), Arc::new(RealDisk)).unwrap();
+    assert!(s.journal.is_some());
+    assert_eq!(s.config().durable_sync, DurableSync::Journal);
+    drop(s);
+    let d = tempfile::tempdir().unwrap();
+    let c = StoreConfig {
+        durable_sync: DurableSync::Journal,
+        ..cfg(d.path(), 1)
+    };
+    let e = Store::open(c, Arc::new(FailingDisk::new(0, libc::EIO))).err();
+    assert_eq!(e.map(|e| e.status()), Some(5));
+}
+
 #[test]
 fn disk_full_gives_enospc_and_leaves_nothing() {
     let d = tempfile::tempdir().unwrap();
