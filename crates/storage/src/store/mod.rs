@@ -16,22 +16,25 @@
 //! Metadata sidecars are rewritten the same way (temporary file + rename).
 //!
 //! # Durability modes (`durable` in storage.conf)
-//! * `durable = true` (default): before the reply, the file is fsynced
-//!   before it is named, then the binlog record and the file's directory
-//!   are fsynced (in that order: see [`Store::commit_names`]).
-//!   Binlog fsyncs are group commits ([`binlog::Binlog::sync`]): one fsync
-//!   covers every record appended by concurrent uploads since the last one.
-//!   An acknowledged upload survives a power loss.
+//! * `durable = true` (default): an acknowledged upload survives a power
+//!   loss. How, `durable_sync` says:
+//!
+//!   With `durable_sync = journal` (default) the record and the whole
+//!   content of a small new file go to a write-ahead journal ([`journal`]),
+//!   and one `fdatasync` of it covers every upload that finished meanwhile;
+//!   a restart after a crash redoes what the journal holds before serving.
+//!   Larger files are fsynced as with `fsync`.
+//!
+//!   With `durable_sync = fsync` the file is fsynced before it is named,
+//!   then the binlog record and the file's directory are fsynced (in that
+//!   order: see [`Store::commit_names`]). Binlog fsyncs are group commits
+//!   ([`binlog::Binlog::sync`]): one fsync covers every record appended by
+//!   concurrent uploads since the last one.
 //!
 //!   With `durable_sync = syncfs` an upload is instead named unsynced and
 //!   one `syncfs(2)` per file system (store path, then base path for the
 //!   binlog) covers every upload that finished meanwhile: one disk flush
 //!   per batch instead of one per file.
-//!
-//!   With `durable_sync = journal` the record and the whole content of a
-//!   small new file go to a write-ahead journal ([`journal`]), and one
-//!   `fdatasync` of it covers every upload that finished meanwhile; a
-//!   restart after a crash redoes what the journal holds before serving.
 //! * `durable = false`: acknowledge right after the rename, like FastDFS
 //!   (the OS writes the data back later). A process crash loses nothing
 //!   acknowledged; a power loss may.

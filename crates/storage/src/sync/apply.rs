@@ -165,7 +165,7 @@ impl Unsynced {
 }
 
 /// Incoming whole-file content (SYNC_CREATE_FILE / SYNC_UPDATE_FILE),
-/// staged like an upload's ([`Store::new_staging`]: an unnamed file, or a
+/// staged like an upload's (`Store::new_staging`: an unnamed file, or a
 /// temporary file in the store path's `.tmp`) and named only when
 /// complete. Dropped unfinished: nothing is left.
 pub struct Incoming {
@@ -288,8 +288,8 @@ impl Incoming {
         let durable = store.config().durable;
         // A create needs no look first: its naming refuses an existing file.
         let existed = self.update && self.path.symlink_metadata().is_ok();
-        let r = match (&self.tmp, self.update) {
-            (Some(tmp), true) => {
+        let r = match &self.tmp {
+            Some(tmp) if self.update => {
                 if existed
                     && same_content(tmp, &self.path)
                         .map_err(|e| StoreError::io(format!("comparing {}", self.name), e))?
@@ -299,9 +299,8 @@ impl Incoming {
                 }
                 fs::rename(tmp, &self.path)
             }
-            (None, true) => unreachable!("updates are staged in named files"),
             // Never replaces a file that appeared meanwhile.
-            (tmp, false) => crate::store::name_staged(tmp.as_deref(), &file, &self.path),
+            tmp => crate::store::name_staged(tmp.as_deref(), &file, &self.path),
         };
         drop(file);
         match r {
