@@ -170,9 +170,7 @@ impl FailingDisk {
     pub fn full_after(budget: u64) -> Self {
         Self::new(budget, libc::ENOSPC)
     }
-}
 
-impl FailingDisk {
     /// Takes `n` bytes from the budget, or fails if fewer are left (the
     /// budget then stays as it was).
     fn spend(&self, n: usize) -> io::Result<()> {
