@@ -19,6 +19,11 @@
 //! keeps up with the upload rate, and the next phase then does not compete
 //! with replication.
 //!
+//! Ping (`--ops ping`): ACTIVE_TEST to a tracker, then to an ACTIVE
+//! storage, round robin: the four messages of a download with no work at
+//! either end. Its rate is the ceiling a download could reach with these
+//! processes on this machine, the kernel's cost per message included.
+//!
 //! The bench never asserts figures; it only measures and prints them.
 
 use std::collections::HashMap;
@@ -64,8 +69,10 @@ pub struct BenchArgs {
     /// Concurrent clients.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
-    /// Phases to run, in this order: a comma list of upload, download, delete.
-    /// download and delete work on the files this run uploaded.
+    /// Phases to run, in this order: a comma list of upload, download,
+    /// delete, ping. download and delete work on the files this run
+    /// uploaded; ping (ACTIVE_TEST to a tracker, then to a storage: a
+    /// download's round trips without its work) needs no files.
     #[arg(long, default_value = "upload,download,delete", value_parser = parse_ops)]
     pub ops: Ops,
     /// Uploads sampled for the replication lag (0 = none).
@@ -98,6 +105,7 @@ pub struct Ops {
     upload: bool,
     download: bool,
     delete: bool,
+    ping: bool,
 }
 
 fn parse_ops(s: &str) -> std::result::Result<Ops, String> {
@@ -105,16 +113,22 @@ fn parse_ops(s: &str) -> std::result::Result<Ops, String> {
         upload: false,
         download: false,
         delete: false,
+        ping: false,
     };
     for p in s.split(',').map(str::trim) {
         match p {
             "upload" => o.upload = true,
             "download" => o.download = true,
             "delete" => o.delete = true,
-            _ => return Err(format!("{p:?} is not one of upload, download, delete")),
+            "ping" => o.ping = true,
+            _ => {
+                return Err(format!(
+                    "{p:?} is not one of upload, download, delete, ping"
+                ))
+            }
         }
     }
-    if !o.upload {
+    if (o.download || o.delete) && !o.upload {
         return Err("download and delete need the files of this run: include upload".into());
     }
     Ok(o)
@@ -185,6 +199,7 @@ enum Phase {
     Upload,
     Download,
     Delete,
+    Ping,
 }
 
 impl Phase {
@@ -193,6 +208,7 @@ impl Phase {
             Phase::Upload => "upload",
             Phase::Download => "download",
             Phase::Delete => "delete",
+            Phase::Ping => "ping",
         }
     }
 }
@@ -203,6 +219,8 @@ struct Shared {
     ids: Vec<OnceLock<String>>,
     group: Option<String>,
     lag: LagSampler,
+    /// The ACTIVE storages the ping phase takes turns on.
+    ping_storages: OnceLock<Vec<SocketAddr>>,
 }
 
 /// Chooses and runs the replication-lag samples.
@@ -275,6 +293,7 @@ async fn bench(args: BenchArgs, trackers: Vec<SocketAddr>, opts: ClientOptions) 
         buf,
         ids: (0..n).map(|_| OnceLock::new()).collect(),
         group: args.group.clone(),
+        ping_storages: OnceLock::new(),
         lag: LagSampler {
             wanted,
             // Spread the samples over the run.
@@ -296,9 +315,17 @@ async fn bench(args: BenchArgs, trackers: Vec<SocketAddr>, opts: ClientOptions) 
         (args.ops.upload, Phase::Upload),
         (args.ops.download, Phase::Download),
         (args.ops.delete, Phase::Delete),
+        (args.ops.ping, Phase::Ping),
     ] {
         if !on {
             continue;
+        }
+        if phase == Phase::Ping {
+            let storages = active_storages(&clients[0]).await?;
+            if storages.is_empty() {
+                bail!("ping: the tracker lists no ACTIVE storage");
+            }
+            let _ = shared.ping_storages.set(storages);
         }
         phases.push(run_phase(phase, &clients, &shared, n).await);
         let ended = Instant::now();
@@ -453,7 +480,33 @@ async fn one_op(phase: Phase, c: &Client, shared: &Arc<Shared>, i: usize) -> Res
             c.delete(id).await?;
             Ok(Some(0))
         }
+        Phase::Ping => {
+            let trackers = c.trackers();
+            c.active_test(trackers[i % trackers.len()]).await?;
+            let storages = shared.ping_storages.get().map_or(&[][..], Vec::as_slice);
+            if let Some(s) = storages.get(i % storages.len().max(1)) {
+                c.active_test(*s).await?;
+            }
+            Ok(Some(0))
+        }
     }
+}
+
+/// Every ACTIVE storage of every group, as the tracker lists them.
+async fn active_storages(c: &Client) -> Result<Vec<SocketAddr>> {
+    let mut all = Vec::new();
+    for g in c.list_groups().await? {
+        for s in c.list_storages(g.group_name.as_str(), None).await? {
+            if s.status != fdfs_proto::server::status::ACTIVE {
+                continue;
+            }
+            if let (Ok(ip), Ok(port)) = (s.ip_addr.parse::<IpAddr>(), u16::try_from(s.storage_port))
+            {
+                all.push(SocketAddr::new(ip, port));
+            }
+        }
+    }
+    Ok(all)
 }
 
 /// A writer that compares what it is given with the uploaded buffer.
@@ -893,10 +946,12 @@ mod tests {
             Ok(Ops {
                 upload: true,
                 download: false,
-                delete: true
+                delete: true,
+                ping: false
             })
         );
         assert!(parse_ops("download").is_err());
+        assert_eq!(parse_ops("ping").map(|o| o.ping), Ok(true));
         assert!(parse_ops("upload,list").is_err());
     }
 

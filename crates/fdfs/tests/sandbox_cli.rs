@@ -476,6 +476,7 @@ fn bench_against_a_two_group_sandbox_reports_every_phase_as_json() {
         ])
         .args(["--files", "40", "--size", "3K", "--concurrency", "4"])
         .args(["--lag-samples", "4", "--lag-timeout-secs", "20", "--json"])
+        .args(["--ops", "upload,download,delete,ping"])
         .output()
         .expect("run fdfs bench");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -490,7 +491,7 @@ fn bench_against_a_two_group_sandbox_reports_every_phase_as_json() {
     assert_eq!(v["size"], 3072);
     let phases = v["phases"].as_array().expect("phases");
     let ops: Vec<&str> = phases.iter().map(|p| p["op"].as_str().unwrap()).collect();
-    assert_eq!(ops, ["upload", "download", "delete"]);
+    assert_eq!(ops, ["upload", "download", "delete", "ping"]);
     for p in phases {
         assert_eq!(p["ok"], 40, "{p}");
         assert_eq!(p["errors"], 0, "{p}");
