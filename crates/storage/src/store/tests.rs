@@ -176,6 +176,21 @@ fn uploads_not_synced_before_naming_are_staged_unnamed() {
     }
 }
 
+/// The probe that picks unnamed staging per store path: yes on a normal
+/// folder, no where `O_TMPFILE` is refused (procfs) or the folder is gone.
+#[test]
+fn the_unnamed_file_probe_tells_where_it_works() {
+    let d = tempfile::tempdir().unwrap();
+    assert!(disk::unnamed_files_work(d.path()));
+    assert_eq!(
+        fs::read_dir(d.path()).unwrap().count(),
+        0,
+        "the probe cleans up"
+    );
+    assert!(!disk::unnamed_files_work(Path::new("/proc")));
+    assert!(!disk::unnamed_files_work(&d.path().join("missing")));
+}
+
 #[test]
 fn an_unnamed_file_never_replaces_an_existing_name() {
     let d = tempfile::tempdir().unwrap();
