@@ -364,7 +364,10 @@ impl Store {
         }
         let dir = self.cfg.base_path.join("data");
         if use_journal {
-            match j.start() {
+            match j
+                .start()
+                .map_err(|e| StoreError::io("starting the journal", e))
+            {
                 Ok(()) => {
                     // The journal files' own names.
                     self.sync_directory(&dir)
@@ -376,7 +379,7 @@ impl Store {
                 // A full disk must not keep a storage that has run with
                 // `fsync` (the default before `journal`) from starting: it
                 // stays as durable, only slower, and tries again next time.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+                Err(e @ StoreError::NoSpace(_)) => {
                     tracing::error!(
                         dir = %dir.display(),
                         bytes = 2 * self.cfg.journal_file_size,
@@ -387,7 +390,7 @@ impl Store {
                     );
                     self.cfg.durable_sync = DurableSync::Fsync;
                 }
-                Err(e) => return Err(StoreError::io("starting the journal", e)),
+                Err(e) => return Err(e),
             }
         }
         drop(j);
@@ -630,8 +633,7 @@ impl Store {
         prefix: &str,
     ) -> Result<(Option<PathBuf>, File)> {
         let p = &self.paths[idx];
-        let synced_first = self.cfg.durable && self.cfg.durable_sync != DurableSync::Syncfs;
-        if p.unnamed && (journaled || !synced_first) {
+        if p.unnamed && (journaled || !self.syncs_new_content()) {
             let f = disk::create_unnamed(&p.tmp).map_err(|e| {
                 StoreError::io(
                     format!("creating an unnamed file in {}", p.tmp.display()),
@@ -839,11 +841,16 @@ impl Store {
     /// [`Store::commit_names`] covers the content too; without `durable`
     /// nothing is synced.
     pub(crate) fn sync_new_content(&self, file: &File) -> io::Result<()> {
-        if self.cfg.durable && self.cfg.durable_sync != DurableSync::Syncfs {
+        if self.syncs_new_content() {
             self.disk.sync(file)
         } else {
             Ok(())
         }
+    }
+
+    /// Whether [`Store::sync_new_content`] fsyncs (content not journaled).
+    fn syncs_new_content(&self) -> bool {
+        self.cfg.durable && self.cfg.durable_sync != DurableSync::Syncfs
     }
 
     /// Makes the names of new files in `dirs` and the binlog records up to
