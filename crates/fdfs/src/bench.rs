@@ -496,17 +496,22 @@ async fn one_op(phase: Phase, c: &Client, shared: &Arc<Shared>, i: usize) -> Res
 async fn active_storages(c: &Client) -> Result<Vec<SocketAddr>> {
     let mut all = Vec::new();
     for g in c.list_groups().await? {
-        for s in c.list_storages(g.group_name.as_str(), None).await? {
-            if s.status != fdfs_proto::server::status::ACTIVE {
-                continue;
-            }
-            if let (Ok(ip), Ok(port)) = (s.ip_addr.parse::<IpAddr>(), u16::try_from(s.storage_port))
-            {
-                all.push(SocketAddr::new(ip, port));
-            }
-        }
+        all.extend(active_in_group(c, &g.group_name).await?);
     }
     Ok(all)
+}
+
+/// The ACTIVE storages of `group` (SERVER_LIST_STORAGE 92).
+async fn active_in_group(c: &Client, group: &str) -> Result<Vec<SocketAddr>> {
+    let list = c.list_storages(group, None).await?;
+    Ok(list
+        .into_iter()
+        .filter(|s| s.status == fdfs_proto::server::status::ACTIVE)
+        .filter_map(|s| {
+            let ip = s.ip_addr.parse::<IpAddr>().ok()?;
+            Some(SocketAddr::new(ip, u16::try_from(s.storage_port).ok()?))
+        })
+        .collect())
 }
 
 /// A writer that compares what it is given with the uploaded buffer.
@@ -580,18 +585,10 @@ async fn group_peers(c: &Client, lag: &LagSampler, id: &FileId) -> Result<Vec<So
         let mut all = c.query_fetch_all(&id.to_string()).await.unwrap_or_default();
         // 105 may list only servers that already have the file: ask for the
         // whole group too (92), keeping the ACTIVE ones.
-        if let Ok(list) = c.list_storages(&group, None).await {
-            for s in list {
-                if s.status != fdfs_proto::server::status::ACTIVE {
-                    continue;
-                }
-                if let (Ok(ip), Ok(port)) =
-                    (s.ip_addr.parse::<IpAddr>(), u16::try_from(s.storage_port))
-                {
-                    let a = SocketAddr::new(ip, port);
-                    if !all.contains(&a) {
-                        all.push(a);
-                    }
+        if let Ok(list) = active_in_group(c, &group).await {
+            for a in list {
+                if !all.contains(&a) {
+                    all.push(a);
                 }
             }
         }
