@@ -131,8 +131,12 @@ fn run_tracker(args: &DaemonArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot load {}", args.conf.display()))?;
     let d = &conf.daemon;
     let serve = serve_opts(d);
+    let mut settings = fdfs_tracker::Settings::from_conf(&conf);
+    if conf.use_storage_id {
+        settings = settings.with_storage_ids(load_storage_ids(&conf)?);
+    }
     let opts = fdfs_tracker::TrackerOpts {
-        settings: fdfs_tracker::Settings::from_conf(&conf),
+        settings,
         base_path: d.base_path.clone(),
         port: d.port,
         serve: serve.clone(),
@@ -155,6 +159,26 @@ fn run_tracker(args: &DaemonArgs) -> anyhow::Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// storage_ids.conf of a tracker with `use_storage_id`: a file that is
+/// missing or wrong stops the start (CONFIG.md §6), as do ids that cannot go
+/// into file names with `id_type_in_filename = id`.
+fn load_storage_ids(conf: &TrackerConf) -> anyhow::Result<fdfs_conf::StorageIds> {
+    let path = &conf.storage_ids_filename;
+    let ids = fdfs_conf::StorageIds::load(path)
+        .with_context(|| format!("use_storage_id = true: cannot load {}", path.display()))?;
+    if ids.entries.is_empty() {
+        anyhow::bail!(
+            "use_storage_id = true but {} lists no storage server",
+            path.display()
+        );
+    }
+    if conf.id_type_in_filename_is_id {
+        ids.check_numeric_ids()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    Ok(ids)
 }
 
 /// Runtime options shared by every daemon.

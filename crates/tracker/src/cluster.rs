@@ -12,8 +12,9 @@
 //! every beat or report (saved periodically).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
-use fdfs_conf::ReservedSpace;
+use fdfs_conf::{ReservedSpace, RwMode};
 use fdfs_proto::server::{
     status, ChangeFlags, DiskUsage, JoinReq, JoinResp, StorageBrief, SyncInfo, SyncReport,
 };
@@ -73,7 +74,7 @@ impl Storage {
             ip: ip.to_owned(),
             port,
             status: status::INIT,
-            rw_mode: 6,
+            rw_mode: RW_BOTH,
             join_time: 0,
             up_time: 0,
             version: String::new(),
@@ -106,12 +107,12 @@ impl Storage {
 
     /// In the readable list: ACTIVE with read permission.
     pub fn readable(&self) -> bool {
-        self.is_active() && self.rw_mode & 4 != 0
+        self.is_active() && self.rw_mode & RW_READ != 0
     }
 
     /// In the writable list: ACTIVE with write permission.
     pub fn writable(&self) -> bool {
-        self.is_active() && self.rw_mode & 2 != 0
+        self.is_active() && self.rw_mode & RW_WRITE != 0
     }
 
     fn addr(&self) -> ServerAddr {
@@ -218,6 +219,18 @@ impl Group {
     }
 }
 
+/// `rw_mode` bits of StorageStat: may serve downloads / take uploads.
+const RW_READ: u8 = 4;
+const RW_WRITE: u8 = 2;
+const RW_BOTH: u8 = RW_READ | RW_WRITE;
+
+/// A joining storage's id, the address clients reach it at, its rw_mode.
+struct Identity {
+    id: String,
+    ip: String,
+    rw_mode: u8,
+}
+
 /// Where an upload goes (101/104/106/107).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreChoice {
@@ -314,20 +327,20 @@ impl Cluster {
         now: i64,
     ) -> Result<(String, JoinResp), TrackerError> {
         let gname = req.group.as_str().to_owned();
-        let id = if self.settings.use_storage_id
-            && self.settings.trust_storage_server_id
-            && !req.storage_id.is_empty()
-        {
-            req.storage_id.clone()
-        } else {
-            peer_ip.to_owned()
-        };
         if req.storage_port == 0 {
             return Err(TrackerError::Invalid("storage port 0".into()));
         }
+        let Identity {
+            id,
+            ip: storage_ip,
+            rw_mode,
+        } = self.identify(peer_ip, req)?;
+        let peer_ip = storage_ip.as_str();
         if let Some(g) = self.groups.get(&gname) {
             if g.storages.keys().any(|k| *k != id) {
-                if g.port != req.storage_port {
+                // With storage ids one host may run several servers of a
+                // group, each on its own port (CONFIG.md §6).
+                if g.port != req.storage_port && !self.settings.use_storage_id {
                     return Err(TrackerError::Invalid(format!(
                         "storage port {} differs from group {gname}'s port {}",
                         req.storage_port, g.port
@@ -379,9 +392,10 @@ impl Cluster {
                 other => other,
             }
         };
-        let addr_changed = s.ip != peer_ip || s.port != req.storage_port;
+        let addr_changed = s.ip != peer_ip || s.port != req.storage_port || s.rw_mode != rw_mode;
         s.ip = peer_ip.to_owned();
         s.port = req.storage_port;
+        s.rw_mode = rw_mode;
         s.store_path_count = req.store_path_count;
         s.subdir_count = req.subdir_count_per_path;
         s.upload_priority = req.upload_priority;
@@ -415,6 +429,64 @@ impl Cluster {
                 src_id,
             },
         ))
+    }
+
+    /// Who a joining storage is. Without `use_storage_id`: its IP. With it:
+    /// its storage_ids.conf entry, found by the id it sends (when
+    /// `trust_storage_server_id`) or else by its address and port; the
+    /// entry also gives its address and its `rw=` mode.
+    fn identify(&self, peer_ip: &str, req: &JoinReq) -> Result<Identity, TrackerError> {
+        if !self.settings.use_storage_id {
+            return Ok(Identity {
+                id: peer_ip.to_owned(),
+                ip: peer_ip.to_owned(),
+                rw_mode: RW_BOTH,
+            });
+        }
+        let ids = &self.settings.storage_ids;
+        let group = req.group.as_str();
+        let peer: Option<IpAddr> = peer_ip.parse().ok();
+        let entry = if self.settings.trust_storage_server_id && !req.storage_id.is_empty() {
+            ids.by_id(&req.storage_id)
+                .ok_or_else(|| TrackerError::UnknownId(req.storage_id.clone()))?
+        } else {
+            peer.and_then(|ip| ids.by_addr(group, ip, Some(req.storage_port)))
+                .ok_or_else(|| {
+                    TrackerError::UnknownId(format!(
+                        "(none for {peer_ip}:{} in group {group})",
+                        req.storage_port
+                    ))
+                })?
+        };
+        if entry.group_name != group {
+            return Err(TrackerError::Invalid(format!(
+                "storage id {} belongs to group {} in storage_ids.conf, not {group}",
+                entry.id, entry.group_name
+            )));
+        }
+        // The address clients are sent to: the one it connected from when
+        // the entry lists it, else the entry's first (a NATed server).
+        let ip = if peer.is_some_and(|ip| entry.has_ip(ip)) {
+            peer_ip.to_owned()
+        } else {
+            entry
+                .hosts
+                .iter()
+                .find(|h| h.parse::<IpAddr>().is_ok())
+                .cloned()
+                .unwrap_or_else(|| peer_ip.to_owned())
+        };
+        let rw_mode = match entry.rw {
+            RwMode::Both => RW_BOTH,
+            RwMode::Read => RW_READ,
+            RwMode::Write => RW_WRITE,
+            RwMode::None => 0,
+        };
+        Ok(Identity {
+            id: entry.id.clone(),
+            ip,
+            rw_mode,
+        })
     }
 
     /// The change-flags reply for `id`: the group list when something in

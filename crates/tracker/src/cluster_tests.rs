@@ -914,3 +914,147 @@ fn old_layout_listings_carry_the_same_figures() {
     assert_eq!(one, vec![old[1].clone()]);
     assert!(c.storage_stats_v610("g1", Some("127.0.0.99")).is_err());
 }
+
+fn with_ids(text: &str, trust: bool) -> Cluster {
+    let ids = fdfs_conf::StorageIds::from_str(text, std::path::Path::new("storage_ids.conf"))
+        .expect("valid storage_ids.conf");
+    cluster(|s| {
+        s.use_storage_id = true;
+        s.trust_storage_server_id = trust;
+        *s = s.clone().with_storage_ids(ids);
+    })
+}
+
+fn join_with_id(
+    c: &mut Cluster,
+    peer: &str,
+    port: u16,
+    id: &str,
+) -> Result<(String, JoinResp), TrackerError> {
+    let mut req = join_req("g1", port, 1, false);
+    req.storage_id = id.into();
+    c.join(peer, &req, T0)
+}
+
+const IDS: &str = "\
+100001 g1 127.0.0.11
+100002 g1 127.0.0.12:23001
+100003 g1 10.9.9.9
+100004 g2 127.0.0.14
+";
+
+#[test]
+fn storage_ids_name_the_servers_that_join() {
+    let mut c = with_ids(IDS, true);
+    // The id it sends, when trusted.
+    let (id, _) = join_with_id(&mut c, "127.0.0.11", 23000, "100001").unwrap();
+    assert_eq!(id, "100001");
+    assert_eq!(c.storage("g1", "100001").unwrap().ip, "127.0.0.11");
+    // No id sent: found by address and port; two servers of a group on
+    // different ports are allowed with ids.
+    let (id, _) = join_with_id(&mut c, "127.0.0.12", 23001, "").unwrap();
+    assert_eq!(id, "100002");
+    assert_eq!(c.storage("g1", "100002").unwrap().port, 23001);
+    // Behind NAT: it connects from elsewhere and clients are sent to the
+    // address storage_ids.conf gives.
+    let (id, _) = join_with_id(&mut c, "127.0.0.99", 23000, "100003").unwrap();
+    assert_eq!(id, "100003");
+    assert_eq!(c.storage("g1", "100003").unwrap().ip, "10.9.9.9");
+
+    let status = |r: Result<(String, JoinResp), TrackerError>| r.unwrap_err().errno();
+    // An id that is not in the file, an address that is in no entry, the
+    // wrong port: ENOENT, and nothing is recorded.
+    assert_eq!(
+        status(join_with_id(&mut c, "127.0.0.11", 23000, "999")),
+        fdfs_proto::errno::ENOENT
+    );
+    assert_eq!(
+        status(join_with_id(&mut c, "127.0.0.50", 23000, "")),
+        fdfs_proto::errno::ENOENT
+    );
+    assert_eq!(
+        status(join_with_id(&mut c, "127.0.0.12", 23000, "")),
+        fdfs_proto::errno::ENOENT
+    );
+    // Another group's id: EINVAL.
+    assert_eq!(
+        status(join_with_id(&mut c, "127.0.0.14", 23000, "100004")),
+        fdfs_proto::errno::EINVAL
+    );
+    let g = c.groups.get("g1").unwrap();
+    assert_eq!(
+        g.storages.keys().collect::<Vec<_>>(),
+        ["100001", "100002", "100003"]
+    );
+    assert!(!c.groups.contains_key("g2"));
+}
+
+#[test]
+fn untrusted_ids_are_looked_up_by_address() {
+    let mut c = with_ids(IDS, false);
+    // The id it sends is ignored: its address says who it is.
+    let (id, _) = join_with_id(&mut c, "127.0.0.11", 23000, "100003").unwrap();
+    assert_eq!(id, "100001");
+    assert_eq!(
+        join_with_id(&mut c, "127.0.0.99", 23000, "100003")
+            .unwrap_err()
+            .errno(),
+        fdfs_proto::errno::ENOENT
+    );
+}
+
+#[test]
+fn rw_modes_of_storage_ids_steer_uploads_and_downloads() {
+    let mut c = with_ids(
+        "\
+1 g1 127.0.0.11 rw=read
+2 g1 127.0.0.12 rw=write
+3 g1 127.0.0.13 rw=none
+4 g1 127.0.0.14
+",
+        true,
+    );
+    for (id, ip) in [
+        ("1", "127.0.0.11"),
+        ("2", "127.0.0.12"),
+        ("3", "127.0.0.13"),
+        ("4", "127.0.0.14"),
+    ] {
+        join_with_id(&mut c, ip, 23000, id).unwrap();
+        c.disk_usage(
+            "g1",
+            id,
+            &DiskUsage {
+                paths: vec![(1000, 500)],
+            },
+            T0,
+        )
+        .unwrap();
+        assert_eq!(c.storage("g1", id).unwrap().status, status::ACTIVE);
+    }
+    // Uploads: the write and both servers, in turn.
+    let mut up: Vec<String> = (0..4)
+        .map(|_| {
+            c.query_store(Some("g1"), false).unwrap().servers[0]
+                .ip
+                .clone()
+        })
+        .collect();
+    up.sort();
+    assert_eq!(up, ["127.0.0.12", "127.0.0.12", "127.0.0.14", "127.0.0.14"]);
+    assert_eq!(
+        ips(&c.query_store(Some("g1"), true).unwrap().servers),
+        ["127.0.0.12", "127.0.0.14"]
+    );
+    // Downloads of an old file (every copy is there): the read and both
+    // servers, never the write-only or the rw=none one.
+    let old = name_from("127.0.0.14", (T0 - 90_000) as u32, false);
+    assert_eq!(
+        ips(&c.query_fetch("g1", &old, true, T0).unwrap()),
+        ["127.0.0.11", "127.0.0.14"]
+    );
+    // The group list sent to the servers keeps all four, so rw=none ones
+    // stay in sync.
+    assert_eq!(c.groups["g1"].storages.len(), 4);
+    assert_eq!(c.storage("g1", "3").unwrap().rw_mode, 0);
+}

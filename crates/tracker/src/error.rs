@@ -24,6 +24,8 @@ pub enum TrackerError {
     AlreadyDeleted(String),
     #[error("not supported: {0}")]
     NotSupported(String),
+    #[error("storage id {0} is not in storage_ids.conf")]
+    UnknownId(String),
     #[error("storage command before JOIN")]
     NotJoined,
 }
@@ -35,7 +37,8 @@ impl TrackerError {
             TrackerError::NoGroup(_)
             | TrackerError::NoStorage { .. }
             | TrackerError::NoWritable(_)
-            | TrackerError::NoReadable(_) => errno::ENOENT,
+            | TrackerError::NoReadable(_)
+            | TrackerError::UnknownId(_) => errno::ENOENT,
             TrackerError::NoSpace(_) => errno::ENOSPC,
             TrackerError::Invalid(_) => errno::EINVAL,
             TrackerError::Busy(_) => errno::EBUSY,

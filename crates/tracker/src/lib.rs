@@ -3,7 +3,8 @@
 //! [`cluster`] is the engine: groups, storage servers and their status
 //! (PROTOCOL.md §7), reported space and counters, sync progress, and the
 //! placement policies of §8. [`persist`] saves it under
-//! `<base_path>/data/`. [`service`] decodes requests (fdfs-proto), calls the
+//! `<base_path>/data/`. [`storage_ids`] answers from storage_ids.conf.
+//! [`service`] decodes requests (fdfs-proto), calls the
 //! engine and encodes replies; [`server`] wires the service to the
 //! listener and runs the background workers.
 //!
@@ -19,6 +20,7 @@ pub mod persist;
 pub mod server;
 pub mod service;
 pub mod settings;
+pub mod storage_ids;
 
 pub use cluster::Cluster;
 pub use error::TrackerError;

@@ -66,6 +66,14 @@ pub async fn run(
             storages = n,
             "cluster state loaded; every storage is OFFLINE until it joins again"
         );
+        if c.settings.use_storage_id {
+            info!(
+                ids = c.settings.storage_ids.entries.len(),
+                id_in_file_names = c.settings.id_type_in_filename_is_id,
+                trust_sent_ids = c.settings.trust_storage_server_id,
+                "storages are known by their ids in storage_ids.conf"
+            );
+        }
     }
     let worker = tokio::spawn(background(tracker.clone(), shutdown.clone()));
     let t = tracker.clone();

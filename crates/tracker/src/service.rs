@@ -8,7 +8,7 @@
 //! reply (runtime's `Conn::read_header`); every refusal is logged.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,6 +31,7 @@ use tracing::{debug, info, warn};
 use crate::cluster::Cluster;
 use crate::error::TrackerError;
 use crate::persist;
+use crate::storage_ids;
 
 /// What to do after a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,6 +308,13 @@ impl Tracker {
             }
             t::STORAGE_FETCH_STORAGE_IDS => {
                 let req = FetchStorageIdsReq::decode(body)?;
+                let c = self.cluster();
+                if c.settings.use_storage_id {
+                    let mut out = Vec::new();
+                    storage_ids::fetch_page(&c.settings.storage_ids, req.start_index)
+                        .encode(&mut out);
+                    return ok(out);
+                }
                 if !req.allow_empty {
                     return Err(TrackerError::NotSupported(
                         "use_storage_id is off: no storage ids".into(),
@@ -318,8 +326,12 @@ impl Tracker {
                 let req = GroupAddrReq::decode(body)?;
                 let c = self.cluster();
                 if c.settings.use_storage_id {
-                    let s = c.find_by_addr(req.group.as_str(), &req.addr)?;
-                    ok(s.id.clone().into_bytes())
+                    let id = storage_ids::server_id(
+                        &c.settings.storage_ids,
+                        req.group.as_str(),
+                        &req.addr,
+                    )?;
+                    ok(id.into_bytes())
                 } else {
                     // The id is the IP itself.
                     let ip = req.addr.rsplit_once(':').map_or(req.addr.as_str(), |p| p.0);
@@ -337,8 +349,21 @@ impl Tracker {
                 ok(out)
             }
             t::STORAGE_GET_MY_IP => {
-                GetMyIpReq::decode(body)?;
-                ok(peer.ip().to_string().into_bytes())
+                let req = GetMyIpReq::decode(body)?;
+                let c = self.cluster();
+                let from_ids = c.settings.use_storage_id.then(|| {
+                    let port = u16::try_from(req.port).unwrap_or(0);
+                    storage_ids::my_ips(
+                        &c.settings.storage_ids,
+                        req.group.as_str(),
+                        port,
+                        peer.ip(),
+                    )
+                });
+                ok(from_ids
+                    .flatten()
+                    .unwrap_or_else(|| peer.ip().to_string())
+                    .into_bytes())
             }
             t::STORAGE_GET_GROUP_NAME => ok(self.group_name_of(body, peer)?),
             t::STORAGE_JOIN => {
@@ -602,21 +627,31 @@ impl Tracker {
                 .to_owned()
         };
         let c = self.cluster();
-        let g = c
-            .groups
-            .values()
-            .find(|g| {
-                g.storages
-                    .values()
-                    .any(|s| s.ip == ip && u32::from(s.port) == port)
-            })
-            .ok_or_else(|| TrackerError::NoStorage {
-                group: "*".into(),
-                id: format!("{ip}:{port}"),
-            })?;
+        let name = if c.settings.use_storage_id {
+            let addr: IpAddr = ip
+                .parse()
+                .map_err(|_| TrackerError::Invalid(format!("{ip:?} is not an IP address")))?;
+            let port =
+                u16::try_from(port).map_err(|_| TrackerError::Invalid(format!("port {port}")))?;
+            storage_ids::group_of(&c.settings.storage_ids, addr, port)?.to_owned()
+        } else {
+            // Ours, without storage ids: the group of a server that joined.
+            c.groups
+                .values()
+                .find(|g| {
+                    g.storages
+                        .values()
+                        .any(|s| s.ip == ip && u32::from(s.port) == port)
+                })
+                .map(|g| g.name.clone())
+                .ok_or_else(|| TrackerError::NoStorage {
+                    group: "*".into(),
+                    id: format!("{ip}:{port}"),
+                })?
+        };
         let mut out = Vec::new();
         GroupReq {
-            group: group_name(&g.name)?,
+            group: group_name(&name)?,
         }
         .encode(&mut out);
         Ok(out)

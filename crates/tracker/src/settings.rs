@@ -4,9 +4,10 @@
 //! unit tests without a config file, and so keys the config crate does not
 //! carry yet (trunk tuning echoed by PARAMETER_REQ) have one home.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use fdfs_conf::{ReservedSpace, StatLayout, TimeOfDay, TrackerConf};
+use fdfs_conf::{ReservedSpace, StatLayout, StorageIds, TimeOfDay, TrackerConf};
 use fdfs_proto::IpSize;
 
 /// Engine settings.
@@ -29,6 +30,8 @@ pub struct Settings {
     pub use_storage_id: bool,
     pub id_type_in_filename_is_id: bool,
     pub trust_storage_server_id: bool,
+    /// storage_ids.conf, read when `use_storage_id` (empty otherwise).
+    pub storage_ids: Arc<StorageIds>,
     pub ip_size: IpSize,
     pub use_trunk_file: bool,
     pub slot_min_size: u64,
@@ -68,6 +71,7 @@ impl Default for Settings {
             use_storage_id: false,
             id_type_in_filename_is_id: false,
             trust_storage_server_id: true,
+            storage_ids: Arc::default(),
             ip_size: IpSize::V4,
             use_trunk_file: false,
             slot_min_size: 256,
@@ -128,6 +132,16 @@ impl Settings {
             s.store_server = 1;
         }
         s
+    }
+
+    /// Adopts storage_ids.conf. With `response_ip_addr_size = auto`, an
+    /// IPv6 address in it makes every response IP field 46 bytes (§1).
+    pub fn with_storage_ids(mut self, ids: StorageIds) -> Settings {
+        if ids.has_ipv6() {
+            self.ip_size = IpSize::V6;
+        }
+        self.storage_ids = Arc::new(ids);
+        self
     }
 
     /// `reserved_storage_space` as text, the way PARAMETER_REQ sends it
