@@ -58,6 +58,8 @@ pub struct Prepared {
     listener: std::net::TcpListener,
     store: Arc<Store>,
     init: InitFlag,
+    /// group_name came from a tracker (logged once logging runs).
+    group_from_tracker: bool,
 }
 
 impl Prepared {
@@ -69,12 +71,7 @@ impl Prepared {
 /// Checks the configuration, opens the store (creating sub-directories on
 /// first start) and binds the port. Runs before daemonizing, so errors
 /// reach the terminal.
-pub fn prepare(conf: StorageConf) -> Result<Prepared, StorageError> {
-    let group = GroupName::new(&conf.group_name).map_err(|e| {
-        StorageError::Config(format!(
-            "group_name: {e} (fetching it from the tracker needs use_storage_id, not supported)"
-        ))
-    })?;
+pub fn prepare(mut conf: StorageConf) -> Result<Prepared, StorageError> {
     if conf.tracker_servers.is_empty() {
         return Err(StorageError::Config("no tracker_server configured".into()));
     }
@@ -87,6 +84,27 @@ pub fn prepare(conf: StorageConf) -> Result<Prepared, StorageError> {
         Some(first.parse().map_err(|_| {
             StorageError::Config(format!("bind_addr {first:?} is not an IP address"))
         })?)
+    };
+    let group_from_tracker = conf.group_name.is_empty();
+    let group = if group_from_tracker {
+        let g = reporter::group_from_trackers(
+            &conf.tracker_servers,
+            bind_ip,
+            conf.daemon.port,
+            conf.daemon.connect_timeout,
+            conf.daemon.network_timeout,
+        )
+        .map_err(|why| {
+            StorageError::Config(format!(
+                "group_name is not set and no tracker could name our group \
+                 (they answer from storage_ids.conf when use_storage_id = true): {why}"
+            ))
+        })?;
+        conf.group_name = g.as_str().to_owned();
+        g
+    } else {
+        GroupName::new(&conf.group_name)
+            .map_err(|e| StorageError::Config(format!("group_name: {e}")))?
     };
     let disk: Arc<dyn Disk> = match std::env::var(FAULT_DISK_FULL_ENV)
         .ok()
@@ -134,6 +152,7 @@ pub fn prepare(conf: StorageConf) -> Result<Prepared, StorageError> {
         listener,
         store: Arc::new(store),
         init,
+        group_from_tracker,
     })
 }
 
@@ -145,7 +164,11 @@ pub async fn serve(p: Prepared, shutdown: Shutdown) -> Result<(), StorageError> 
         listener,
         store,
         init,
+        group_from_tracker,
     } = p;
+    if group_from_tracker {
+        info!(group = %store.group(), "group_name given by the tracker (storage_ids.conf)");
+    }
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| StorageError::Io {
         what: "listener".into(),
         source: e,
@@ -175,10 +198,7 @@ pub async fn serve(p: Prepared, shutdown: Shutdown) -> Result<(), StorageError> 
     let reporter = Arc::new(Reporter {
         conf: rconf,
         store: store.clone(),
-        state: Arc::new(ReporterState {
-            init: tokio::sync::Mutex::new(init),
-            ..ReporterState::default()
-        }),
+        state: Arc::new(ReporterState::new(init, &conf.server_id)),
     });
     let replication = Arc::new(sync::SyncService::new(
         sync::SyncConf::from_conf(&conf, reporter.conf.port, reporter.conf.bind_ip),

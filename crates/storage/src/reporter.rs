@@ -22,7 +22,7 @@ use fdfs_proto::cmd::tracker as tc;
 use fdfs_proto::server::{
     status, ChangeFlags, DiskUsage, GetMyIpReq, JoinReq, JoinResp, StorageBrief, SyncInfo,
 };
-use fdfs_proto::tracker::decode_params;
+use fdfs_proto::tracker::{decode_params, GroupAddrReq};
 use fdfs_proto::{cmd, errno, GroupName, Header, SourceServer, HEADER_LEN};
 use fdfs_runtime::Shutdown;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,6 +47,8 @@ pub struct ReporterConf {
     pub bind_ip: Option<IpAddr>,
     /// `bind_addr` fixes the address in new file IDs.
     pub fixed_source: bool,
+    /// `server_id` of storage.conf ("" = asked of the trackers when they use
+    /// storage ids, else our IP is our id).
     pub server_id: String,
     pub trackers: Vec<HostPort>,
     pub heart_beat_interval: Duration,
@@ -72,6 +74,41 @@ pub struct ReporterState {
     pub leader: RwLock<Option<StorageBrief>>,
     /// Incoming replication progress, sent with SYNC_REPORT.
     pub sync_progress: Arc<crate::sync::Progress>,
+    /// Our storage id: `server_id` of storage.conf, or the one a tracker
+    /// gave (GET_SERVER_ID); empty while our IP is our id.
+    pub server_id: RwLock<String>,
+}
+
+impl ReporterState {
+    /// State of a storage whose storage.conf says `server_id`.
+    pub fn new(init: InitFlag, server_id: &str) -> ReporterState {
+        ReporterState {
+            init: tokio::sync::Mutex::new(init),
+            server_id: RwLock::new(server_id.to_owned()),
+            ..ReporterState::default()
+        }
+    }
+
+    /// Our storage id, if we have one (see [`ReporterState::my_id`]).
+    pub fn server_id(&self) -> String {
+        self.server_id
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Our id as the trackers and our peers know it: the storage id, else
+    /// the source address in our file IDs.
+    pub fn my_id(&self, store: &Store) -> String {
+        let id = self.server_id();
+        if !id.is_empty() {
+            return id;
+        }
+        match store.source() {
+            SourceServer::Ip(ip) => ip.to_string(),
+            SourceServer::Id(n) => n.to_string(),
+        }
+    }
 }
 
 /// The reporter: spawn [`Reporter::spawn`] once.
@@ -153,6 +190,95 @@ impl TrackerConn {
     }
 }
 
+/// Connects to tracker `t` from `bind_ip` (when it is of the same family).
+async fn connect_tracker(
+    t: &HostPort,
+    bind_ip: Option<IpAddr>,
+    connect_timeout: Duration,
+    network_timeout: Duration,
+) -> Result<TrackerConn, SessionError> {
+    let addr: SocketAddr = {
+        let t = t.clone();
+        tokio::task::spawn_blocking(move || t.to_socket_addr())
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??
+    };
+    let sock = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(ip) = bind_ip {
+        if ip.is_ipv4() == addr.is_ipv4() {
+            sock.bind(SocketAddr::new(ip, 0))?;
+        }
+    }
+    let s = match tokio::time::timeout(connect_timeout, sock.connect(addr)).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(SessionError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connect to {addr} timed out"),
+            )))
+        }
+    };
+    let _ = s.set_nodelay(true);
+    Ok(TrackerConn {
+        s,
+        timeout: network_timeout,
+    })
+}
+
+/// storage.conf without `group_name`: asks the trackers in turn which group
+/// this server is in (GET_GROUP_NAME, answered from their storage_ids.conf
+/// by our address and port). Runs once before the server starts; the error
+/// names every tracker's reason.
+pub fn group_from_trackers(
+    trackers: &[HostPort],
+    bind_ip: Option<IpAddr>,
+    port: u16,
+    connect_timeout: Duration,
+    network_timeout: Duration,
+) -> Result<GroupName, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let mut why = Vec::new();
+        for t in trackers {
+            let asked = async {
+                let mut c = connect_tracker(t, bind_ip, connect_timeout, network_timeout).await?;
+                // Our address when bind_addr fixes it, else the tracker
+                // takes the one we connect from.
+                let mut body = bind_ip
+                    .map(|ip| ip.to_string().into_bytes())
+                    .unwrap_or_default();
+                body.extend_from_slice(&u32::from(port).to_be_bytes());
+                let (st, b) = c
+                    .request("GET_GROUP_NAME", tc::STORAGE_GET_GROUP_NAME, &body)
+                    .await?;
+                c.quit().await;
+                if st != 0 {
+                    return Err(refused("GET_GROUP_NAME", st));
+                }
+                let name = String::from_utf8_lossy(&b)
+                    .trim_end_matches('\0')
+                    .to_owned();
+                GroupName::new(&name).map_err(|e| SessionError::BadReply {
+                    what: "GET_GROUP_NAME",
+                    why: e.to_string(),
+                })
+            };
+            match asked.await {
+                Ok(g) => return Ok(g),
+                Err(e) => why.push(format!("{t}: {e}")),
+            }
+        }
+        Err(why.join("; "))
+    })
+}
+
 impl Reporter {
     /// Starts one worker per tracker; they stop on `shutdown`.
     pub fn spawn(self: Arc<Self>, shutdown: Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
@@ -193,36 +319,13 @@ impl Reporter {
     }
 
     async fn connect(&self, t: &HostPort) -> Result<TrackerConn, SessionError> {
-        let addr: SocketAddr = {
-            let t = t.clone();
-            tokio::task::spawn_blocking(move || t.to_socket_addr())
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))??
-        };
-        let sock = if addr.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        if let Some(ip) = self.conf.bind_ip {
-            if ip.is_ipv4() == addr.is_ipv4() {
-                sock.bind(SocketAddr::new(ip, 0))?;
-            }
-        }
-        let s = match tokio::time::timeout(self.conf.connect_timeout, sock.connect(addr)).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(SessionError::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("connect to {addr} timed out"),
-                )))
-            }
-        };
-        let _ = s.set_nodelay(true);
-        Ok(TrackerConn {
-            s,
-            timeout: self.conf.network_timeout,
-        })
+        connect_tracker(
+            t,
+            self.conf.bind_ip,
+            self.conf.connect_timeout,
+            self.conf.network_timeout,
+        )
+        .await
     }
 
     async fn session(
@@ -337,15 +440,61 @@ impl Reporter {
         }
         let use_id = get("use_storage_id").is_some_and(|v| v == "1" || v == "true");
         let id_in_name = get("id_type_in_filename").is_some_and(|v| v == "id");
+        if use_id && self.state.server_id().is_empty() {
+            self.fetch_server_id(c).await?;
+        }
         if use_id && id_in_name {
-            match self.conf.server_id.parse::<u32>() {
+            let id = self.state.server_id();
+            match id.parse::<u32>() {
                 Ok(n) if n > 0 && n <= 0xFF_FFFF => self.store.set_source(SourceServer::Id(n)),
                 _ => warn!(
-                    server_id = %self.conf.server_id,
+                    server_id = %id,
                     "trackers use server ids in file names but server_id is not a number up to 16777215"
                 ),
             }
         }
+        Ok(())
+    }
+
+    /// GET_SERVER_ID (70): our id in the trackers' storage_ids.conf, by the
+    /// address we reach them from and our port. Behind NAT that address is
+    /// not the listed one: `server_id` in storage.conf is the way there.
+    async fn fetch_server_id(&self, c: &mut TrackerConn) -> Result<(), SessionError> {
+        let ip = c.s.local_addr()?.ip();
+        let addr = SocketAddr::new(ip, self.conf.port).to_string();
+        let mut body = Vec::new();
+        GroupAddrReq {
+            group: self.conf.group.clone(),
+            addr: addr.clone(),
+        }
+        .encode(&mut body);
+        let (st, b) = c
+            .request("GET_SERVER_ID", tc::STORAGE_GET_SERVER_ID, &body)
+            .await?;
+        if st != 0 {
+            warn!(
+                address = %addr,
+                group = %self.conf.group,
+                "the tracker has no storage id for this server in its storage_ids.conf; add it there or set server_id in storage.conf"
+            );
+            return Err(refused("GET_SERVER_ID", st));
+        }
+        let id = String::from_utf8_lossy(&b)
+            .trim_end_matches('\0')
+            .trim()
+            .to_owned();
+        if id.is_empty() || id.len() > 15 {
+            return Err(SessionError::BadReply {
+                what: "GET_SERVER_ID",
+                why: format!("id {id:?}"),
+            });
+        }
+        info!(server_id = %id, "storage id given by the tracker");
+        *self
+            .state
+            .server_id
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = id;
         Ok(())
     }
 
@@ -375,7 +524,7 @@ impl Reporter {
             version: fdfs_proto::common::VERSION.to_owned(),
             init_flag: !init.sync_old_done,
             status: self.state.my_status.load(Ordering::Relaxed) as i8,
-            storage_id: self.conf.server_id.clone(),
+            storage_id: self.state.server_id(),
             current_tracker_ip: t.host.clone(),
             trackers: self.conf.trackers.iter().map(|h| h.to_string()).collect(),
         };
@@ -487,14 +636,7 @@ impl Reporter {
     /// timestamp of the last record received from each peer, plus our own
     /// entry with 0 (§12.7).
     async fn sync_report(&self, c: &mut TrackerConn) -> Result<(), SessionError> {
-        let me = if self.conf.server_id.is_empty() {
-            match self.store.source() {
-                SourceServer::Ip(ip) => ip.to_string(),
-                SourceServer::Id(n) => n.to_string(),
-            }
-        } else {
-            self.conf.server_id.clone()
-        };
+        let me = self.state.my_id(&self.store);
         let progress = &self.state.sync_progress;
         let Some(report) = progress.take_report(&me) else {
             return Ok(());
@@ -544,8 +686,9 @@ impl Reporter {
     }
 
     fn is_me(&self, s: &StorageBrief) -> bool {
-        if !self.conf.server_id.is_empty() {
-            return s.id == self.conf.server_id;
+        let id = self.state.server_id();
+        if !id.is_empty() {
+            return s.id == id;
         }
         match self.store.source() {
             SourceServer::Ip(ip) => s.ip == ip.to_string(),

@@ -48,7 +48,6 @@ use std::time::Duration;
 
 use fdfs_conf::{HostPort, StorageConf};
 use fdfs_proto::server::{status, StorageBrief};
-use fdfs_proto::SourceServer;
 use fdfs_runtime::Shutdown;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -66,8 +65,6 @@ pub(crate) use crate::service::{blocking, maybe_blocking, SMALL};
 pub struct SyncConf {
     /// Our storage port (the group's port).
     pub port: u16,
-    /// `server_id` from storage.conf; empty: our IP is our id.
-    pub server_id: String,
     /// Source address of outgoing connections (`client_bind`).
     pub bind_ip: Option<IpAddr>,
     pub trackers: Vec<HostPort>,
@@ -90,7 +87,6 @@ impl SyncConf {
     pub fn from_conf(conf: &StorageConf, port: u16, bind_ip: Option<IpAddr>) -> SyncConf {
         SyncConf {
             port,
-            server_id: conf.server_id.clone(),
             bind_ip,
             trackers: conf.tracker_servers.clone(),
             connect_timeout: conf.daemon.connect_timeout,
@@ -224,15 +220,9 @@ impl SyncService {
         }
     }
 
-    /// Our id as the trackers know it: `server_id`, else our IP.
+    /// Our id as the trackers know it: the storage id, else our IP.
     pub fn my_id(&self) -> String {
-        if !self.conf.server_id.is_empty() {
-            return self.conf.server_id.clone();
-        }
-        match self.store.source() {
-            SourceServer::Ip(ip) => ip.to_string(),
-            SourceServer::Id(n) => n.to_string(),
-        }
+        self.state.my_id(&self.store)
     }
 
     /// The group's current list (empty until a tracker sent one).

@@ -238,7 +238,6 @@ fn brief(id: &str, addr: SocketAddr, st: u8) -> StorageBrief {
 fn service(p: &Pair, wake: tokio::sync::watch::Receiver<u64>) -> Arc<SyncService> {
     let conf = SyncConf {
         port: 1,
-        server_id: "a".into(),
         bind_ip: None,
         trackers: vec![],
         connect_timeout: Duration::from_secs(2),
@@ -257,7 +256,7 @@ fn service(p: &Pair, wake: tokio::sync::watch::Receiver<u64>) -> Arc<SyncService
         backoff_min: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
     };
-    let state = Arc::new(ReporterState::default());
+    let state = Arc::new(ReporterState::new(Default::default(), "a"));
     *state.group_servers.write().unwrap() = vec![
         StorageBrief {
             status: status::ACTIVE,
