@@ -4,18 +4,18 @@
 //! other asks the tracker), and one that is not in the file.
 //!
 //! Covers: JOIN by id and by address; GET_SERVER_ID and GET_GROUP_NAME
-//! asked by a storage.conf without them; an unknown server
-//! refused; file IDs that carry the numeric id; replication between servers
-//! known by id (mark files named by id); downloads routed to the source by
-//! its id; FETCH_STORAGE_IDS; a tracker that refuses to start with a bad
-//! storage_ids.conf.
+//! asked by a storage.conf without them; an unknown server refused; file
+//! IDs that carry the numeric id; replication between servers known by id
+//! (mark files named by id); downloads routed to the source by its id;
+//! FILE_INFO naming the source's address; FETCH_STORAGE_IDS; a tracker
+//! that refuses to start with a bad storage_ids.conf.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use fdfs_proto::cmd::{storage as sc, tracker as tc};
 use fdfs_proto::server::status;
-use fdfs_proto::storage::{DownloadReq, UploadHead};
+use fdfs_proto::storage::{DownloadReq, FileInfoResp, UploadHead};
 use fdfs_proto::tracker::{
     FetchResp, FetchStorageIdsReq, FetchStorageIdsResp, FileReq, ListStorageReq, StorageStat,
 };
@@ -260,6 +260,21 @@ fn servers_known_by_storage_id() {
             || mark.exists(),
             || log_of(s),
         );
+    }
+
+    // FILE_INFO on either server gives the source's address, looked up by
+    // the id in the name.
+    for s in [&a, &b] {
+        let mut body = b"group1".to_vec();
+        body.resize(16, 0);
+        body.extend_from_slice(from_b.to_string().as_bytes());
+        let (st, r) = Wire::connect(s.addr)
+            .and_then(|mut w| w.call(sc::QUERY_FILE_INFO, &body))
+            .unwrap();
+        assert_eq!(st, 0);
+        let info = FileInfoResp::decode(&r).unwrap();
+        assert_eq!(info.source_ip, ip(12).to_string(), "asked {}", s.addr);
+        assert_eq!(info.file_size, data_b.len() as u64);
     }
 
     // The tracker routes a download of a fresh file to its source, found by

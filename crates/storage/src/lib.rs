@@ -239,6 +239,7 @@ pub async fn serve(p: Prepared, shutdown: Shutdown) -> Result<(), StorageError> 
         store: store.clone(),
         sync: Arc::new(replication.receiver()),
         max_body: opts.max_body,
+        reporter: reporter.state.clone(),
     });
     info!(
         group = %store.group(),

@@ -97,6 +97,16 @@ impl ReporterState {
             .clone()
     }
 
+    /// The address of the server of our group with storage id `id`.
+    pub fn address_of(&self, id: &str) -> Option<String> {
+        self.group_servers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.ip.clone())
+    }
+
     /// Our id as the trackers and our peers know it: the storage id, else
     /// the source address in our file IDs.
     pub fn my_id(&self, store: &Store) -> String {

@@ -22,7 +22,7 @@ use fdfs_proto::storage::{
     decode_appender_name, AppendHead, FileIdResp, FileInfoResp, ModifyHead, RegenerateReq,
     SetMetadataReq, SlaveUpload, SlaveUploadHead, TruncateReq, UploadHead,
 };
-use fdfs_proto::{cmd, errno, GroupName, Header, IpSize, LogicName};
+use fdfs_proto::{cmd, errno, GroupName, Header, IpSize, LogicName, SourceServer};
 use fdfs_runtime::net::{Conn, ConnError};
 use tracing::{debug, warn};
 
@@ -67,6 +67,9 @@ pub struct Service {
     pub sync: Arc<crate::sync::Receiver>,
     /// Largest body of a non-streamed request (`buff_size`).
     pub max_body: u64,
+    /// What the trackers told us: our group's servers, to turn the server
+    /// id in a file name into an address.
+    pub reporter: Arc<crate::reporter::ReporterState>,
 }
 
 /// Work on files up to this size (or chunks up to it) runs inline: it hits
@@ -831,9 +834,20 @@ impl Session<'_> {
         let no_crc = h.status & fdfs_proto::storage::file_info_flags::NO_CRC != 0;
         let res = Self::read_name(name)
             .map_err(StoreError::NotFound)
-            .and_then(|n| blocking(|| self.svc.store.file_info(&n, no_crc)));
+            .and_then(|n| {
+                blocking(|| self.svc.store.file_info(&n, no_crc)).map(|i| (i, n.info.source))
+            });
         match res {
-            Ok(info) => {
+            Ok((mut info, source)) => {
+                // A name made with a server id: its address is the one our
+                // group's list gives that id ("" while unknown).
+                if let SourceServer::Id(n) = source {
+                    info.source_ip = self
+                        .svc
+                        .reporter
+                        .address_of(&n.to_string())
+                        .unwrap_or_default();
+                }
                 let mut out = Vec::with_capacity(40);
                 FileInfoResp {
                     file_size: info.size,
