@@ -17,7 +17,8 @@ use fdfs_conf::StatLayout;
 use fdfs_proto::cmd::{self, tracker as t};
 use fdfs_proto::errno;
 use fdfs_proto::server::{
-    DiskUsage, GetMyIpReq, GroupIdReq, JoinReq, ReportStatusReq, StorageBrief, SyncInfo, SyncReport,
+    ChangeFlags, DiskUsage, GetMyIpReq, GroupIdReq, JoinReq, ReportStatusReq, StorageBrief,
+    SyncInfo, SyncReport,
 };
 use fdfs_proto::tracker::{
     encode_params, DeleteStorageReq, FetchResp, FetchStorageIdsReq, FileReq, FilterReq4,
@@ -239,9 +240,9 @@ impl Tracker {
             t::QUERY_STORE_WITHOUT_GROUP_ONE
             | t::QUERY_STORE_WITH_GROUP_ONE
             | t::QUERY_STORE_WITHOUT_GROUP_ALL
-            | t::QUERY_STORE_WITH_GROUP_ALL => ok(self.query_store(c, body)?),
+            | t::QUERY_STORE_WITH_GROUP_ALL => ok(self.query_store(c, body, peer.ip())?),
             t::QUERY_FETCH_ONE | t::QUERY_FETCH_ALL | t::QUERY_UPDATE => {
-                ok(self.query_fetch(c, body, now)?)
+                ok(self.query_fetch(c, body, peer.ip(), now)?)
             }
             t::SERVER_LIST_ALL_GROUPS => {
                 empty(body)?;
@@ -253,7 +254,7 @@ impl Tracker {
             }
             t::SERVER_LIST_STORAGE => {
                 let req = ListStorageReq::decode(body)?;
-                ok(self.list_storages(req.group.as_str(), req.storage_id.as_deref())?)
+                ok(self.list_storages(req.group.as_str(), req.storage_id.as_deref(), peer.ip())?)
             }
             t::SERVER_DELETE_STORAGE => {
                 let req = DeleteStorageReq::decode(body)?;
@@ -422,7 +423,7 @@ impl Tracker {
             | t::STORAGE_CHANGE_STATUS
             | t::STORAGE_REPLICA_CHG => {
                 let j = joined(session)?.clone();
-                ok(self.storage_cmd(&j, c, body, now)?)
+                ok(self.storage_cmd(&j, c, body, peer.ip(), now)?)
             }
             t::TRACKER_NOTIFY_RESELECT_LEADER => {
                 empty(body)?;
@@ -457,10 +458,18 @@ impl Tracker {
         j: &Joined,
         c: u8,
         body: &[u8],
+        peer: IpAddr,
         now: i64,
     ) -> Result<Vec<u8>, TrackerError> {
         let (g, id) = (j.group.as_str(), j.id.as_str());
         let mut out = Vec::new();
+        // Change flags carry the group list, its addresses chosen for `peer`.
+        let flags = |mut f: ChangeFlags, cl: &Cluster, out: &mut Vec<u8>| {
+            if let Some(list) = f.group_servers.as_mut() {
+                cl.localize_briefs(list, peer);
+            }
+            f.encode(out);
+        };
         match c {
             t::STORAGE_BEAT => {
                 let stat = match body.len() {
@@ -472,17 +481,21 @@ impl Tracker {
                         )))
                     }
                 };
-                self.cluster().beat(g, id, stat, now)?.encode(&mut out);
+                let mut cl = self.cluster();
+                let f = cl.beat(g, id, stat, now)?;
+                flags(f, &cl, &mut out);
             }
             t::STORAGE_REPORT_DISK_USAGE => {
                 let usage = DiskUsage::decode(body)?;
-                self.cluster()
-                    .disk_usage(g, id, &usage, now)?
-                    .encode(&mut out);
+                let mut cl = self.cluster();
+                let f = cl.disk_usage(g, id, &usage, now)?;
+                flags(f, &cl, &mut out);
             }
             t::STORAGE_SYNC_REPORT => {
                 let report = SyncReport::decode(body)?;
-                self.cluster().sync_report(g, id, &report)?.encode(&mut out);
+                let mut cl = self.cluster();
+                let f = cl.sync_report(g, id, &report)?;
+                flags(f, &cl, &mut out);
             }
             t::STORAGE_SYNC_DEST_REQ => {
                 empty(body)?;
@@ -533,23 +546,32 @@ impl Tracker {
     }
 
     /// 92, in the configured `stat_layout`.
-    fn list_storages(&self, group: &str, id: Option<&str>) -> Result<Vec<u8>, TrackerError> {
+    fn list_storages(
+        &self,
+        group: &str,
+        id: Option<&str>,
+        peer: IpAddr,
+    ) -> Result<Vec<u8>, TrackerError> {
         let c = self.cluster();
         let mut out = Vec::new();
         match c.settings.stat_layout {
-            StatLayout::V6_16 => c
-                .storage_stats(group, id)?
-                .iter()
-                .for_each(|s| s.encode(&mut out)),
-            StatLayout::V6_10 => c
-                .storage_stats_v610(group, id)?
-                .iter()
-                .for_each(|s| s.encode(&mut out)),
+            StatLayout::V6_16 => {
+                for mut s in c.storage_stats(group, id)? {
+                    c.localize_ip(&s.id, &mut s.ip_addr, peer);
+                    s.encode(&mut out);
+                }
+            }
+            StatLayout::V6_10 => {
+                for mut s in c.storage_stats_v610(group, id)? {
+                    c.localize_ip(&s.id, &mut s.ip_addr, peer);
+                    s.encode(&mut out);
+                }
+            }
         }
         Ok(out)
     }
 
-    fn query_store(&self, c: u8, body: &[u8]) -> Result<Vec<u8>, TrackerError> {
+    fn query_store(&self, c: u8, body: &[u8], peer: IpAddr) -> Result<Vec<u8>, TrackerError> {
         let group = match c {
             t::QUERY_STORE_WITH_GROUP_ONE | t::QUERY_STORE_WITH_GROUP_ALL => {
                 Some(GroupReq::decode(body)?.group)
@@ -565,7 +587,8 @@ impl Tracker {
         );
         let mut cl = self.cluster();
         let ip_size = cl.ip_size();
-        let choice = cl.query_store(group.as_ref().map(GroupName::as_str), all)?;
+        let mut choice = cl.query_store(group.as_ref().map(GroupName::as_str), all)?;
+        cl.localize_addrs(&choice.group, &mut choice.servers, peer);
         let group = group_name(&choice.group)?;
         let mut out = Vec::new();
         if all {
@@ -588,16 +611,23 @@ impl Tracker {
         Ok(out)
     }
 
-    fn query_fetch(&self, c: u8, body: &[u8], now: i64) -> Result<Vec<u8>, TrackerError> {
+    fn query_fetch(
+        &self,
+        c: u8,
+        body: &[u8],
+        peer: IpAddr,
+        now: i64,
+    ) -> Result<Vec<u8>, TrackerError> {
         let req = FileReq::decode(body)?;
         let mut cl = self.cluster();
         let ip_size = cl.ip_size();
         let g = req.group.as_str();
-        let servers: Vec<ServerAddr> = match c {
+        let mut servers: Vec<ServerAddr> = match c {
             t::QUERY_UPDATE => vec![cl.query_update(g, &req.filename)?],
             t::QUERY_FETCH_ALL => cl.query_fetch(g, &req.filename, true, now)?,
             _ => cl.query_fetch(g, &req.filename, false, now)?,
         };
+        cl.localize_addrs(g, &mut servers, peer);
         let mut out = Vec::new();
         FetchResp {
             group: req.group,

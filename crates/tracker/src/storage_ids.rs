@@ -6,9 +6,60 @@
 use std::net::IpAddr;
 
 use fdfs_conf::{RwMode, StorageIdEntry, StorageIds};
+use fdfs_proto::server::StorageBrief;
 use fdfs_proto::tracker::FetchStorageIdsResp;
+use fdfs_proto::ServerAddr;
 
 use crate::error::TrackerError;
+use crate::Cluster;
+
+/// Addresses in replies, for the requester: a server with two addresses in
+/// storage_ids.conf is given by the one that suits the requester
+/// ([`address_for`]). Nothing changes without storage ids or with one
+/// address per server.
+impl Cluster {
+    fn ip_for_peer(&self, id: &str, peer: IpAddr) -> Option<&str> {
+        if !self.settings.use_storage_id {
+            return None;
+        }
+        let e = self.settings.storage_ids.by_id(id)?;
+        if e.hosts.len() < 2 {
+            return None;
+        }
+        address_for(&e.hosts, peer)
+    }
+
+    /// Store and fetch answers (101–107).
+    pub fn localize_addrs(&self, group: &str, servers: &mut [ServerAddr], peer: IpAddr) {
+        let Some(g) = self.groups.get(group) else {
+            return;
+        };
+        for a in servers {
+            let id = g
+                .storages
+                .values()
+                .find(|s| s.ip == a.ip && s.port == a.port)
+                .map(|s| s.id.as_str());
+            if let Some(ip) = id.and_then(|id| self.ip_for_peer(id, peer)) {
+                a.ip = ip.to_owned();
+            }
+        }
+    }
+
+    /// A group list or listing record: `id` with its address `ip`.
+    pub fn localize_ip(&self, id: &str, ip: &mut String, peer: IpAddr) {
+        if let Some(chosen) = self.ip_for_peer(id, peer) {
+            *ip = chosen.to_owned();
+        }
+    }
+
+    /// The group list sent to a storage in change flags.
+    pub fn localize_briefs(&self, list: &mut [StorageBrief], peer: IpAddr) {
+        for b in list {
+            self.localize_ip(&b.id, &mut b.ip, peer);
+        }
+    }
+}
 
 /// Lines per FETCH_STORAGE_IDS reply; clients page until they have all.
 pub const IDS_PER_PAGE: usize = 1024;
@@ -81,6 +132,51 @@ pub fn group_of(ids: &StorageIds, ip: IpAddr, port: u16) -> Result<&str, Tracker
         .find(|e| e.has_ip(ip) && e.port_or_default() == port)
         .map(|e| e.group_name.as_str())
         .ok_or_else(|| TrackerError::UnknownId(format!("(none for {ip}:{port})")))
+}
+
+/// Of a server's addresses (a storage_ids.conf line may list two: inner
+/// and outer, or two inner networks), the one a requester at `peer` should
+/// use ("chosen to match the requester's network", PROTOCOL.md §3). Our rule,
+/// as the reference gives none: same family first, then same scope (private,
+/// loopback or link-local against public), then the most leading octets
+/// (IPv6: 16-bit groups) in common with the requester; the first listed wins
+/// ties. `None` when there is no
+/// IP address to choose from.
+pub fn address_for(hosts: &[String], peer: IpAddr) -> Option<&str> {
+    let peer = peer.to_canonical();
+    hosts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.parse::<IpAddr>().ok().map(|ip| (i, h, ip.to_canonical())))
+        .max_by_key(|(i, _, ip)| {
+            (
+                ip.is_ipv4() == peer.is_ipv4(),
+                is_inner(*ip) == is_inner(peer),
+                common_prefix_groups(*ip, peer),
+                std::cmp::Reverse(*i),
+            )
+        })
+        .map(|(_, h, _)| h.as_str())
+}
+
+/// Private, loopback, link-local or unique-local: not reachable from outside.
+fn is_inner(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v) => v.is_private() || v.is_loopback() || v.is_link_local(),
+        IpAddr::V6(v) => {
+            v.is_loopback()
+                || (v.segments()[0] & 0xfe00) == 0xfc00
+                || (v.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+fn common_prefix_groups(a: IpAddr, b: IpAddr) -> u32 {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (a.to_bits() ^ b.to_bits()).leading_zeros() / 8,
+        (IpAddr::V6(a), IpAddr::V6(b)) => (a.to_bits() ^ b.to_bits()).leading_zeros() / 16,
+        _ => 0,
+    }
 }
 
 fn split_addr(addr: &str) -> (&str, Option<u16>) {
@@ -175,6 +271,110 @@ mod tests {
             server_id(&t, "group1", "not-an-ip:1").unwrap_err().errno(),
             fdfs_proto::errno::EINVAL
         );
+    }
+
+    #[test]
+    fn the_address_that_suits_the_requester() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let hosts = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Inner and outer: inner requesters get the inner one, others the outer.
+        let io = hosts(&["10.0.0.5", "203.0.113.7"]);
+        assert_eq!(address_for(&io, ip("10.1.2.3")), Some("10.0.0.5"));
+        assert_eq!(address_for(&io, ip("192.168.1.9")), Some("10.0.0.5"));
+        assert_eq!(address_for(&io, ip("198.51.100.1")), Some("203.0.113.7"));
+        assert_eq!(
+            address_for(&io, ip("::ffff:198.51.100.1")),
+            Some("203.0.113.7")
+        );
+        // Two inner networks: the one the requester is on.
+        let two = hosts(&["10.0.0.5", "192.168.1.5"]);
+        assert_eq!(address_for(&two, ip("192.168.1.77")), Some("192.168.1.5"));
+        assert_eq!(address_for(&two, ip("10.9.9.9")), Some("10.0.0.5"));
+        // Nothing better: the first listed.
+        assert_eq!(address_for(&two, ip("172.16.0.1")), Some("10.0.0.5"));
+        // Family first.
+        let mixed = hosts(&["10.0.0.5", "fd00::5"]);
+        assert_eq!(address_for(&mixed, ip("fd00::9")), Some("fd00::5"));
+        assert_eq!(address_for(&mixed, ip("10.0.0.9")), Some("10.0.0.5"));
+        // Host names are not addresses.
+        assert_eq!(
+            address_for(&hosts(&["storage1.example"]), ip("10.0.0.1")),
+            None
+        );
+    }
+
+    /// A tracker whose one server has an inner and an outer address; the
+    /// server joins from the inner one and turns ACTIVE.
+    fn dual_ip_tracker() -> (crate::Tracker, std::net::SocketAddr) {
+        use fdfs_proto::server::{DiskUsage, JoinReq};
+        use fdfs_proto::GroupName;
+        let settings = crate::Settings {
+            use_storage_id: true,
+            reserved: fdfs_conf::ReservedSpace::Bytes(0),
+            ..crate::Settings::default()
+        }
+        .with_storage_ids(ids("7 group1 127.0.0.11,203.0.113.11\n"));
+        let t = crate::Tracker::new(Cluster::new(settings), std::env::temp_dir(), 22122, 16);
+        let storage: std::net::SocketAddr = "127.0.0.11:40000".parse().unwrap();
+        let local: std::net::SocketAddr = "127.0.0.1:22122".parse().unwrap();
+        let mut session = crate::service::Session::default();
+        let mut join = Vec::new();
+        JoinReq {
+            group: GroupName::new("group1").unwrap(),
+            storage_port: 23000,
+            store_path_count: 1,
+            subdir_count_per_path: 256,
+            upload_priority: 10,
+            join_time: 0,
+            up_time: 1,
+            version: "6.16.1".into(),
+            init_flag: false,
+            status: 0,
+            storage_id: "7".into(),
+            current_tracker_ip: "127.0.0.1".into(),
+            trackers: vec!["127.0.0.1:22122".into()],
+        }
+        .encode(&mut join);
+        let mut usage = Vec::new();
+        DiskUsage {
+            paths: vec![(1000, 900)],
+        }
+        .encode(&mut usage);
+        for (code, body) in [
+            (fdfs_proto::cmd::tracker::STORAGE_JOIN, join),
+            (fdfs_proto::cmd::tracker::STORAGE_REPORT_DISK_USAGE, usage),
+        ] {
+            let r = t.handle(&mut session, code, &body, storage, local, 1_800_000_000);
+            assert!(matches!(r, crate::service::Reply::Ok(_)), "{code}: {r:?}");
+        }
+        (t, local)
+    }
+
+    #[test]
+    fn replies_give_each_requester_the_address_on_its_network() {
+        use fdfs_proto::cmd::tracker as tc;
+        use fdfs_proto::tracker::{StorageStat, StoreResp};
+        let (t, local) = dual_ip_tracker();
+        for (requester, want) in [
+            ("127.0.0.5:5000", "127.0.0.11"),
+            ("198.51.100.1:5000", "203.0.113.11"),
+        ] {
+            let peer = requester.parse().unwrap();
+            let mut s = crate::service::Session::default();
+            let ask = |s: &mut crate::service::Session, code: u8, body: &[u8]| {
+                match t.handle(s, code, body, peer, local, 1_800_000_000) {
+                    crate::service::Reply::Ok(b) => b,
+                    other => panic!("{code} from {requester}: {other:?}"),
+                }
+            };
+            let store = StoreResp::decode(&ask(&mut s, tc::QUERY_STORE_WITHOUT_GROUP_ONE, &[]))
+                .unwrap();
+            assert_eq!(store.server.ip, want, "upload target for {requester}");
+            let mut g = b"group1".to_vec();
+            g.resize(16, 0);
+            let listed = StorageStat::decode_list(&ask(&mut s, tc::SERVER_LIST_STORAGE, &g)).unwrap();
+            assert_eq!(listed[0].ip_addr, want, "listing for {requester}");
+        }
     }
 
     #[test]
