@@ -361,18 +361,24 @@ mod tests {
         ] {
             let peer = requester.parse().unwrap();
             let mut s = crate::service::Session::default();
-            let ask = |s: &mut crate::service::Session, code: u8, body: &[u8]| {
-                match t.handle(s, code, body, peer, local, 1_800_000_000) {
-                    crate::service::Reply::Ok(b) => b,
-                    other => panic!("{code} from {requester}: {other:?}"),
-                }
+            let ask = |s: &mut crate::service::Session, code: u8, body: &[u8]| match t.handle(
+                s,
+                code,
+                body,
+                peer,
+                local,
+                1_800_000_000,
+            ) {
+                crate::service::Reply::Ok(b) => b,
+                other => panic!("{code} from {requester}: {other:?}"),
             };
-            let store = StoreResp::decode(&ask(&mut s, tc::QUERY_STORE_WITHOUT_GROUP_ONE, &[]))
-                .unwrap();
+            let store =
+                StoreResp::decode(&ask(&mut s, tc::QUERY_STORE_WITHOUT_GROUP_ONE, &[])).unwrap();
             assert_eq!(store.server.ip, want, "upload target for {requester}");
             let mut g = b"group1".to_vec();
             g.resize(16, 0);
-            let listed = StorageStat::decode_list(&ask(&mut s, tc::SERVER_LIST_STORAGE, &g)).unwrap();
+            let listed =
+                StorageStat::decode_list(&ask(&mut s, tc::SERVER_LIST_STORAGE, &g)).unwrap();
             assert_eq!(listed[0].ip_addr, want, "listing for {requester}");
         }
     }
