@@ -408,6 +408,38 @@ impl ReportStatusReq {
     }
 }
 
+/// REPORT_IP_CHANGED (78): a storage tells a tracker, before it joins, that
+/// its address moved: group (16), old IP, new IP (46 bytes each; 16 each
+/// from V5-era storages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpChangedReq {
+    pub group: GroupName,
+    pub old_ip: String,
+    pub new_ip: String,
+}
+
+impl IpChangedReq {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_group(out, &self.group, GROUP_LEN);
+        put_fixed(out, &self.old_ip, IPV6_SIZE);
+        put_fixed(out, &self.new_ip, IPV6_SIZE);
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        let ip_len = match b.len() {
+            n if n == GROUP_LEN + 2 * IPV6_SIZE => IPV6_SIZE,
+            n if n == GROUP_LEN + 2 * IPV4_SIZE => IPV4_SIZE,
+            n => return Err(DecodeError::len("ip changed request", n, "48 or 108")),
+        };
+        let mut r = Reader::new("ip changed request", b);
+        Ok(IpChangedReq {
+            group: read_group(&mut r, GROUP_LEN, true)?,
+            old_ip: r.fixed_str("old ip", ip_len)?,
+            new_ip: r.fixed_str("new ip", ip_len)?,
+        })
+    }
+}
+
 /// GET_MY_IP (60): group (17) and port (u32).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GetMyIpReq {

@@ -582,10 +582,12 @@ proptest! {
         prop_assert_eq!(DiskUsage::decode(&enc(|o| m.encode(o))).unwrap(), m);
         let m = SyncReport { entries };
         prop_assert_eq!(SyncReport::decode(&enc(|o| m.encode(o))).unwrap(), m);
-        let m = ReportStatusReq { group: g.clone(), brief: b };
+        let m = ReportStatusReq { group: g.clone(), brief: b.clone() };
         prop_assert_eq!(ReportStatusReq::decode(&enc(|o| m.encode(o))).unwrap(), m);
         let m = GetMyIpReq { group: g.clone(), port };
         prop_assert_eq!(GetMyIpReq::decode(&enc(|o| m.encode(o))).unwrap(), m);
+        let m = IpChangedReq { group: g.clone(), old_ip: b.ip.clone(), new_ip: sid.clone() };
+        prop_assert_eq!(IpChangedReq::decode(&enc(|o| m.encode(o))).unwrap(), m);
         let m = GroupIdReq { group: g, storage_id: sid };
         prop_assert_eq!(GroupIdReq::decode(&enc(|o| m.encode(o))).unwrap(), m);
         let m = TrackerStatus { if_leader: status.0, running_time: status.1, restart_interval: status.2 };
@@ -681,6 +683,7 @@ fn decode_everything(b: &[u8], pkg_len: u64, flag: bool) {
     let _ = SyncReport::decode(b);
     let _ = ReportStatusReq::decode(b);
     let _ = GetMyIpReq::decode(b);
+    let _ = IpChangedReq::decode(b);
     let _ = GroupIdReq::decode(b);
     let _ = TrackerStatus::decode(b);
     let _ = JoinLeaderReq::decode(b);

@@ -777,6 +777,88 @@ impl Cluster {
         Ok(out)
     }
 
+    /// REPORT_IP_CHANGED (78), sent by a storage from `peer_ip` before it
+    /// joins: the server known as `old_ip` is now `new_ip`. Its record moves
+    /// to the new id with everything it had (space, counters, sync
+    /// progress, join time); the old id stays as IP_CHANGED, and a changelog
+    /// line `<ts> <group> <old> 3 <new>` tells the group's other servers to
+    /// carry their replication marks over (CHANGELOG_REQ).
+    pub fn ip_changed(
+        &mut self,
+        group: &str,
+        old_ip: &str,
+        new_ip: &str,
+        peer_ip: &str,
+        now: i64,
+    ) -> Result<(), TrackerError> {
+        if self.settings.use_storage_id {
+            return Err(TrackerError::NotSupported(
+                "IP change reports: storages are known by id here".into(),
+            ));
+        }
+        if new_ip != peer_ip {
+            return Err(TrackerError::Invalid(format!(
+                "reported new IP {new_ip} is not the connection's {peer_ip}"
+            )));
+        }
+        if old_ip.is_empty() || old_ip == new_ip {
+            return Err(TrackerError::Invalid(format!(
+                "IP change from {old_ip:?} to {new_ip:?}"
+            )));
+        }
+        let g = self.group_mut(group)?;
+        let old = g
+            .storages
+            .get(old_ip)
+            .ok_or_else(|| TrackerError::NoStorage {
+                group: group.to_owned(),
+                id: old_ip.to_owned(),
+            })?;
+        if matches!(old.status, status::DELETED | status::IP_CHANGED) {
+            return Err(TrackerError::NoStorage {
+                group: group.to_owned(),
+                id: old_ip.to_owned(),
+            });
+        }
+        if let Some(taken) = g.storages.get(new_ip) {
+            if !matches!(taken.status, status::DELETED | status::IP_CHANGED) {
+                return Err(TrackerError::Exists(format!(
+                    "storage {new_ip} of group {group} is {}",
+                    status::name(taken.status)
+                )));
+            }
+        }
+        let mut moved = old.clone();
+        moved.id = new_ip.to_owned();
+        moved.ip = new_ip.to_owned();
+        moved.needs_group_list = true;
+        if let Some(v) = moved.synced.remove(old_ip) {
+            moved.synced.insert(new_ip.to_owned(), v);
+        }
+        let old = g.storages.get_mut(old_ip).expect("checked above");
+        old.status = status::IP_CHANGED;
+        old.paths.iter_mut().for_each(|p| *p = (0, 0));
+        old.sync_src_id.clear();
+        old.sync_until = 0;
+        old.synced.clear();
+        g.storages.insert(new_ip.to_owned(), moved);
+        for other in g.storages.values_mut() {
+            if let Some(v) = other.synced.remove(old_ip) {
+                other.synced.insert(new_ip.to_owned(), v);
+            }
+            if other.sync_src_id == old_ip {
+                other.sync_src_id = new_ip.to_owned();
+            }
+        }
+        g.members_changed();
+        self.changelog.extend_from_slice(
+            format!("{now} {group} {old_ip} {} {new_ip}\n", status::IP_CHANGED).as_bytes(),
+        );
+        self.state_version += 1;
+        tracing::info!(group, old = old_ip, new = new_ip, "storage IP changed");
+        Ok(())
+    }
+
     // ----- admin (§3.3) -----
 
     /// DELETE_STORAGE (93).

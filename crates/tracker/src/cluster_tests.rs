@@ -1058,3 +1058,76 @@ fn rw_modes_of_storage_ids_steer_uploads_and_downloads() {
     assert_eq!(c.groups["g1"].storages.len(), 4);
     assert_eq!(c.storage("g1", "3").unwrap().rw_mode, 0);
 }
+
+#[test]
+fn an_ip_change_moves_the_record_and_tells_the_group() {
+    use fdfs_proto::errno::*;
+    let mut c = cluster(|_| {});
+    active(&mut c, "g1", "127.0.0.11", &[500]);
+    active(&mut c, "g1", "127.0.0.12", &[400]);
+    c.sync_report(
+        "g1",
+        "127.0.0.11",
+        &SyncReport {
+            entries: vec![("127.0.0.12".into(), 1234), ("127.0.0.11".into(), 0)],
+        },
+    )
+    .unwrap();
+    c.disconnect("g1", "127.0.0.12");
+    let join_time = c.storage("g1", "127.0.0.12").unwrap().join_time;
+
+    // Refused: the new IP is not the reporter's; a server nobody knows; a
+    // new IP that a live server has.
+    let err = |c: &mut Cluster, old: &str, new: &str, peer: &str| {
+        c.ip_changed("g1", old, new, peer, T0).unwrap_err().errno()
+    };
+    assert_eq!(
+        err(&mut c, "127.0.0.12", "127.0.0.13", "127.0.0.14"),
+        EINVAL
+    );
+    assert_eq!(
+        err(&mut c, "127.0.0.99", "127.0.0.13", "127.0.0.13"),
+        ENOENT
+    );
+    assert_eq!(
+        err(&mut c, "127.0.0.12", "127.0.0.11", "127.0.0.11"),
+        EEXIST
+    );
+    assert!(c.changelog.is_empty());
+
+    c.ip_changed("g1", "127.0.0.12", "127.0.0.13", "127.0.0.13", T0 + 5)
+        .unwrap();
+    let old = c.storage("g1", "127.0.0.12").unwrap();
+    assert_eq!((old.status, old.free_mb()), (status::IP_CHANGED, 0));
+    let moved = c.storage("g1", "127.0.0.13").unwrap();
+    assert_eq!(moved.ip, "127.0.0.13");
+    assert_eq!(moved.status, status::OFFLINE);
+    assert_eq!(moved.free_mb(), 400);
+    assert_eq!(moved.join_time, join_time);
+    // Others' progress from it follows it to the new id.
+    let peer = c.storage("g1", "127.0.0.11").unwrap();
+    assert_eq!(peer.synced.get("127.0.0.13"), Some(&1234));
+    assert!(!peer.synced.contains_key("127.0.0.12"));
+    assert_eq!(
+        c.changelog_since("g1", "127.0.0.11").unwrap(),
+        format!("{} g1 127.0.0.12 3 127.0.0.13\n", T0 + 5).as_bytes()
+    );
+    // Reported twice (a second tracker session): the old one is gone.
+    assert_eq!(
+        err(&mut c, "127.0.0.12", "127.0.0.13", "127.0.0.13"),
+        ENOENT
+    );
+    // The moved server joins as what it was: ONLINE, not a new INIT.
+    let (id, r) = c
+        .join("127.0.0.13", &join_req("g1", 23000, 1, false), T0 + 6)
+        .unwrap();
+    assert_eq!((id.as_str(), r.status), ("127.0.0.13", status::ONLINE));
+    // With storage ids there are no IP changes to report.
+    let mut c = with_ids(IDS, true);
+    assert_eq!(
+        c.ip_changed("g1", "127.0.0.11", "127.0.0.13", "127.0.0.13", T0)
+            .unwrap_err()
+            .errno(),
+        EOPNOTSUPP
+    );
+}

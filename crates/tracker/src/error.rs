@@ -24,6 +24,8 @@ pub enum TrackerError {
     AlreadyDeleted(String),
     #[error("not supported: {0}")]
     NotSupported(String),
+    #[error("already exists: {0}")]
+    Exists(String),
     #[error("storage id {0} is not in storage_ids.conf")]
     UnknownId(String),
     #[error("storage command before JOIN")]
@@ -41,6 +43,7 @@ impl TrackerError {
             | TrackerError::UnknownId(_) => errno::ENOENT,
             TrackerError::NoSpace(_) => errno::ENOSPC,
             TrackerError::Invalid(_) => errno::EINVAL,
+            TrackerError::Exists(_) => errno::EEXIST,
             TrackerError::Busy(_) => errno::EBUSY,
             TrackerError::AlreadyDeleted(_) => errno::EALREADY,
             TrackerError::NotSupported(_) => errno::EOPNOTSUPP,

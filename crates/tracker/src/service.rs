@@ -17,8 +17,8 @@ use fdfs_conf::StatLayout;
 use fdfs_proto::cmd::{self, tracker as t};
 use fdfs_proto::errno;
 use fdfs_proto::server::{
-    ChangeFlags, DiskUsage, GetMyIpReq, GroupIdReq, JoinReq, ReportStatusReq, StorageBrief,
-    SyncInfo, SyncReport,
+    ChangeFlags, DiskUsage, GetMyIpReq, GroupIdReq, IpChangedReq, JoinReq, ReportStatusReq,
+    StorageBrief, SyncInfo, SyncReport,
 };
 use fdfs_proto::tracker::{
     encode_params, DeleteStorageReq, FetchResp, FetchStorageIdsReq, FileReq, FilterReq4,
@@ -435,9 +435,17 @@ impl Tracker {
             | t::STORAGE_REPORT_TRUNK_FREE => Err(TrackerError::NotSupported(
                 "trunk files are not supported by this tracker".into(),
             )),
-            t::STORAGE_REPORT_IP_CHANGED => Err(TrackerError::NotSupported(
-                "storage IP change reports are not supported".into(),
-            )),
+            t::STORAGE_REPORT_IP_CHANGED => {
+                let req = IpChangedReq::decode(body)?;
+                self.cluster().ip_changed(
+                    req.group.as_str(),
+                    &req.old_ip,
+                    &req.new_ip,
+                    &peer.ip().to_string(),
+                    now,
+                )?;
+                ok(Vec::new())
+            }
             t::TRACKER_JOIN_LEADER
             | t::TRACKER_GET_SYS_FILES_START
             | t::TRACKER_GET_SYS_FILES_END
