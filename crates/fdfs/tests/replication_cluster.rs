@@ -570,3 +570,86 @@ fn a_deleted_peer_stops_receiving_and_its_mark_is_removed() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(!mark.exists());
 }
+
+/// The `binlog_offset` of a mark file (0 when absent).
+fn mark_offset(path: &std::path::Path) -> u64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("binlog_offset="))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_server_whose_ip_changed_keeps_its_place_in_the_group() {
+    let c = Cluster::new("repl-move");
+    let a = c.storage(11, &[]);
+    let mut b = c.storage(12, &[]);
+    c.wait_status(&a, status::ACTIVE, 20);
+    c.wait_status(&b, status::ACTIVE, 20);
+    let before: Vec<LogicName> = (0..20).map(|i| upload(&a, &content(i), "bin")).collect();
+    for (i, n) in before.iter().enumerate() {
+        wait_content(&b, n, Some(&content(i)), 15);
+    }
+    let old_mark = a
+        .base
+        .join(format!("data/sync/{}_{}.mark", b.addr.ip(), c.port));
+    wait(
+        "A's mark for B to cover the 20 files",
+        10,
+        || mark_offset(&old_mark) >= binlog(&a).join("\n").len() as u64,
+        || log_of(&a),
+    );
+    let offset = mark_offset(&old_mark);
+
+    // B comes back on another address with the same data.
+    b.stop();
+    c.wait_status(&b, status::OFFLINE, 10);
+    let new_ip = c.ip(13);
+    std::fs::rename(&b.base, c.dir.join(format!("storage-{new_ip}-{}", c.port))).unwrap();
+    let new_mark = a.base.join(format!("data/sync/{new_ip}_{}.mark", c.port));
+    let b2 = c.storage(13, &[]);
+    // Watch A's mark for the new address from the moment it appears: moved
+    // over, it never shows less than the old one had (a mark started over
+    // would show 0 first).
+    let mut lowest = None;
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut seen_until = None;
+    while Instant::now() < end && seen_until.is_none_or(|t| Instant::now() < t) {
+        if new_mark.exists() {
+            let o = mark_offset(&new_mark);
+            lowest = Some(lowest.map_or(o, |l: u64| l.min(o)));
+            seen_until.get_or_insert(Instant::now() + Duration::from_millis(500));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let lowest = lowest.unwrap_or_else(|| panic!("no mark for B's new IP; log:\n{}", log_of(&a)));
+    assert!(
+        lowest >= offset,
+        "A's mark for B went back from {offset} to {lowest}"
+    );
+    c.wait_status(&b2, status::ACTIVE, 20);
+    assert_eq!(c.status_of(&b), Some(status::IP_CHANGED));
+    wait(
+        "B to say the tracker moved its record",
+        10,
+        || log_of(&b2).contains("the tracker moved our record to the new IP"),
+        || log_of(&b2),
+    );
+
+    // A carried its mark over: replication to B goes on where it stood.
+    assert!(!old_mark.exists());
+    assert!(
+        log_of(&a).contains("its replication mark follows it"),
+        "{}",
+        log_of(&a)
+    );
+    let after = upload(&a, b"after the move", "txt");
+    wait_content(&b2, &after, Some(b"after the move"), 15);
+    let from_b = upload(&b2, b"from the new address", "txt");
+    assert_eq!(from_b.info.source, fdfs_proto::SourceServer::Ip(new_ip));
+    wait_content(&a, &from_b, Some(b"from the new address"), 15);
+    // The files from before are still served from the moved server.
+    assert_eq!(download(&b2, &before[3]).unwrap(), content(3));
+}

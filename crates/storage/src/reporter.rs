@@ -20,7 +20,8 @@ use std::time::Duration;
 use fdfs_conf::HostPort;
 use fdfs_proto::cmd::tracker as tc;
 use fdfs_proto::server::{
-    status, ChangeFlags, DiskUsage, GetMyIpReq, JoinReq, JoinResp, StorageBrief, SyncInfo,
+    status, ChangeFlags, DiskUsage, GetMyIpReq, IpChangedReq, JoinReq, JoinResp, StorageBrief,
+    SyncInfo,
 };
 use fdfs_proto::tracker::{decode_params, GroupAddrReq};
 use fdfs_proto::{cmd, errno, GroupName, Header, SourceServer, HEADER_LEN};
@@ -77,6 +78,14 @@ pub struct ReporterState {
     /// Our storage id: `server_id` of storage.conf, or the one a tracker
     /// gave (GET_SERVER_ID); empty while our IP is our id.
     pub server_id: RwLock<String>,
+    /// Our IP at the last run, when it differs from this run's: trackers
+    /// are told before we join (REPORT_IP_CHANGED).
+    pub moved_from: RwLock<Option<String>>,
+    /// Trackers told of the move, by address.
+    pub told_of_move: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The trackers' `storage_ip_changed_auto_adjust`: follow their
+    /// changelog (CHANGELOG_REQ) to carry marks over peers' IP changes.
+    pub follow_changelog: std::sync::atomic::AtomicBool,
 }
 
 impl ReporterState {
@@ -347,6 +356,7 @@ impl Reporter {
         let mut c = self.connect(t).await?;
         self.get_my_ip(&mut c).await?;
         self.parameters(&mut c).await?;
+        self.report_move(&mut c, t).await?;
         let (resp, init_flag) = self.join(&mut c, t).await?;
         *joined = true;
         info!(worker = "tracker-reporter", tracker = %t, status = status::name(resp.status), "joined");
@@ -417,6 +427,14 @@ impl Reporter {
             }
             let mut init = self.state.init.lock().await;
             if init.last_ip_addr != first {
+                if !init.last_ip_addr.is_empty() && self.state.server_id().is_empty() {
+                    info!(old = %init.last_ip_addr, new = first, "our IP changed since the last run");
+                    *self
+                        .state
+                        .moved_from
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(init.last_ip_addr.clone());
+                }
                 init.last_ip_addr = first.to_owned();
                 init.last_server_port = self.conf.port;
                 let _ = init.save(&self.conf.base_path);
@@ -449,6 +467,10 @@ impl Reporter {
             }
         }
         let use_id = get("use_storage_id").is_some_and(|v| v == "1" || v == "true");
+        let adjust = get("storage_ip_changed_auto_adjust").is_some_and(|v| v == "1" || v == "true");
+        self.state
+            .follow_changelog
+            .store(adjust && !use_id, Ordering::Relaxed);
         let id_in_name = get("id_type_in_filename").is_some_and(|v| v == "id");
         if use_id && self.state.server_id().is_empty() {
             self.fetch_server_id(c).await?;
@@ -461,6 +483,100 @@ impl Reporter {
                     server_id = %id,
                     "trackers use server ids in file names but server_id is not a number up to 16777215"
                 ),
+            }
+        }
+        Ok(())
+    }
+
+    /// REPORT_IP_CHANGED (78), once per tracker, when our IP is not the one
+    /// of the last run: the tracker moves our record (status, space, sync
+    /// progress) to the new IP instead of taking us for a new server that
+    /// needs a full sync. A refusal is logged and we join all the same.
+    async fn report_move(&self, c: &mut TrackerConn, t: &HostPort) -> Result<(), SessionError> {
+        let Some(old) = self
+            .state
+            .moved_from
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        else {
+            return Ok(());
+        };
+        if !self.state.server_id().is_empty() {
+            return Ok(());
+        }
+        let key = t.to_string();
+        if self
+            .state
+            .told_of_move
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key)
+        {
+            return Ok(());
+        }
+        let new = match self.store.source() {
+            SourceServer::Ip(ip) => ip.to_string(),
+            SourceServer::Id(_) => return Ok(()),
+        };
+        let mut body = Vec::new();
+        IpChangedReq {
+            group: self.conf.group.clone(),
+            old_ip: old.clone(),
+            new_ip: new.clone(),
+        }
+        .encode(&mut body);
+        let (st, _) = c
+            .request("REPORT_IP_CHANGED", tc::STORAGE_REPORT_IP_CHANGED, &body)
+            .await?;
+        match st {
+            0 => {
+                info!(tracker = %t, old = %old, new = %new, "the tracker moved our record to the new IP")
+            }
+            errno::ENOENT => {
+                info!(tracker = %t, old = %old, "the tracker has no record of our old IP")
+            }
+            _ => {
+                warn!(tracker = %t, old = %old, new = %new, status = st, "the tracker refused our IP change ({})", errno::describe(st).0)
+            }
+        }
+        self.state
+            .told_of_move
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+        Ok(())
+    }
+
+    /// CHANGELOG_REQ (77): what changed in the cluster since we last asked.
+    /// A peer of our group whose IP changed (`<ts> <group> <old> 3 <new>`)
+    /// keeps its replication mark and received progress under the new IP.
+    async fn follow_changelog(&self, c: &mut TrackerConn) -> Result<(), SessionError> {
+        let (st, b) = c
+            .request("CHANGELOG_REQ", tc::STORAGE_CHANGELOG_REQ, &[])
+            .await?;
+        if st != 0 {
+            return Err(refused("CHANGELOG_REQ", st));
+        }
+        let text = String::from_utf8_lossy(&b);
+        let sync_dir = self.conf.base_path.join("data").join("sync");
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let [_ts, group, old, st, new] = f.as_slice() else {
+                continue;
+            };
+            if *group != self.conf.group.as_str() || st.parse::<u8>() != Ok(status::IP_CHANGED) {
+                continue;
+            }
+            self.state.sync_progress.rename(old, new);
+            match crate::sync::mark::move_mark(&sync_dir, old, new, u32::from(self.conf.port)) {
+                Ok(true) => {
+                    info!(old = %old, new = %new, "peer's IP changed: its replication mark follows it")
+                }
+                Ok(false) => debug!(old = %old, new = %new, "peer's IP changed; no mark to move"),
+                Err(e) => {
+                    warn!(old = %old, new = %new, "moving the mark of a peer whose IP changed: {e}")
+                }
             }
         }
         Ok(())
@@ -624,7 +740,7 @@ impl Reporter {
         if st != 0 {
             return Err(refused("BEAT", st));
         }
-        self.apply_flags("BEAT", &b)
+        self.take_flags(c, "BEAT", &b, true).await
     }
 
     async fn report_disk(&self, c: &mut TrackerConn) -> Result<(), SessionError> {
@@ -639,7 +755,7 @@ impl Reporter {
         if st != 0 {
             return Err(refused("REPORT_DISK_USAGE", st));
         }
-        self.apply_flags("REPORT_DISK_USAGE", &b)
+        self.take_flags(c, "REPORT_DISK_USAGE", &b, false).await
     }
 
     /// SYNC_REPORT (89) when replication progress changed: the source
@@ -667,14 +783,34 @@ impl Reporter {
             progress.mark_changed();
             return Err(refused("SYNC_REPORT", st));
         }
-        self.apply_flags("SYNC_REPORT", &b)
+        self.take_flags(c, "SYNC_REPORT", &b, false).await
     }
 
-    fn apply_flags(&self, what: &'static str, b: &[u8]) -> Result<(), SessionError> {
+    /// Applies a reply's change flags. The changelog is read first after
+    /// every beat and before any new group list: a peer whose IP changed
+    /// must have its mark renamed before the sync workers see it under the
+    /// new IP (they would start it over, and drop the old mark).
+    async fn take_flags(
+        &self,
+        c: &mut TrackerConn,
+        what: &'static str,
+        b: &[u8],
+        after_beat: bool,
+    ) -> Result<(), SessionError> {
         let f = ChangeFlags::decode(b).map_err(|e| SessionError::BadReply {
             what,
             why: e.to_string(),
         })?;
+        if self.state.follow_changelog.load(Ordering::Relaxed)
+            && (after_beat || f.group_servers.is_some())
+        {
+            self.follow_changelog(c).await?;
+        }
+        self.apply_flags(f);
+        Ok(())
+    }
+
+    fn apply_flags(&self, f: ChangeFlags) {
         if let Some(l) = f.leader {
             *self.state.leader.write().unwrap_or_else(|e| e.into_inner()) = Some(l);
         }
@@ -692,7 +828,6 @@ impl Reporter {
                 .write()
                 .unwrap_or_else(|e| e.into_inner()) = list;
         }
-        Ok(())
     }
 
     fn is_me(&self, s: &StorageBrief) -> bool {

@@ -33,6 +33,20 @@ pub fn mark_path(sync_dir: &Path, peer_id: &str, peer_ip: &str, port: u32) -> Pa
     }
 }
 
+/// After a peer's IP changed (`old` → `new`, no storage ids): its mark file
+/// takes the new name, so replication to it goes on where it stood instead
+/// of starting over. False when there was nothing to move or the new name
+/// is already taken (then both stay as they are).
+pub fn move_mark(sync_dir: &Path, old: &str, new: &str, port: u32) -> io::Result<bool> {
+    let from = mark_path(sync_dir, old, old, port);
+    let to = mark_path(sync_dir, new, new, port);
+    if !from.exists() || to.exists() {
+        return Ok(false);
+    }
+    fs::rename(&from, &to)?;
+    Ok(true)
+}
+
 impl Mark {
     /// Reads a mark file; `Ok(None)` when there is none (first contact with
     /// this peer). Unknown keys are ignored; a malformed value is an error

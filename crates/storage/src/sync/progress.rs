@@ -32,6 +32,16 @@ impl Progress {
         }
     }
 
+    /// A peer's IP (its id) changed: what it sent counts for the new id.
+    pub fn rename(&self, old: &str, new: &str) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ts) = g.last.remove(old) {
+            let e = g.last.entry(new.to_owned()).or_insert(0);
+            *e = (*e).max(ts);
+            g.changed = true;
+        }
+    }
+
     /// The last timestamp received from `peer`.
     pub fn last(&self, peer: &str) -> Option<u32> {
         let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
