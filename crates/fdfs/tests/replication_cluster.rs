@@ -653,3 +653,110 @@ fn a_server_whose_ip_changed_keeps_its_place_in_the_group() {
     // The files from before are still served from the moved server.
     assert_eq!(download(&b2, &before[3]).unwrap(), content(3));
 }
+
+#[test]
+fn a_replaced_disk_is_filled_again_from_the_group_before_serving() {
+    let c = Cluster::new("repl-disk");
+    let disk1 = |host: u8| c.dir.join(format!("disk1-{host}"));
+    let conf = |host: u8| {
+        vec![
+            "store_path_count = 2".to_owned(),
+            format!("store_path1 = {}", disk1(host).display()),
+            // The journal would bring recent small files back by itself
+            // (its redo rewrites what is missing): without it only the
+            // recovery can.
+            "durable_sync = fsync".to_owned(),
+        ]
+    };
+    let start = |host: u8| {
+        let extra = conf(host);
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        c.storage(host, &extra)
+    };
+    // Uploads to store path 1 (M01), the disk that will be replaced.
+    let upload_m01 = |s: &StorageProc, data: &[u8]| {
+        let mut b = Vec::new();
+        UploadHead {
+            store_path_index: 1,
+            file_size: data.len() as u64,
+            ext: "bin".into(),
+        }
+        .encode(&mut b);
+        b.extend_from_slice(data);
+        let (st, r) = call(s, sc::UPLOAD_FILE, &b);
+        assert_eq!(st, 0, "upload to {}", s.addr);
+        let n = LogicName::parse(std::str::from_utf8(&r[16..]).unwrap()).unwrap();
+        assert_eq!(n.store_path, 1);
+        n
+    };
+    let a = start(11);
+    let mut b = start(12);
+    c.wait_status(&a, status::ACTIVE, 20);
+    c.wait_status(&b, status::ACTIVE, 20);
+
+    let mut files: Vec<(LogicName, Vec<u8>)> = (0..30)
+        .map(|i| (upload_m01(&a, &content(i)), content(i)))
+        .chain((30..35).map(|i| (upload_m01(&b, &content(i)), content(i))))
+        .collect();
+    // One with metadata, one deleted.
+    let mut body = Vec::new();
+    SetMetadataReq {
+        op: MetaOp::Overwrite,
+        group: GroupName::new("group1").unwrap(),
+        filename: files[0].0.clone(),
+        meta: metadata::encode(&[MetaPair {
+            name: b"width".to_vec(),
+            value: b"640".to_vec(),
+        }]),
+    }
+    .encode(&mut body);
+    assert_eq!(call(&a, sc::SET_METADATA, &body).0, 0);
+    let (deleted, _) = files.remove(5);
+    let mut body = group16();
+    body.extend_from_slice(deleted.to_string().as_bytes());
+    assert_eq!(call(&a, sc::DELETE_FILE, &body).0, 0);
+    for (n, data) in &files {
+        wait_content(&b, n, Some(data), 15);
+    }
+    wait_content(&b, &deleted, None, 15);
+    let meta = get_metadata(&a, &files[0].0).unwrap();
+    wait(
+        "the metadata on B",
+        10,
+        || get_metadata(&b, &files[0].0).as_ref() == Ok(&meta),
+        || log_of(&b),
+    );
+
+    // B's second disk dies and is replaced by an empty one.
+    b.stop();
+    c.wait_status(&b, status::OFFLINE, 10);
+    std::fs::remove_dir_all(disk1(12)).unwrap();
+    std::fs::create_dir_all(disk1(12)).unwrap();
+    // Meanwhile A takes more files; they reach B by replication.
+    let later: Vec<(LogicName, Vec<u8>)> = (40..43)
+        .map(|i| (upload_m01(&a, &content(i)), content(i)))
+        .collect();
+
+    let b = start(12);
+    c.wait_status(&b, status::ACTIVE, 30);
+    // Everything its binlog lists is back, byte for byte, before it served.
+    for (n, data) in files.iter().chain(&later) {
+        wait_content(&b, n, Some(data), 15);
+    }
+    assert_eq!(get_metadata(&b, &files[0].0), Ok(meta));
+    assert_eq!(download(&b, &deleted), Err(errno::ENOENT));
+    // The log of this start (the file keeps the first one's too).
+    let whole = std::fs::read_to_string(b.log_file()).unwrap();
+    let log = &whole[whole.rfind("INFO started").unwrap()..];
+    assert!(log.contains("disk recovery: store path 1 is new"), "{log}");
+    let done = log
+        .lines()
+        .find(|l| l.contains("disk recovery done"))
+        .unwrap_or_else(|| panic!("no 'disk recovery done' line:\n{log}"));
+    // 34 files and one metadata file; the deleted one is not fetched.
+    assert!(done.contains("restored=35"), "{done}");
+    let recovered_before_join =
+        log.find("disk recovery done").unwrap() < log.find("joined").unwrap_or(usize::MAX);
+    assert!(recovered_before_join, "{log}");
+    assert!(!disk1(12).join("data/.fdfs_recovery").exists());
+}

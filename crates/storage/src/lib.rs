@@ -5,11 +5,13 @@
 //! sockets. [`service`] serves the client commands of PROTOCOL.md §4 on top
 //! of it, and [`reporter`] keeps the sessions with the trackers. [`sync`]
 //! replicates every change to the other servers of the group and applies
-//! theirs. [`prepare`] and [`serve`] wire them together for the binary.
+//! theirs; [`recovery`] refills a replaced disk from the group at start.
+//! [`prepare`] and [`serve`] wire them together for the binary.
 //!
 //! This crate must not contain tracker logic or client-library code, and
 //! the engine must not touch the network.
 
+pub mod recovery;
 pub mod reporter;
 pub mod service;
 pub mod state;
@@ -195,6 +197,24 @@ pub async fn serve(p: Prepared, shutdown: Shutdown) -> Result<(), StorageError> 
         up_time: store::now() as i64,
         base_path: conf.daemon.base_path.clone(),
     };
+    // A replaced disk is filled from the group before we join: until then
+    // the trackers send nobody here.
+    recovery::recover_marked_paths(
+        &store,
+        &recovery::RecoveryConf {
+            trackers: rconf.trackers.clone(),
+            bind_ip: rconf.bind_ip,
+            port: rconf.port,
+            server_id: rconf.server_id.clone(),
+            connect_timeout: rconf.connect_timeout,
+            network_timeout: rconf.network_timeout,
+        },
+        &shutdown,
+    )
+    .await;
+    if shutdown.is_triggered() {
+        return Ok(());
+    }
     let reporter = Arc::new(Reporter {
         conf: rconf,
         store: store.clone(),

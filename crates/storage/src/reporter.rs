@@ -23,7 +23,7 @@ use fdfs_proto::server::{
     status, ChangeFlags, DiskUsage, GetMyIpReq, IpChangedReq, JoinReq, JoinResp, StorageBrief,
     SyncInfo,
 };
-use fdfs_proto::tracker::{decode_params, GroupAddrReq};
+use fdfs_proto::tracker::{decode_params, GroupAddrReq, ListStorageReq, StorageStat};
 use fdfs_proto::{cmd, errno, GroupName, Header, SourceServer, HEADER_LEN};
 use fdfs_runtime::Shutdown;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -246,6 +246,46 @@ async fn connect_tracker(
         s,
         timeout: network_timeout,
     })
+}
+
+/// The servers of `group` as the first tracker that answers lists them
+/// (SERVER_LIST_STORAGE, either record layout). The error names every
+/// tracker's reason.
+pub(crate) async fn list_group(
+    trackers: &[HostPort],
+    bind_ip: Option<IpAddr>,
+    connect_timeout: Duration,
+    network_timeout: Duration,
+    group: &GroupName,
+) -> Result<Vec<StorageStat>, String> {
+    let mut why = Vec::new();
+    for t in trackers {
+        let asked = async {
+            let mut c = connect_tracker(t, bind_ip, connect_timeout, network_timeout).await?;
+            let mut body = Vec::new();
+            ListStorageReq {
+                group: group.clone(),
+                storage_id: None,
+            }
+            .encode(&mut body);
+            let (st, b) = c
+                .request("LIST_STORAGE", tc::SERVER_LIST_STORAGE, &body)
+                .await?;
+            c.quit().await;
+            if st != 0 {
+                return Err(refused("LIST_STORAGE", st));
+            }
+            StorageStat::decode_list_any(&b).map_err(|e| SessionError::BadReply {
+                what: "LIST_STORAGE",
+                why: e.to_string(),
+            })
+        };
+        match asked.await {
+            Ok(list) => return Ok(list),
+            Err(e) => why.push(format!("{t}: {e}")),
+        }
+    }
+    Err(why.join("; "))
 }
 
 /// storage.conf without `group_name`: asks the trackers in turn which group

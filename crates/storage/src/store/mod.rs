@@ -259,6 +259,12 @@ impl Store {
                 .map_err(|e| StoreError::io(format!("cleaning {}", tmp.display()), e))?;
             let vars = data.join(".fastdfs_vars");
             if !vars.exists() {
+                // A store path without its mark is a new disk: the recovery
+                // at start compares it with the binlog. The recovery mark
+                // goes first, so a crash in between cannot skip that.
+                let mark = data.join(RECOVERY_MARK);
+                fs::write(&mark, b"")
+                    .map_err(|e| StoreError::io(format!("creating {}", mark.display()), e))?;
                 let _ = fs::write(&vars, format!("store_path_mark=fdfs-rs-{}-{}\n", i, now()));
             }
             let unnamed = disk::unnamed_files_work(&tmp);
@@ -474,6 +480,11 @@ impl Store {
 
     pub fn binlog(&self) -> &Binlog {
         &self.binlog
+    }
+
+    /// `<store_path>/data` of store path `idx`.
+    pub fn data_dir(&self, idx: usize) -> &Path {
+        &self.paths[idx].data
     }
 
     pub fn path_count(&self) -> usize {
@@ -1396,6 +1407,10 @@ fn restore_file(path: &Path, content: &[u8]) -> io::Result<()> {
     tracing::info!(path = %path.display(), "journal: restored a file");
     Ok(())
 }
+
+/// In a store path's `data`: the path must be checked against the binlog
+/// and filled from the group (see `crate::recovery`) before serving.
+pub const RECOVERY_MARK: &str = ".fdfs_recovery";
 
 fn meta_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();

@@ -1,0 +1,496 @@
+//! Disk recovery: a store path that comes up empty on a storage that has
+//! been in its group (a replaced disk) is filled again from the group's
+//! other servers before this server joins its trackers, so no client is
+//! sent here for a file the disk lost.
+//!
+//! - Which paths: [`Store::open`] marks a store path it finds without its
+//!   `.fastdfs_vars` (a new disk) with [`RECOVERY_MARK`]. The mark stays
+//!   until the path is whole again: a stop or crash half-way resumes at the
+//!   next start. A new server's paths are new too; its binlog is empty, so
+//!   there is nothing to fetch.
+//! - Which files: those our own binlog (in `base_path`, on another disk)
+//!   says are on that path, net of deletes and renames.
+//! - From where: any ACTIVE server of the group (the trackers' list), with
+//!   the client commands DOWNLOAD_FILE and GET_METADATA. A file no server
+//!   has any more was deleted since and is skipped. Files already here are
+//!   kept.
+//! - Written like a replica, without a binlog record (ours already has it):
+//!   a temporary file, fsynced, renamed; directories fsynced at the end.
+//!
+//! PROTOCOL.md's FETCH_ONE_PATH_BINLOG (26) is for a storage that lost its
+//! binlog with the disk; ours keeps it in `base_path`, and a storage that
+//! lost `base_path` is a new server that catches up by itself.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fdfs_conf::HostPort;
+use fdfs_proto::binlog::BinlogOp;
+use fdfs_proto::cmd::storage as sc;
+use fdfs_proto::common::GROUP_LEN;
+use fdfs_proto::server::status;
+use fdfs_proto::storage::DownloadReq;
+use fdfs_proto::tracker::StorageStat;
+use fdfs_proto::{cmd, errno, GroupName, Header, LogicName, SourceServer, HEADER_LEN};
+use fdfs_runtime::Shutdown;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::{error, info, warn};
+
+use crate::store::binlog::BinlogReader;
+use crate::store::{Store, RECOVERY_MARK};
+
+/// How to reach the trackers and the group's servers.
+#[derive(Debug, Clone)]
+pub struct RecoveryConf {
+    pub trackers: Vec<HostPort>,
+    pub bind_ip: Option<IpAddr>,
+    pub port: u16,
+    /// Our storage id (`server_id`), if any: we are not our own source.
+    pub server_id: String,
+    pub connect_timeout: Duration,
+    pub network_timeout: Duration,
+}
+
+/// What one store path's recovery did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// Fetched from a peer.
+    pub restored: u64,
+    /// Already here.
+    pub present: u64,
+    /// No server has it any more (deleted since).
+    pub gone: u64,
+}
+
+/// Recovers every marked store path; returns when they are whole, when the
+/// group has no other server to ask (logged: those files are lost here),
+/// or on `shutdown`. A failed attempt (tracker or peers unreachable, no
+/// peer ACTIVE yet) is retried with backoff.
+pub async fn recover_marked_paths(store: &Arc<Store>, conf: &RecoveryConf, shutdown: &Shutdown) {
+    for idx in 0..store.path_count() {
+        let mark = store.data_dir(idx).join(RECOVERY_MARK);
+        if !mark.exists() {
+            continue;
+        }
+        let names = match live_files(store.binlog().dir(), idx) {
+            Ok(n) => n,
+            Err(e) => {
+                error!(
+                    store_path = idx,
+                    "disk recovery: reading the binlog: {e}; the path is not recovered"
+                );
+                continue;
+            }
+        };
+        if names.is_empty() {
+            // A new disk of a new server (or one with nothing on it).
+            let _ = fs::remove_file(&mark);
+            continue;
+        }
+        warn!(
+            store_path = idx,
+            files = names.len(),
+            "disk recovery: store path {idx} is new but the binlog lists files on it; fetching them from the group before serving"
+        );
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            if shutdown.is_triggered() {
+                return;
+            }
+            match recover_path(store, conf, idx, &names, shutdown).await {
+                Ok(Some(r)) => {
+                    if let Err(e) = finish(store, idx, &mark) {
+                        warn!(store_path = idx, "disk recovery: {e}");
+                    }
+                    info!(
+                        store_path = idx,
+                        restored = r.restored,
+                        present = r.present,
+                        gone = r.gone,
+                        "disk recovery done"
+                    );
+                    break;
+                }
+                Ok(None) => return,
+                Err(Attempt::NoPeer) => {
+                    error!(
+                        store_path = idx,
+                        files = names.len(),
+                        "disk recovery: no other server in the group holds these files; they are lost on this server (the mark stays: the next start tries again)"
+                    );
+                    break;
+                }
+                Err(Attempt::Retry(why)) => {
+                    warn!(store_path = idx, retry_in = ?backoff, "disk recovery: {why}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.wait() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}
+
+/// Why an attempt ended early.
+enum Attempt {
+    /// The group has no server but us.
+    NoPeer,
+    /// Worth another try later.
+    Retry(String),
+}
+
+/// The files (and `-m` sidecars) our binlog says store path `idx` holds.
+pub fn live_files(binlog_dir: &Path, idx: usize) -> std::io::Result<BTreeSet<String>> {
+    let prefix = format!("M{idx:02X}/");
+    let mut live = BTreeSet::new();
+    let mut r = BinlogReader::new(binlog_dir, 0, 0);
+    while let Some(item) = r.next_item()? {
+        let Ok(rec) = item.record else {
+            continue;
+        };
+        if !rec.filename.starts_with(&prefix) {
+            continue;
+        }
+        match rec.op {
+            BinlogOp::Delete => {
+                live.remove(&rec.filename);
+            }
+            BinlogOp::Rename { old } => {
+                live.remove(&old);
+                live.insert(rec.filename);
+            }
+            BinlogOp::Create
+            | BinlogOp::Update
+            | BinlogOp::Append { .. }
+            | BinlogOp::Modify { .. }
+            | BinlogOp::Truncate { .. }
+            | BinlogOp::Link { .. } => {
+                live.insert(rec.filename);
+            }
+        }
+    }
+    Ok(live)
+}
+
+/// One attempt over `names`; `Ok(None)` on shutdown.
+async fn recover_path(
+    store: &Arc<Store>,
+    conf: &RecoveryConf,
+    idx: usize,
+    names: &BTreeSet<String>,
+    shutdown: &Shutdown,
+) -> Result<Option<Recovered>, Attempt> {
+    // What is missing is known without the network: a path that only
+    // lacked its mark (a store path of a FastDFS we replaced, say) needs no
+    // peer, and so never waits for one.
+    let mut done = Recovered::default();
+    let mut missing = Vec::new();
+    for name in names {
+        let path = path_of(store, name).map_err(Attempt::Retry)?;
+        if path.exists() {
+            done.present += 1;
+        } else {
+            missing.push((name, path));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(Some(done));
+    }
+    let peers = peers(store, conf).await?;
+    let mut dirs = HashSet::new();
+    for (n, (name, path)) in missing.iter().enumerate() {
+        if shutdown.is_triggered() {
+            return Ok(None);
+        }
+        let mut had_error = None;
+        let mut fetched = false;
+        for peer in &peers {
+            match fetch_into(store, conf, idx, *peer, name, path).await {
+                Ok(true) => {
+                    fetched = true;
+                    break;
+                }
+                Ok(false) => {}
+                Err(e) => had_error = Some(format!("{name} from {peer}: {e}")),
+            }
+        }
+        if fetched {
+            done.restored += 1;
+            if let Some(d) = path.parent() {
+                dirs.insert(d.to_owned());
+            }
+        } else if let Some(e) = had_error {
+            // Some server could not say: do not count the file as gone.
+            return Err(Attempt::Retry(e));
+        } else {
+            done.gone += 1;
+        }
+        if (n + 1) % 1000 == 0 {
+            info!(
+                store_path = idx,
+                fetched = n + 1,
+                missing = missing.len(),
+                restored = done.restored,
+                "disk recovery progress"
+            );
+        }
+    }
+    for d in dirs {
+        if let Err(e) = fs::File::open(&d).and_then(|f| f.sync_all()) {
+            return Err(Attempt::Retry(format!("fsync of {}: {e}", d.display())));
+        }
+    }
+    Ok(Some(done))
+}
+
+/// The ACTIVE servers of our group other than us.
+async fn peers(store: &Store, conf: &RecoveryConf) -> Result<Vec<SocketAddr>, Attempt> {
+    let list = crate::reporter::list_group(
+        &conf.trackers,
+        conf.bind_ip,
+        conf.connect_timeout,
+        conf.network_timeout,
+        store.group(),
+    )
+    .await
+    .map_err(|e| Attempt::Retry(format!("asking the trackers for the group: {e}")))?;
+    let my_ip = match (conf.bind_ip, store.source()) {
+        (Some(ip), _) => Some(ip.to_string()),
+        (None, SourceServer::Ip(ip)) => Some(ip.to_string()),
+        (None, SourceServer::Id(_)) => None,
+    };
+    let is_me = |s: &StorageStat| {
+        (!conf.server_id.is_empty() && s.id == conf.server_id)
+            || (my_ip.as_deref() == Some(s.ip_addr.as_str())
+                && s.storage_port == i64::from(conf.port))
+    };
+    let others: Vec<&StorageStat> = list
+        .iter()
+        .filter(|s| !is_me(s) && !matches!(s.status, status::DELETED | status::IP_CHANGED))
+        .collect();
+    if others.is_empty() {
+        return Err(Attempt::NoPeer);
+    }
+    let active: Vec<SocketAddr> = others
+        .iter()
+        .filter(|s| s.status == status::ACTIVE)
+        .filter_map(|s| {
+            let ip: IpAddr = s.ip_addr.parse().ok()?;
+            Some(SocketAddr::new(ip, u16::try_from(s.storage_port).ok()?))
+        })
+        .collect();
+    if active.is_empty() {
+        return Err(Attempt::Retry(format!(
+            "none of the group's {} other servers is ACTIVE yet",
+            others.len()
+        )));
+    }
+    Ok(active)
+}
+
+fn path_of(store: &Store, name: &str) -> Result<PathBuf, String> {
+    crate::sync::apply::path_of(store, name)
+        .map(|(_, p)| p)
+        .map_err(|e| format!("{name}: {e}"))
+}
+
+/// Fetches `name` from `peer` into `path` (temporary file, fsync, rename).
+/// `Ok(false)`: the peer does not have it.
+async fn fetch_into(
+    store: &Store,
+    conf: &RecoveryConf,
+    idx: usize,
+    peer: SocketAddr,
+    name: &str,
+    path: &Path,
+) -> Result<bool, String> {
+    let (tmp, mut file) = store
+        .new_named_tmp(idx, "recover.")
+        .map_err(|e| e.to_string())?;
+    let res = fetch(conf, peer, store.group(), name, &mut file).await;
+    let res = res.and_then(|found| {
+        if found {
+            file.sync_all()
+                .and_then(|()| fs::rename(&tmp, path))
+                .map_err(|e| format!("saving {}: {e}", path.display()))?;
+        }
+        Ok(found)
+    });
+    if !matches!(res, Ok(true)) {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
+
+/// Streams a file (DOWNLOAD_FILE) or, for a `-m` name, its metadata
+/// (GET_METADATA) from `peer` into `out`.
+async fn fetch(
+    conf: &RecoveryConf,
+    peer: SocketAddr,
+    group: &GroupName,
+    name: &str,
+    out: &mut fs::File,
+) -> Result<bool, String> {
+    let mut body = Vec::new();
+    let code = match name.strip_suffix("-m") {
+        Some(master) => {
+            let mut g = group.as_str().as_bytes().to_vec();
+            g.resize(GROUP_LEN, 0);
+            body.extend_from_slice(&g);
+            body.extend_from_slice(master.as_bytes());
+            sc::GET_METADATA
+        }
+        None => {
+            let filename = LogicName::parse(name).map_err(|e| format!("{name}: {e}"))?;
+            DownloadReq {
+                offset: 0,
+                length: 0,
+                group: group.clone(),
+                filename,
+            }
+            .encode(&mut body);
+            sc::DOWNLOAD_FILE
+        }
+    };
+    let io = async {
+        let mut s = tokio::time::timeout(conf.connect_timeout, TcpStream::connect(peer))
+            .await
+            .map_err(|_| "connect timed out".to_owned())?
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = s.set_nodelay(true);
+        s.write_all(&fdfs_proto::encode_frame(code, 0, &body))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut h = [0u8; HEADER_LEN];
+        s.read_exact(&mut h).await.map_err(|e| e.to_string())?;
+        let h = Header::decode(&h, u64::MAX).map_err(|e| e.to_string())?;
+        if h.cmd != cmd::RESP {
+            return Err(format!("reply command {}", h.cmd));
+        }
+        if h.status != 0 {
+            let _ = s
+                .write_all(&fdfs_proto::encode_frame(cmd::QUIT, 0, &[]))
+                .await;
+            return if h.status == errno::ENOENT {
+                Ok(false)
+            } else {
+                Err(format!(
+                    "status {} ({})",
+                    h.status,
+                    errno::describe(h.status).0
+                ))
+            };
+        }
+        let mut left = h.pkg_len;
+        let mut buf = vec![0u8; 256 * 1024];
+        while left > 0 {
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = s.read(&mut buf[..want]).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err(format!("connection closed with {left} bytes to come"));
+            }
+            out.write_all(&buf[..n])
+                .map_err(|e| format!("writing: {e}"))?;
+            left -= n as u64;
+        }
+        let _ = s
+            .write_all(&fdfs_proto::encode_frame(cmd::QUIT, 0, &[]))
+            .await;
+        Ok(true)
+    };
+    // A stalled peer must not hang the start: no progress within
+    // network_timeout fails this try (the next peer or attempt follows).
+    let whole = conf.network_timeout.max(Duration::from_secs(1)) * 4;
+    tokio::time::timeout(whole, io)
+        .await
+        .map_err(|_| format!("no answer within {whole:?}"))?
+}
+
+/// The path is whole: its directory entries are durable, the mark goes.
+fn finish(store: &Store, idx: usize, mark: &Path) -> Result<(), String> {
+    fs::remove_file(mark).map_err(|e| format!("removing {}: {e}", mark.display()))?;
+    fs::File::open(store.data_dir(idx))
+        .and_then(|f| f.sync_all())
+        .map_err(|e| format!("fsync of {}: {e}", store.data_dir(idx).display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fdfs_proto::binlog::BinlogRecord;
+
+    /// A file name on store path `path`, told apart by `n`.
+    fn name(path: u8, n: u32, appender: bool) -> String {
+        let info = fdfs_proto::file_id::NameInfo {
+            source: SourceServer::Ip("127.0.0.11".parse().unwrap()),
+            timestamp: 1_800_000_000 + n,
+            size_field: fdfs_proto::file_id::NameInfo::size_field_for(10, appender, n),
+            crc32: n,
+        };
+        let ext = fdfs_proto::file_id::ext_part("txt", n).unwrap();
+        LogicName::build(path, 0, 0, info, None, &ext).to_string()
+    }
+
+    #[test]
+    fn live_files_follow_the_binlog() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = |name: &str, op: BinlogOp| BinlogRecord {
+            timestamp: 1_800_000_000,
+            is_source: true,
+            filename: name.into(),
+            op,
+        };
+        let (a, b, app, renamed, other) = (
+            name(1, 1, false),
+            name(1, 2, false),
+            name(1, 3, true),
+            name(1, 4, false),
+            name(0, 5, false),
+        );
+        let a_meta = format!("{a}-m");
+        let slave = LogicName::parse(&a)
+            .unwrap()
+            .slave("_s", "txt")
+            .unwrap()
+            .to_string();
+        let lines = [
+            rec(&a, BinlogOp::Create),
+            rec(&a_meta, BinlogOp::Create),
+            rec(&other, BinlogOp::Create),
+            rec(&b, BinlogOp::Create),
+            rec(&b, BinlogOp::Delete),
+            rec(&app, BinlogOp::Create),
+            rec(
+                &app,
+                BinlogOp::Append {
+                    offset: 0,
+                    length: 3,
+                },
+            ),
+            rec(&renamed, BinlogOp::Rename { old: app.clone() }),
+            rec(&slave, BinlogOp::Link { target: a.clone() }),
+        ];
+        let text: String = lines.iter().map(|r| r.encode()).collect();
+        fs::write(dir.path().join("binlog.000"), text + "garbage line\n").unwrap();
+        let live = live_files(dir.path(), 1).unwrap();
+        let mut want = vec![a, a_meta, renamed, slave];
+        want.sort();
+        assert_eq!(live.into_iter().collect::<Vec<_>>(), want);
+        assert_eq!(
+            live_files(dir.path(), 0)
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [other]
+        );
+        assert!(live_files(dir.path(), 2).unwrap().is_empty());
+    }
+}
