@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::Path;
 
+use crate::allow::Resolver;
 use crate::error::{ConfError, Warning};
 use crate::types::{RwMode, StorageIdEntry, StorageIds};
 use crate::value::{is_valid_group_name, parse_hosts_port};
@@ -29,10 +30,9 @@ impl StorageIdEntry {
 
     /// Whether `ip` is one of this entry's addresses.
     pub fn has_ip(&self, ip: IpAddr) -> bool {
-        self.hosts.iter().any(|h| {
-            h.parse::<IpAddr>()
-                .is_ok_and(|a| a.to_canonical() == ip.to_canonical())
-        })
+        self.addrs
+            .iter()
+            .any(|a| a.to_canonical() == ip.to_canonical())
     }
 
     /// The port, or 23000.
@@ -120,10 +120,12 @@ impl StorageIds {
                     }
                 };
             }
+            let addrs = hosts.iter().filter_map(|h| h.parse().ok()).collect();
             let entry = StorageIdEntry {
                 id: id.to_string(),
                 group_name: group.to_string(),
                 hosts,
+                addrs,
                 port,
                 rw,
             };
@@ -166,11 +168,45 @@ impl StorageIds {
         })
     }
 
+    /// Resolves the host names of every entry (the daemon does, at start;
+    /// parsing alone never queries DNS). A name that does not resolve is a
+    /// warning: that entry is then matched by its other addresses only.
+    pub fn resolve_names(&mut self, resolver: &Resolver<'_>, path: &Path) -> Vec<Warning> {
+        let mut warnings = Vec::new();
+        for e in &mut self.entries {
+            for h in &e.hosts {
+                if h.parse::<IpAddr>().is_ok() {
+                    continue;
+                }
+                match resolver(h) {
+                    Ok(ips) if !ips.is_empty() => {
+                        for ip in ips {
+                            if !e.addrs.contains(&ip) {
+                                e.addrs.push(ip);
+                            }
+                        }
+                    }
+                    Ok(_) => warnings.push(Warning::new(
+                        path,
+                        None,
+                        format!("{}: {h} resolves to no address", e.id),
+                    )),
+                    Err(err) => warnings.push(Warning::new(
+                        path,
+                        None,
+                        format!("{}: cannot resolve {h}: {err}", e.id),
+                    )),
+                }
+            }
+        }
+        warnings
+    }
+
     /// Whether any address is IPv6 (response_ip_addr_size auto → 46).
     pub fn has_ipv6(&self) -> bool {
         self.entries
             .iter()
-            .flat_map(|e| &e.hosts)
-            .any(|h| h.parse::<std::net::Ipv6Addr>().is_ok())
+            .flat_map(|e| &e.addrs)
+            .any(IpAddr::is_ipv6)
     }
 }

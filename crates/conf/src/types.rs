@@ -303,8 +303,11 @@ pub enum RwMode {
 pub struct StorageIdEntry {
     pub id: String,
     pub group_name: String,
-    /// One or two addresses (inner, outer).
+    /// One or two addresses (inner, outer), as written: IPs or host names.
     pub hosts: Vec<String>,
+    /// The IPs of `hosts`: the literal ones, plus the names' once
+    /// [`StorageIds::resolve_names`] ran.
+    pub addrs: Vec<std::net::IpAddr>,
     pub port: Option<u16>,
     pub rw: RwMode,
 }

@@ -29,6 +29,7 @@ fn config_md_example() {
             id: "100001".into(),
             group_name: "group1".into(),
             hosts: vec!["192.168.0.196".into()],
+            addrs: vec!["192.168.0.196".parse::<IpAddr>().unwrap()],
             port: None,
             rw: RwMode::Both,
         }
@@ -61,6 +62,33 @@ fn config_md_example() {
     );
     ids.check_numeric_ids().unwrap();
     assert_eq!(e[2].numeric_id(), Some(100003));
+}
+
+#[test]
+fn host_names_are_resolved_only_when_asked() {
+    let mut ids = parse("1 group1 storage1.lan\n2 group1 10.0.0.2,ghost.lan:23001\n").unwrap();
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    // Parsing never resolves: a name matches nothing yet.
+    assert!(ids.entries[0].addrs.is_empty());
+    assert!(ids.by_addr("group1", ip("10.1.1.1"), None).is_none());
+    let resolver = |name: &str| -> std::io::Result<Vec<IpAddr>> {
+        match name {
+            "storage1.lan" => Ok(vec!["10.1.1.1".parse().unwrap()]),
+            _ => Err(std::io::Error::other("no such host")),
+        }
+    };
+    let warnings = ids.resolve_names(&resolver, Path::new("storage_ids.conf"));
+    assert_eq!(ids.by_addr("group1", ip("10.1.1.1"), None).unwrap().id, "1");
+    // The other line keeps its literal address and says why not the name.
+    assert_eq!(ids.entries[1].addrs, [ip("10.0.0.2")]);
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0].to_string().contains("cannot resolve ghost.lan"),
+        "{}",
+        warnings[0]
+    );
+    // The lines as written are kept (FETCH_STORAGE_IDS sends them).
+    assert_eq!(ids.entries[0].hosts, ["storage1.lan"]);
 }
 
 #[test]

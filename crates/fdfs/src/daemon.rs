@@ -166,8 +166,12 @@ fn run_tracker(args: &DaemonArgs) -> anyhow::Result<()> {
 /// into file names with `id_type_in_filename = id`.
 fn load_storage_ids(conf: &TrackerConf) -> anyhow::Result<fdfs_conf::StorageIds> {
     let path = &conf.storage_ids_filename;
-    let ids = fdfs_conf::StorageIds::load(path)
+    let mut ids = fdfs_conf::StorageIds::load(path)
         .with_context(|| format!("use_storage_id = true: cannot load {}", path.display()))?;
+    // Before the fork: the terminal sees what did not resolve.
+    for w in ids.resolve_names(&fdfs_conf::system_resolver, path) {
+        eprintln!("warning: {w}");
+    }
     if ids.entries.is_empty() {
         anyhow::bail!(
             "use_storage_id = true but {} lists no storage server",

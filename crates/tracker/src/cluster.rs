@@ -470,11 +470,9 @@ impl Cluster {
             peer_ip.to_owned()
         } else {
             entry
-                .hosts
-                .iter()
-                .find(|h| h.parse::<IpAddr>().is_ok())
-                .cloned()
-                .unwrap_or_else(|| peer_ip.to_owned())
+                .addrs
+                .first()
+                .map_or_else(|| peer_ip.to_owned(), IpAddr::to_string)
         };
         let rw_mode = match entry.rw {
             RwMode::Both => RW_BOTH,

@@ -18,15 +18,15 @@ use crate::Cluster;
 /// ([`address_for`]). Nothing changes without storage ids or with one
 /// address per server.
 impl Cluster {
-    fn ip_for_peer(&self, id: &str, peer: IpAddr) -> Option<&str> {
+    fn ip_for_peer(&self, id: &str, peer: IpAddr) -> Option<String> {
         if !self.settings.use_storage_id {
             return None;
         }
         let e = self.settings.storage_ids.by_id(id)?;
-        if e.hosts.len() < 2 {
+        if e.addrs.len() < 2 {
             return None;
         }
-        address_for(&e.hosts, peer)
+        address_for(&e.addrs, peer).map(|a| a.to_string())
     }
 
     /// Store and fetch answers (101–107).
@@ -41,7 +41,7 @@ impl Cluster {
                 .find(|s| s.ip == a.ip && s.port == a.port)
                 .map(|s| s.id.as_str());
             if let Some(ip) = id.and_then(|id| self.ip_for_peer(id, peer)) {
-                a.ip = ip.to_owned();
+                a.ip = ip;
             }
         }
     }
@@ -49,7 +49,7 @@ impl Cluster {
     /// A group list or listing record: `id` with its address `ip`.
     pub fn localize_ip(&self, id: &str, ip: &mut String, peer: IpAddr) {
         if let Some(chosen) = self.ip_for_peer(id, peer) {
-            *ip = chosen.to_owned();
+            *ip = chosen;
         }
     }
 
@@ -121,8 +121,13 @@ pub fn server_id(ids: &StorageIds, group: &str, addr: &str) -> Result<String, Tr
 /// `port` that connected from `peer`, comma-separated; `None` when it names
 /// none (the caller answers with the peer address).
 pub fn my_ips(ids: &StorageIds, group: &str, port: u16, peer: IpAddr) -> Option<String> {
-    ids.by_addr(group, peer, Some(port))
-        .map(|e| e.hosts.join(","))
+    ids.by_addr(group, peer, Some(port)).map(|e| {
+        e.addrs
+            .iter()
+            .map(IpAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    })
 }
 
 /// GET_GROUP_NAME: the group of the server at `ip` and `port`.
@@ -140,23 +145,22 @@ pub fn group_of(ids: &StorageIds, ip: IpAddr, port: u16) -> Result<&str, Tracker
 /// as the reference gives none: same family first, then same scope (private,
 /// loopback or link-local against public), then the most leading octets
 /// (IPv6: 16-bit groups) in common with the requester; the first listed wins
-/// ties. `None` when there is no
-/// IP address to choose from.
-pub fn address_for(hosts: &[String], peer: IpAddr) -> Option<&str> {
+/// ties. `None` for an empty list.
+pub fn address_for(addrs: &[IpAddr], peer: IpAddr) -> Option<IpAddr> {
     let peer = peer.to_canonical();
-    hosts
+    addrs
         .iter()
         .enumerate()
-        .filter_map(|(i, h)| h.parse::<IpAddr>().ok().map(|ip| (i, h, ip.to_canonical())))
-        .max_by_key(|(i, _, ip)| {
+        .max_by_key(|(i, a)| {
+            let ip = a.to_canonical();
             (
                 ip.is_ipv4() == peer.is_ipv4(),
-                is_inner(*ip) == is_inner(peer),
-                common_prefix_groups(*ip, peer),
+                is_inner(ip) == is_inner(peer),
+                common_prefix_groups(ip, peer),
                 std::cmp::Reverse(*i),
             )
         })
-        .map(|(_, h, _)| h.as_str())
+        .map(|(_, a)| *a)
 }
 
 /// Private, loopback, link-local or unique-local: not reachable from outside.
@@ -276,31 +280,28 @@ mod tests {
     #[test]
     fn the_address_that_suits_the_requester() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let hosts = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let addrs = |v: &[&str]| v.iter().map(|s| ip(s)).collect::<Vec<_>>();
+        let pick = |list: &[IpAddr], peer: &str| address_for(list, ip(peer)).map(|a| a.to_string());
         // Inner and outer: inner requesters get the inner one, others the outer.
-        let io = hosts(&["10.0.0.5", "203.0.113.7"]);
-        assert_eq!(address_for(&io, ip("10.1.2.3")), Some("10.0.0.5"));
-        assert_eq!(address_for(&io, ip("192.168.1.9")), Some("10.0.0.5"));
-        assert_eq!(address_for(&io, ip("198.51.100.1")), Some("203.0.113.7"));
+        let io = addrs(&["10.0.0.5", "203.0.113.7"]);
+        assert_eq!(pick(&io, "10.1.2.3").as_deref(), Some("10.0.0.5"));
+        assert_eq!(pick(&io, "192.168.1.9").as_deref(), Some("10.0.0.5"));
+        assert_eq!(pick(&io, "198.51.100.1").as_deref(), Some("203.0.113.7"));
         assert_eq!(
-            address_for(&io, ip("::ffff:198.51.100.1")),
+            pick(&io, "::ffff:198.51.100.1").as_deref(),
             Some("203.0.113.7")
         );
         // Two inner networks: the one the requester is on.
-        let two = hosts(&["10.0.0.5", "192.168.1.5"]);
-        assert_eq!(address_for(&two, ip("192.168.1.77")), Some("192.168.1.5"));
-        assert_eq!(address_for(&two, ip("10.9.9.9")), Some("10.0.0.5"));
+        let two = addrs(&["10.0.0.5", "192.168.1.5"]);
+        assert_eq!(pick(&two, "192.168.1.77").as_deref(), Some("192.168.1.5"));
+        assert_eq!(pick(&two, "10.9.9.9").as_deref(), Some("10.0.0.5"));
         // Nothing better: the first listed.
-        assert_eq!(address_for(&two, ip("172.16.0.1")), Some("10.0.0.5"));
+        assert_eq!(pick(&two, "172.16.0.1").as_deref(), Some("10.0.0.5"));
         // Family first.
-        let mixed = hosts(&["10.0.0.5", "fd00::5"]);
-        assert_eq!(address_for(&mixed, ip("fd00::9")), Some("fd00::5"));
-        assert_eq!(address_for(&mixed, ip("10.0.0.9")), Some("10.0.0.5"));
-        // Host names are not addresses.
-        assert_eq!(
-            address_for(&hosts(&["storage1.example"]), ip("10.0.0.1")),
-            None
-        );
+        let mixed = addrs(&["10.0.0.5", "fd00::5"]);
+        assert_eq!(pick(&mixed, "fd00::9").as_deref(), Some("fd00::5"));
+        assert_eq!(pick(&mixed, "10.0.0.9").as_deref(), Some("10.0.0.5"));
+        assert_eq!(pick(&[], "10.0.0.1"), None);
     }
 
     /// A tracker whose one server has an inner and an outer address; the

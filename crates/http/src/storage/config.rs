@@ -127,8 +127,9 @@ impl StorageHttpConfig {
             c.network_timeout = m.network_timeout;
             c.apply_http_conf(&m.http)?;
             if m.use_storage_id {
-                let ids = StorageIds::load(&m.storage_ids_filename)
+                let mut ids = StorageIds::load(&m.storage_ids_filename)
                     .map_err(|e| HttpError::Config(e.to_string()))?;
+                ids.resolve_names(&fdfs_conf::system_resolver, &m.storage_ids_filename);
                 c.peers = Some(peers_from_ids(&ids, &storage.group_name));
             }
         }
@@ -178,7 +179,7 @@ pub fn peers_from_ids(ids: &StorageIds, group: &str) -> PeerSource {
         .iter()
         .filter(|e| e.group_name == group)
         .filter_map(|e| {
-            let ip = e.hosts.first()?.parse().ok()?;
+            let ip = *e.addrs.first()?;
             Some(PeerAddr {
                 id: e.id.clone(),
                 ip,
