@@ -150,6 +150,60 @@ fn bad_storage_session_input() {
     );
     assert_eq!(s.call(t::STORAGE_SYNC_REPORT, &[0; 19]).0, errno::EINVAL);
     assert_eq!(s.call(t::STORAGE_CHANGE_STATUS, &[42]).0, errno::EINVAL);
+    // IP change reports: wrong length; a new IP that is not the sender's;
+    // the same IP twice; a server nobody knows. The sender stays joined.
+    let ip_change = |old: &str, new: &str| {
+        let mut b = group16("group1");
+        for ip in [old, new] {
+            let mut f = ip.as_bytes().to_vec();
+            f.resize(46, 0);
+            b.extend_from_slice(&f);
+        }
+        b
+    };
+    assert_eq!(
+        s.call(t::STORAGE_REPORT_IP_CHANGED, &[0; 50]).0,
+        errno::EINVAL
+    );
+    assert_eq!(
+        s.call(
+            t::STORAGE_REPORT_IP_CHANGED,
+            &ip_change("127.0.0.11", "10.0.0.1")
+        )
+        .0,
+        errno::EINVAL
+    );
+    assert_eq!(
+        s.call(
+            t::STORAGE_REPORT_IP_CHANGED,
+            &ip_change("127.0.0.11", "127.0.0.11")
+        )
+        .0,
+        errno::EINVAL
+    );
+    // Storage ids are off: no table, and the paging request must be whole.
+    assert_eq!(
+        s.call(t::STORAGE_FETCH_STORAGE_IDS, &[0, 0, 0, 0, 0]).0,
+        errno::EOPNOTSUPP
+    );
+    assert_eq!(
+        s.call(t::STORAGE_FETCH_STORAGE_IDS, &[0, 0, 0]).0,
+        errno::EINVAL
+    );
+    // GET_GROUP_NAME: too short, too long, not text, nobody there.
+    assert_eq!(s.call(t::STORAGE_GET_GROUP_NAME, &[0; 3]).0, errno::EINVAL);
+    assert_eq!(
+        s.call(t::STORAGE_GET_GROUP_NAME, &[b'1'; 60]).0,
+        errno::EINVAL
+    );
+    assert_eq!(
+        s.call(t::STORAGE_GET_GROUP_NAME, &[0xff, 0xfe, 0, 0, 0x59, 0xd8])
+            .0,
+        errno::EINVAL
+    );
+    let mut nobody = b"127.0.0.99".to_vec();
+    nobody.extend_from_slice(&23000u32.to_be_bytes());
+    assert_eq!(s.call(t::STORAGE_GET_GROUP_NAME, &nobody).0, errno::ENOENT);
     // The session still works.
     assert_eq!(s.beat().flags() & !4, 0);
     // A join with a port that differs from the group's.
