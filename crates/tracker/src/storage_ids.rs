@@ -31,6 +31,9 @@ impl Cluster {
 
     /// Store and fetch answers (101–107).
     pub fn localize_addrs(&self, group: &str, servers: &mut [ServerAddr], peer: IpAddr) {
+        if !self.settings.use_storage_id {
+            return;
+        }
         let Some(g) = self.groups.get(group) else {
             return;
         };
