@@ -194,6 +194,8 @@ pub struct StorageConf {
     pub sync_binlog_buff_interval: Duration,
     pub sync_stat_file_interval: Duration,
     pub upload_priority: i64,
+    /// Files fetched at once when a replaced store path is refilled.
+    pub disk_recovery_threads: u32,
     pub if_alias_prefix: String,
     pub file_sync_skip_invalid_record: bool,
     pub use_connection_pool: bool,

@@ -666,6 +666,7 @@ fn a_replaced_disk_is_filled_again_from_the_group_before_serving() {
             // (its redo rewrites what is missing): without it only the
             // recovery can.
             "durable_sync = fsync".to_owned(),
+            "disk_recovery_threads = 4".to_owned(),
         ]
     };
     let start = |host: u8| {

@@ -208,6 +208,7 @@ pub async fn serve(p: Prepared, shutdown: Shutdown) -> Result<(), StorageError> 
             server_id: rconf.server_id.clone(),
             connect_timeout: rconf.connect_timeout,
             network_timeout: rconf.network_timeout,
+            threads: conf.disk_recovery_threads as usize,
         },
         &shutdown,
     )

@@ -11,9 +11,10 @@
 //! - Which files: those our own binlog (in `base_path`, on another disk)
 //!   says are on that path, net of deletes and renames.
 //! - From where: any ACTIVE server of the group (the trackers' list), with
-//!   the client commands DOWNLOAD_FILE and GET_METADATA. A file no server
-//!   has any more was deleted since and is skipped. Files already here are
-//!   kept.
+//!   the client commands DOWNLOAD_FILE and GET_METADATA, by
+//!   `disk_recovery_threads` workers on kept-alive connections. A file no
+//!   server has any more was deleted since and is skipped. Files already
+//!   here are kept.
 //! - Written like a replica, without a binlog record (ours already has it):
 //!   a temporary file, fsynced, renamed; directories fsynced at the end.
 //!
@@ -21,11 +22,12 @@
 //! binlog with the disk; ours keeps it in `base_path`, and a storage that
 //! lost `base_path` is a new server that catches up by itself.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +57,8 @@ pub struct RecoveryConf {
     pub server_id: String,
     pub connect_timeout: Duration,
     pub network_timeout: Duration,
+    /// Files fetched at once (`disk_recovery_threads`).
+    pub threads: usize,
 }
 
 /// What one store path's recovery did.
@@ -191,64 +195,146 @@ async fn recover_path(
     // What is missing is known without the network: a path that only
     // lacked its mark (a store path of a FastDFS we replaced, say) needs no
     // peer, and so never waits for one.
-    let mut done = Recovered::default();
+    let mut present = 0;
     let mut missing = Vec::new();
     for name in names {
         let path = path_of(store, name).map_err(Attempt::Retry)?;
         if path.exists() {
-            done.present += 1;
+            present += 1;
         } else {
-            missing.push((name, path));
+            missing.push((name.clone(), path));
         }
     }
     if missing.is_empty() {
-        return Ok(Some(done));
+        return Ok(Some(Recovered {
+            present,
+            ..Recovered::default()
+        }));
     }
-    let peers = peers(store, conf).await?;
-    let mut dirs = HashSet::new();
-    for (n, (name, path)) in missing.iter().enumerate() {
-        if shutdown.is_triggered() {
-            return Ok(None);
-        }
-        let mut had_error = None;
-        let mut fetched = false;
-        for peer in &peers {
-            match fetch_into(store, conf, idx, *peer, name, path).await {
-                Ok(true) => {
-                    fetched = true;
-                    break;
-                }
-                Ok(false) => {}
-                Err(e) => had_error = Some(format!("{name} from {peer}: {e}")),
-            }
-        }
-        if fetched {
-            done.restored += 1;
-            if let Some(d) = path.parent() {
-                dirs.insert(d.to_owned());
-            }
-        } else if let Some(e) = had_error {
-            // Some server could not say: do not count the file as gone.
-            return Err(Attempt::Retry(e));
-        } else {
-            done.gone += 1;
-        }
-        if (n + 1) % 1000 == 0 {
-            info!(
-                store_path = idx,
-                fetched = n + 1,
-                missing = missing.len(),
-                restored = done.restored,
-                "disk recovery progress"
+    let peers = Arc::new(peers(store, conf).await?);
+    // `disk_recovery_threads` workers take the missing files in turn, each
+    // with its own kept-alive connection per peer.
+    let job = Arc::new(Job {
+        missing,
+        next: AtomicUsize::new(0),
+        restored: AtomicU64::new(0),
+        gone: AtomicU64::new(0),
+        failed: std::sync::Mutex::new(None),
+        dirs: std::sync::Mutex::new(HashSet::new()),
+    });
+    let workers: Vec<_> = (0..conf.threads.max(1))
+        .map(|_| {
+            let (store, conf, peers, job, sd) = (
+                store.clone(),
+                conf.clone(),
+                peers.clone(),
+                job.clone(),
+                shutdown.clone(),
             );
-        }
+            tokio::spawn(async move { job.work(&store, &conf, idx, &peers, &sd).await })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.await;
     }
+    if shutdown.is_triggered() {
+        return Ok(None);
+    }
+    if let Some(e) = job.failed.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        return Err(Attempt::Retry(e));
+    }
+    let dirs = std::mem::take(&mut *job.dirs.lock().unwrap_or_else(|e| e.into_inner()));
     for d in dirs {
         if let Err(e) = fs::File::open(&d).and_then(|f| f.sync_all()) {
             return Err(Attempt::Retry(format!("fsync of {}: {e}", d.display())));
         }
     }
-    Ok(Some(done))
+    Ok(Some(Recovered {
+        restored: job.restored.load(Ordering::Relaxed),
+        present,
+        gone: job.gone.load(Ordering::Relaxed),
+    }))
+}
+
+/// The missing files of one attempt, shared by its workers.
+struct Job {
+    missing: Vec<(String, PathBuf)>,
+    next: AtomicUsize,
+    restored: AtomicU64,
+    gone: AtomicU64,
+    /// The first file some server could not answer for: the attempt fails
+    /// (that file is not counted as gone) and the workers stop.
+    failed: std::sync::Mutex<Option<String>>,
+    /// Directories that got files: fsynced once at the end.
+    dirs: std::sync::Mutex<HashSet<PathBuf>>,
+}
+
+impl Job {
+    async fn work(
+        &self,
+        store: &Store,
+        conf: &RecoveryConf,
+        idx: usize,
+        peers: &[SocketAddr],
+        shutdown: &Shutdown,
+    ) {
+        let mut fetcher = Fetcher::new(conf);
+        loop {
+            if shutdown.is_triggered() || self.has_failed() {
+                break;
+            }
+            let n = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some((name, path)) = self.missing.get(n) else {
+                break;
+            };
+            let mut had_error = None;
+            let mut fetched = false;
+            for peer in peers {
+                match fetcher.fetch_into(store, idx, *peer, name, path).await {
+                    Ok(true) => {
+                        fetched = true;
+                        break;
+                    }
+                    Ok(false) => {}
+                    Err(e) => had_error = Some(format!("{name} from {peer}: {e}")),
+                }
+            }
+            if fetched {
+                self.restored.fetch_add(1, Ordering::Relaxed);
+                if let Some(d) = path.parent() {
+                    self.dirs
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(d.to_owned());
+                }
+            } else if let Some(e) = had_error {
+                self.failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(e);
+                break;
+            } else {
+                self.gone.fetch_add(1, Ordering::Relaxed);
+            }
+            if (n + 1) % 1000 == 0 {
+                info!(
+                    store_path = idx,
+                    done = n + 1,
+                    missing = self.missing.len(),
+                    restored = self.restored.load(Ordering::Relaxed),
+                    "disk recovery progress"
+                );
+            }
+        }
+        fetcher.close().await;
+    }
+
+    fn has_failed(&self) -> bool {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
 }
 
 /// The ACTIVE servers of our group other than us.
@@ -302,51 +388,105 @@ fn path_of(store: &Store, name: &str) -> Result<PathBuf, String> {
         .map_err(|e| format!("{name}: {e}"))
 }
 
-/// Fetches `name` from `peer` into `path` (temporary file, fsync, rename).
-/// `Ok(false)`: the peer does not have it.
-async fn fetch_into(
-    store: &Store,
-    conf: &RecoveryConf,
-    idx: usize,
-    peer: SocketAddr,
-    name: &str,
-    path: &Path,
-) -> Result<bool, String> {
-    let (tmp, mut file) = store
-        .new_named_tmp(idx, "recover.")
-        .map_err(|e| e.to_string())?;
-    let res = fetch(conf, peer, store.group(), name, &mut file).await;
-    let res = res.and_then(|found| {
-        if found {
-            file.sync_all()
-                .and_then(|()| fs::rename(&tmp, path))
-                .map_err(|e| format!("saving {}: {e}", path.display()))?;
-        }
-        Ok(found)
-    });
-    if !matches!(res, Ok(true)) {
-        let _ = fs::remove_file(&tmp);
-    }
-    res
+/// One worker's connections to the peers, kept alive between files.
+struct Fetcher {
+    conns: HashMap<SocketAddr, TcpStream>,
+    connect_timeout: Duration,
+    /// A whole file must come within this (a stalled peer must not hang
+    /// the start): the next peer, or the next attempt, follows.
+    per_file: Duration,
 }
 
-/// Streams a file (DOWNLOAD_FILE) or, for a `-m` name, its metadata
-/// (GET_METADATA) from `peer` into `out`.
-async fn fetch(
-    conf: &RecoveryConf,
-    peer: SocketAddr,
-    group: &GroupName,
-    name: &str,
-    out: &mut fs::File,
-) -> Result<bool, String> {
+impl Fetcher {
+    fn new(conf: &RecoveryConf) -> Fetcher {
+        Fetcher {
+            conns: HashMap::new(),
+            connect_timeout: conf.connect_timeout,
+            per_file: conf.network_timeout.max(Duration::from_secs(1)) * 4,
+        }
+    }
+
+    /// Fetches `name` from `peer` into `path` (temporary file, fsync,
+    /// rename). `Ok(false)`: the peer does not have it.
+    async fn fetch_into(
+        &mut self,
+        store: &Store,
+        idx: usize,
+        peer: SocketAddr,
+        name: &str,
+        path: &Path,
+    ) -> Result<bool, String> {
+        let (tmp, mut file) = store
+            .new_named_tmp(idx, "recover.")
+            .map_err(|e| e.to_string())?;
+        let res = self.fetch(peer, store.group(), name, &mut file).await;
+        let res = res.and_then(|found| {
+            if found {
+                file.sync_all()
+                    .and_then(|()| fs::rename(&tmp, path))
+                    .map_err(|e| format!("saving {}: {e}", path.display()))?;
+            }
+            Ok(found)
+        });
+        if !matches!(res, Ok(true)) {
+            let _ = fs::remove_file(&tmp);
+        }
+        res
+    }
+
+    /// Streams a file (DOWNLOAD_FILE) or, for a `-m` name, its metadata
+    /// (GET_METADATA) from `peer` into `out`. A connection that failed is
+    /// dropped; one that answered (even "not found") is kept.
+    async fn fetch(
+        &mut self,
+        peer: SocketAddr,
+        group: &GroupName,
+        name: &str,
+        out: &mut fs::File,
+    ) -> Result<bool, String> {
+        let (code, body) = request_for(group, name)?;
+        let mut s = match self.conns.remove(&peer) {
+            Some(s) => s,
+            None => {
+                let s = tokio::time::timeout(self.connect_timeout, TcpStream::connect(peer))
+                    .await
+                    .map_err(|_| "connect timed out".to_owned())?
+                    .map_err(|e| format!("connect: {e}"))?;
+                let _ = s.set_nodelay(true);
+                s
+            }
+        };
+        let limit = self.per_file;
+        match tokio::time::timeout(limit, exchange(&mut s, code, &body, out)).await {
+            Ok(Ok(found)) => {
+                self.conns.insert(peer, s);
+                Ok(found)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!("no whole answer within {limit:?}")),
+        }
+    }
+
+    async fn close(self) {
+        for (_, mut s) in self.conns {
+            let _ = s
+                .write_all(&fdfs_proto::encode_frame(cmd::QUIT, 0, &[]))
+                .await;
+        }
+    }
+}
+
+/// The request that fetches `name`: DOWNLOAD_FILE, or GET_METADATA of the
+/// master for a `-m` sidecar.
+fn request_for(group: &GroupName, name: &str) -> Result<(u8, Vec<u8>), String> {
     let mut body = Vec::new();
-    let code = match name.strip_suffix("-m") {
+    match name.strip_suffix("-m") {
         Some(master) => {
             let mut g = group.as_str().as_bytes().to_vec();
             g.resize(GROUP_LEN, 0);
             body.extend_from_slice(&g);
             body.extend_from_slice(master.as_bytes());
-            sc::GET_METADATA
+            Ok((sc::GET_METADATA, body))
         }
         None => {
             let filename = LogicName::parse(name).map_err(|e| format!("{name}: {e}"))?;
@@ -357,61 +497,59 @@ async fn fetch(
                 filename,
             }
             .encode(&mut body);
-            sc::DOWNLOAD_FILE
+            Ok((sc::DOWNLOAD_FILE, body))
         }
-    };
-    let io = async {
-        let mut s = tokio::time::timeout(conf.connect_timeout, TcpStream::connect(peer))
-            .await
-            .map_err(|_| "connect timed out".to_owned())?
-            .map_err(|e| format!("connect: {e}"))?;
-        let _ = s.set_nodelay(true);
-        s.write_all(&fdfs_proto::encode_frame(code, 0, &body))
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut h = [0u8; HEADER_LEN];
-        s.read_exact(&mut h).await.map_err(|e| e.to_string())?;
-        let h = Header::decode(&h, u64::MAX).map_err(|e| e.to_string())?;
-        if h.cmd != cmd::RESP {
-            return Err(format!("reply command {}", h.cmd));
-        }
-        if h.status != 0 {
-            let _ = s
-                .write_all(&fdfs_proto::encode_frame(cmd::QUIT, 0, &[]))
-                .await;
-            return if h.status == errno::ENOENT {
-                Ok(false)
-            } else {
-                Err(format!(
-                    "status {} ({})",
-                    h.status,
-                    errno::describe(h.status).0
-                ))
-            };
-        }
-        let mut left = h.pkg_len;
-        let mut buf = vec![0u8; 256 * 1024];
-        while left > 0 {
-            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-            let n = s.read(&mut buf[..want]).await.map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err(format!("connection closed with {left} bytes to come"));
-            }
-            out.write_all(&buf[..n])
-                .map_err(|e| format!("writing: {e}"))?;
-            left -= n as u64;
-        }
-        let _ = s
-            .write_all(&fdfs_proto::encode_frame(cmd::QUIT, 0, &[]))
-            .await;
-        Ok(true)
-    };
-    // A stalled peer must not hang the start: no progress within
-    // network_timeout fails this try (the next peer or attempt follows).
-    let whole = conf.network_timeout.max(Duration::from_secs(1)) * 4;
-    tokio::time::timeout(whole, io)
+    }
+}
+
+/// One request and its reply on `s`; the body goes to `out`. `Ok(false)`
+/// for ENOENT.
+async fn exchange(
+    s: &mut TcpStream,
+    code: u8,
+    body: &[u8],
+    out: &mut fs::File,
+) -> Result<bool, String> {
+    s.write_all(&fdfs_proto::encode_frame(code, 0, body))
         .await
-        .map_err(|_| format!("no answer within {whole:?}"))?
+        .map_err(|e| e.to_string())?;
+    let mut h = [0u8; HEADER_LEN];
+    s.read_exact(&mut h).await.map_err(|e| e.to_string())?;
+    let h = Header::decode(&h, u64::MAX).map_err(|e| e.to_string())?;
+    if h.cmd != cmd::RESP {
+        return Err(format!("reply command {}", h.cmd));
+    }
+    if h.status != 0 {
+        if h.pkg_len > 0 {
+            // Error replies carry no body; one that does is not trusted.
+            return Err(format!(
+                "status {} with a {}-byte body",
+                h.status, h.pkg_len
+            ));
+        }
+        return if h.status == errno::ENOENT {
+            Ok(false)
+        } else {
+            Err(format!(
+                "status {} ({})",
+                h.status,
+                errno::describe(h.status).0
+            ))
+        };
+    }
+    let mut left = h.pkg_len;
+    let mut buf = vec![0u8; 256 * 1024];
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = s.read(&mut buf[..want]).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err(format!("connection closed with {left} bytes to come"));
+        }
+        out.write_all(&buf[..n])
+            .map_err(|e| format!("writing: {e}"))?;
+        left -= n as u64;
+    }
+    Ok(true)
 }
 
 /// The path is whole: its directory entries are durable, the mark goes.
