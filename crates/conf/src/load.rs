@@ -191,6 +191,7 @@ fn daemon(r: &mut Reader<'_, '_>, default_port: u16) -> Result<DaemonConf, ConfE
         allow_hosts,
         run_by_group: r.string("run_by_group", ""),
         run_by_user: r.string("run_by_user", ""),
+        metrics_port: r.int("metrics_port", 0u16, 0, u16::MAX)?,
     })
 }
 

@@ -129,6 +129,9 @@ pub struct DaemonConf {
     pub allow_hosts: crate::AllowHosts,
     pub run_by_group: String,
     pub run_by_user: String,
+    /// Ours: port of the `/metrics` (Prometheus) and `/status` (JSON)
+    /// endpoint on `bind_addr`; 0 (the default) = none.
+    pub metrics_port: u16,
 }
 
 /// tracker.conf (CONFIG.md §3), plus our own keys.

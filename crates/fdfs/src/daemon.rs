@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
@@ -64,10 +65,11 @@ fn run_storage(args: &DaemonArgs) -> anyhow::Result<()> {
         move || -> anyhow::Result<_> {
             // Bound before the fork, so a port in use is reported to the terminal.
             let http = storage_http(&conf, &conf_path)?;
+            let metrics = metrics_listener(&conf.daemon)?;
             let prepared = fdfs_storage::prepare(conf)?;
-            Ok((prepared, http))
+            Ok((prepared, http, metrics))
         },
-        |(prepared, http), shutdown| async move {
+        |(prepared, http, metrics), shutdown| async move {
             if let Some((cfg, listener)) = http {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
                 let stop = shutdown.clone();
@@ -81,7 +83,13 @@ fn run_storage(args: &DaemonArgs) -> anyhow::Result<()> {
                     }
                 });
             }
-            fdfs_storage::serve(prepared, shutdown).await?;
+            let stop = shutdown.clone();
+            fdfs_storage::serve_observed(prepared, shutdown, move |observer| {
+                if let Some(l) = metrics {
+                    spawn_metrics(l, StoragePages(observer), stop);
+                }
+            })
+            .await?;
             Ok(())
         },
     )?;
@@ -149,16 +157,74 @@ fn run_tracker(args: &DaemonArgs) -> anyhow::Result<()> {
             let listener = std::net::TcpListener::bind(bind)
                 .with_context(|| format!("cannot listen on {bind}"))?;
             listener.set_nonblocking(true)?;
+            let metrics = metrics_listener(&conf.daemon)?;
             let tracker = fdfs_tracker::open(&opts)?;
-            Ok((listener, tracker))
+            Ok((listener, tracker, metrics))
         },
-        move |(listener, tracker), shutdown| async move {
+        move |(listener, tracker, metrics), shutdown| async move {
+            if let Some(l) = metrics {
+                spawn_metrics(l, TrackerPages(tracker.clone()), shutdown.clone());
+            }
             let listener = tokio::net::TcpListener::from_std(listener)?;
             fdfs_tracker::run(tracker, listener, serve, shutdown).await?;
             Ok(())
         },
     )?;
     Ok(())
+}
+
+/// The `metrics_port` listener on the daemon's address, bound before the
+/// fork; `None` when the port is 0.
+fn metrics_listener(d: &DaemonConf) -> anyhow::Result<Option<std::net::TcpListener>> {
+    if d.metrics_port == 0 {
+        return Ok(None);
+    }
+    let addr = SocketAddr::new(listen_addr(d)?.ip(), d.metrics_port);
+    let l = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    l.set_nonblocking(true)?;
+    Ok(Some(l))
+}
+
+/// Serves `/metrics` and `/status` of `pages` until `shutdown`.
+fn spawn_metrics(
+    listener: std::net::TcpListener,
+    pages: impl fdfs_http::observe::Observed,
+    shutdown: fdfs_runtime::Shutdown,
+) {
+    tokio::spawn(async move {
+        let r = async {
+            let l = tokio::net::TcpListener::from_std(listener)?;
+            tracing::info!(addr = ?l.local_addr().ok(), "metrics at /metrics and /status");
+            fdfs_http::observe::serve(l, async move { shutdown.wait().await }, Arc::new(pages))
+                .await
+        };
+        if let Err(e) = r.await {
+            tracing::error!(error = %e, "metrics endpoint stopped");
+        }
+    });
+}
+
+struct TrackerPages(Arc<fdfs_tracker::Tracker>);
+
+impl fdfs_http::observe::Observed for TrackerPages {
+    fn metrics(&self) -> String {
+        self.0.metrics()
+    }
+    fn status(&self) -> String {
+        self.0.status()
+    }
+}
+
+struct StoragePages(Arc<fdfs_storage::observe::Observer>);
+
+impl fdfs_http::observe::Observed for StoragePages {
+    fn metrics(&self) -> String {
+        self.0.metrics()
+    }
+    fn status(&self) -> String {
+        self.0.status()
+    }
 }
 
 /// storage_ids.conf of a tracker with `use_storage_id`: a file that is

@@ -9,6 +9,7 @@
 //!   deployment guide's tracker-side caching nginx does): learns each
 //!   group's servers from the trackers, balances and fails over between
 //!   them, and keeps a bounded disk cache with purge.
+//! * [`observe`]: a daemon's `/metrics` and `/status` on its metrics port.
 //!
 //! This crate never writes into store paths and never serves a byte from
 //! outside them: every path goes through `fdfs_proto::LogicName::parse`.
@@ -18,6 +19,7 @@ pub mod body;
 pub mod fileserve;
 pub mod gateway;
 pub mod mime;
+pub mod observe;
 pub mod query;
 pub mod range;
 pub mod server;

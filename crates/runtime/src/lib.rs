@@ -6,12 +6,14 @@
 //! one [`Shutdown`] signal). [`net`] is the accept loop (allow_hosts,
 //! connection limit, drain on shutdown) and [`net::Conn`], a framed
 //! connection with the timeouts and size limits of PROTOCOL.md §1.3/§12.10.
+//! [`metrics`] writes the Prometheus text format the daemons expose.
 //!
 //! It must not know any FastDFS command: no tracker or storage logic lives
 //! here, only framing (the 10-byte header from `fdfs-proto`) and process
 //! life-cycle.
 
 pub mod daemon;
+pub mod metrics;
 pub mod net;
 mod shutdown;
 

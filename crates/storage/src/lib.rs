@@ -11,6 +11,7 @@
 //! This crate must not contain tracker logic or client-library code, and
 //! the engine must not touch the network.
 
+pub mod observe;
 pub mod recovery;
 pub mod reporter;
 pub mod service;
@@ -161,6 +162,16 @@ pub fn prepare(mut conf: StorageConf) -> Result<Prepared, StorageError> {
 /// Serves clients, reports to the trackers and persists counters until
 /// `shutdown`.
 pub async fn serve(p: Prepared, shutdown: Shutdown) -> Result<(), StorageError> {
+    serve_observed(p, shutdown, |_| {}).await
+}
+
+/// [`serve`], handing `publish` what the metrics port shows as soon as it
+/// exists (before a disk recovery, whose progress it then shows).
+pub async fn serve_observed(
+    p: Prepared,
+    shutdown: Shutdown,
+    publish: impl FnOnce(Arc<observe::Observer>),
+) -> Result<(), StorageError> {
     let Prepared {
         conf,
         listener,
@@ -197,6 +208,26 @@ pub async fn serve(p: Prepared, shutdown: Shutdown) -> Result<(), StorageError> 
         up_time: store::now() as i64,
         base_path: conf.daemon.base_path.clone(),
     };
+    let reporter = Arc::new(Reporter {
+        conf: rconf,
+        store: store.clone(),
+        state: Arc::new(ReporterState::new(init, &conf.server_id)),
+    });
+    let replication = Arc::new(sync::SyncService::new(
+        sync::SyncConf::from_conf(&conf, reporter.conf.port, reporter.conf.bind_ip),
+        store.clone(),
+        reporter.state.clone(),
+        reporter.state.sync_progress.clone(),
+        store.binlog().subscribe(),
+    ));
+    publish(Arc::new(observe::Observer {
+        store: store.clone(),
+        state: reporter.state.clone(),
+        sync: replication.clone(),
+        started: u64::from(store::now()),
+        port: reporter.conf.port,
+    }));
+    let rconf = &reporter.conf;
     // A replaced disk is filled from the group before we join: until then
     // the trackers send nobody here.
     recovery::recover_marked_paths(
@@ -216,18 +247,6 @@ pub async fn serve(p: Prepared, shutdown: Shutdown) -> Result<(), StorageError> 
     if shutdown.is_triggered() {
         return Ok(());
     }
-    let reporter = Arc::new(Reporter {
-        conf: rconf,
-        store: store.clone(),
-        state: Arc::new(ReporterState::new(init, &conf.server_id)),
-    });
-    let replication = Arc::new(sync::SyncService::new(
-        sync::SyncConf::from_conf(&conf, reporter.conf.port, reporter.conf.bind_ip),
-        store.clone(),
-        reporter.state.clone(),
-        reporter.state.sync_progress.clone(),
-        store.binlog().subscribe(),
-    ));
     let workers = reporter.clone().spawn(shutdown.clone());
     let sync_manager = replication.clone().spawn(shutdown.clone());
 

@@ -4,9 +4,9 @@
 //! (PROTOCOL.md §7), reported space and counters, sync progress, and the
 //! placement policies of §8. [`persist`] saves it under
 //! `<base_path>/data/`. [`storage_ids`] answers from storage_ids.conf.
-//! [`service`] decodes requests (fdfs-proto), calls the
-//! engine and encodes replies; [`server`] wires the service to the
-//! listener and runs the background workers.
+//! [`observe`] renders the metrics port's pages. [`service`] decodes
+//! requests (fdfs-proto), calls the engine and encodes replies; [`server`]
+//! wires the service to the listener and runs the background workers.
 //!
 //! It must not do its own socket or process plumbing (that is
 //! `fdfs-runtime`), must not parse config files (`fdfs-conf`), and the
@@ -16,6 +16,7 @@
 
 pub mod cluster;
 pub mod error;
+pub mod observe;
 pub mod persist;
 pub mod server;
 pub mod service;

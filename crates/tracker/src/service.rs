@@ -65,10 +65,10 @@ pub struct Tracker {
     cluster: Mutex<Cluster>,
     data_dir: PathBuf,
     /// Our configured port (for GET_LEADER and cluster stat).
-    port: u16,
-    started: i64,
+    pub(crate) port: u16,
+    pub(crate) started: i64,
     max_connections: u32,
-    current_conns: AtomicU32,
+    pub(crate) current_conns: AtomicU32,
     max_conns_seen: AtomicU32,
     /// Newest session per storage: only its close marks the storage OFFLINE.
     sessions: Mutex<HashMap<(String, String), u64>>,

@@ -1,0 +1,142 @@
+//! The metrics port (`metrics_port`) of a real tracker and storage:
+//! `/metrics` in the Prometheus text format and `/status` as JSON, with
+//! figures that follow what the cluster did.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use fdfs_proto::cmd::storage as sc;
+use fdfs_proto::storage::UploadHead;
+use fdfs_testkit::storage::StorageProc;
+use fdfs_testkit::{free_port, random_loopback, TestDir, TrackerProc, Wire};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fdfs");
+
+/// One HTTP/1.0 exchange: (status code, body).
+fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (code, body)
+}
+
+/// The value of the sample line that starts with `prefix` (name and labels).
+fn sample(page: &str, prefix: &str) -> Option<f64> {
+    page.lines()
+        .find(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn tracker_and_storage_show_their_state() {
+    let dir = TestDir::new("metrics");
+    let tip = Ipv4Addr::LOCALHOST;
+    let tmetrics = SocketAddr::from((tip, free_port(tip)));
+    let tracker = TrackerProc::start(
+        BIN,
+        dir.path(),
+        tip,
+        &[&format!("metrics_port = {}", tmetrics.port())],
+    );
+    let sip = random_loopback();
+    let smetrics = SocketAddr::from((sip, free_port(sip)));
+    let storage = StorageProc::start(
+        BIN,
+        dir.path(),
+        sip,
+        "group1",
+        &[tracker.addr],
+        &[&format!("metrics_port = {}", smetrics.port())],
+    );
+    let ip = sip.to_string();
+    let active = format!(
+        "fdfs_tracker_storage_status{{group=\"group1\",id=\"{ip}\",ip=\"{ip}\",status=\"ACTIVE\"}}"
+    );
+    wait_for("the tracker to show the storage ACTIVE", 30, || {
+        sample(&http(tmetrics, "GET", "/metrics").1, &active) == Some(7.0)
+    });
+
+    // One upload shows in the storage's counters.
+    let data = vec![7u8; 3000];
+    let mut body = Vec::new();
+    UploadHead {
+        store_path_index: -1,
+        file_size: data.len() as u64,
+        ext: "bin".into(),
+    }
+    .encode(&mut body);
+    body.extend_from_slice(&data);
+    let (st, _) = Wire::connect(storage.addr)
+        .unwrap()
+        .call(sc::UPLOAD_FILE, &body)
+        .unwrap();
+    assert_eq!(st, 0);
+    let (code, page) = http(smetrics, "GET", "/metrics");
+    assert_eq!(code, 200);
+    assert_eq!(
+        sample(&page, "fdfs_storage_success_upload_count"),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, "fdfs_storage_success_upload_bytes"),
+        Some(3000.0)
+    );
+    assert_eq!(
+        sample(&page, "fdfs_storage_status{status=\"ACTIVE\"}"),
+        Some(7.0),
+        "{page}"
+    );
+    assert!(sample(&page, "fdfs_storage_path_free_bytes{path=\"0\"}").is_some_and(|v| v > 0.0));
+    assert!(sample(&page, "fdfs_storage_binlog_offset_bytes").is_some_and(|v| v > 0.0));
+    assert!(sample(&page, "fdfs_process_resident_memory_bytes").is_some_and(|v| v > 0.0));
+    assert!(page.contains("# TYPE fdfs_storage_success_upload_count counter\n"));
+
+    let (code, status) = http(smetrics, "GET", "/status");
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(v["role"], "storage");
+    assert_eq!(v["group"], "group1");
+    assert_eq!(v["status"], "ACTIVE");
+    assert_eq!(v["id"], ip.as_str());
+
+    let (_, status) = http(tmetrics, "GET", "/status");
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(v["role"], "tracker");
+    assert_eq!(v["groups"][0]["name"], "group1");
+    assert_eq!(v["groups"][0]["storages"][0]["id"], ip.as_str());
+    assert_eq!(v["groups"][0]["storages"][0]["status"], "ACTIVE");
+    let page = http(tmetrics, "GET", "/metrics").1;
+    assert_eq!(sample(&page, "fdfs_tracker_groups"), Some(1.0));
+    assert_eq!(
+        sample(
+            &page,
+            "fdfs_tracker_group_active_storages{group=\"group1\"}"
+        ),
+        Some(1.0)
+    );
+
+    // Anything else is refused, and the port keeps serving.
+    assert_eq!(http(smetrics, "GET", "/nothing").0, 404);
+    assert_eq!(http(tmetrics, "POST", "/metrics").0, 405);
+    let (code, body) = http(tmetrics, "HEAD", "/metrics");
+    assert_eq!((code, body.as_str()), (200, ""));
+    assert_eq!(http(smetrics, "GET", "/metrics").0, 200);
+}

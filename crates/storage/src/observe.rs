@@ -1,0 +1,180 @@
+//! What a storage shows on its metrics port (`metrics_port`; served by
+//! `fdfs_http::observe`): the counters `fdfs_monitor` shows, space per store
+//! path, the binlog position, replication towards each peer (state, lag,
+//! records sent) and the process. `/status` says the same in JSON.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use fdfs_proto::server::status;
+use fdfs_proto::tracker::StatBuff;
+use fdfs_runtime::metrics::{process, Exposition};
+use serde_json::json;
+
+use crate::reporter::ReporterState;
+use crate::store::stats::idx;
+use crate::store::{now, Store};
+use crate::sync::SyncService;
+
+const MB: f64 = 1024.0 * 1024.0;
+
+/// A running storage, as its metrics port shows it.
+pub struct Observer {
+    pub(crate) store: Arc<Store>,
+    pub(crate) state: Arc<ReporterState>,
+    pub(crate) sync: Arc<SyncService>,
+    /// Unix seconds at start.
+    pub(crate) started: u64,
+    pub(crate) port: u16,
+}
+
+impl Observer {
+    /// The `/metrics` page.
+    pub fn metrics(&self) -> String {
+        let mut e = Exposition::new();
+        let group = self.store.group().as_str();
+        let id = self.state.my_id(&self.store);
+        let st = self.state.my_status.load(Ordering::Relaxed);
+        e.gauge(
+            "fdfs_storage_info",
+            "This storage server (always 1).",
+            &[
+                ("group", group),
+                ("id", &id),
+                ("version", fdfs_proto::common::VERSION),
+            ],
+            1.0,
+        );
+        e.gauge(
+            "fdfs_storage_status",
+            "Status the trackers last gave this server (7 = ACTIVE).",
+            &[("status", status::name(st))],
+            f64::from(st),
+        );
+        let snap = self.store.stats().snapshot();
+        for (i, name) in StatBuff::NAMES.iter().enumerate() {
+            let v = snap.counters[i] as f64;
+            if i < idx::LAST_SOURCE_UPDATE {
+                e.counter(
+                    &format!("fdfs_storage_{name}"),
+                    "A storage counter, as fdfs_monitor shows it.",
+                    &[],
+                    v,
+                );
+            } else {
+                e.gauge(
+                    &format!("fdfs_storage_{name}_seconds"),
+                    "A storage time stamp (unix seconds), as fdfs_monitor shows it.",
+                    &[],
+                    v,
+                );
+            }
+        }
+        for (i, (total, free)) in self.store.disk_usage().iter().enumerate() {
+            let path = i.to_string();
+            e.gauge(
+                "fdfs_storage_path_total_bytes",
+                "Size of the file system of a store path.",
+                &[("path", &path)],
+                *total as f64 * MB,
+            );
+            e.gauge(
+                "fdfs_storage_path_free_bytes",
+                "Free space on the file system of a store path.",
+                &[("path", &path)],
+                *free as f64 * MB,
+            );
+        }
+        let (index, offset) = self.store.binlog().position();
+        e.gauge(
+            "fdfs_storage_binlog_index",
+            "Number of the binlog file being written.",
+            &[],
+            f64::from(index),
+        );
+        e.gauge(
+            "fdfs_storage_binlog_offset_bytes",
+            "Size of the binlog file being written.",
+            &[],
+            offset as f64,
+        );
+        for w in self.sync.status.snapshot() {
+            let peer = [("peer", w.peer_id.as_str())];
+            e.gauge(
+                "fdfs_storage_sync_lag_seconds",
+                "Age of the oldest change not yet sent to a peer (0 = caught up).",
+                &peer,
+                w.lag_secs as f64,
+            );
+            e.counter(
+                "fdfs_storage_sync_records_sent",
+                "Binlog records sent to a peer since start.",
+                &peer,
+                w.records_sent as f64,
+            );
+            e.counter(
+                "fdfs_storage_sync_records_skipped",
+                "Binlog records given up for a peer (file gone, bad line, refused).",
+                &peer,
+                w.records_skipped as f64,
+            );
+            e.gauge(
+                "fdfs_storage_sync_state",
+                "What the sync worker of a peer is doing (1 for its current state).",
+                &[("peer", w.peer_id.as_str()), ("state", w.state)],
+                1.0,
+            );
+        }
+        e.gauge(
+            "fdfs_storage_connections",
+            "Client and peer connections open now.",
+            &[],
+            f64::from(snap.connection_current_count),
+        );
+        process(&mut e, self.started);
+        e.finish()
+    }
+
+    /// The `/status` document.
+    pub fn status(&self) -> String {
+        let st = self.state.my_status.load(Ordering::Relaxed);
+        let paths: Vec<_> = self
+            .store
+            .disk_usage()
+            .iter()
+            .enumerate()
+            .map(|(i, (total, free))| json!({"index": i, "total_mb": total, "free_mb": free}))
+            .collect();
+        let peers: Vec<_> = self
+            .sync
+            .status
+            .snapshot()
+            .into_iter()
+            .map(|w| {
+                json!({
+                    "id": w.peer_id,
+                    "addr": w.peer_addr,
+                    "state": w.state,
+                    "lag_secs": w.lag_secs,
+                    "records_sent": w.records_sent,
+                    "records_skipped": w.records_skipped,
+                    "last_error": w.last_error,
+                })
+            })
+            .collect();
+        let (index, offset) = self.store.binlog().position();
+        json!({
+            "role": "storage",
+            "version": fdfs_proto::common::VERSION,
+            "group": self.store.group().as_str(),
+            "id": self.state.my_id(&self.store),
+            "port": self.port,
+            "status": status::name(st),
+            "up_secs": u64::from(now()).saturating_sub(self.started),
+            "store_paths": paths,
+            "binlog": {"index": index, "offset": offset},
+            "sync": peers,
+        })
+        .to_string()
+    }
+}
