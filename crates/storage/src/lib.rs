@@ -220,10 +220,12 @@ pub async fn serve_observed(
         reporter.state.sync_progress.clone(),
         store.binlog().subscribe(),
     ));
+    let recovery_progress = Arc::new(recovery::Progress::default());
     publish(Arc::new(observe::Observer {
         store: store.clone(),
         state: reporter.state.clone(),
         sync: replication.clone(),
+        recovery: recovery_progress.clone(),
         started: u64::from(store::now()),
         port: reporter.conf.port,
     }));
@@ -240,6 +242,7 @@ pub async fn serve_observed(
             connect_timeout: rconf.connect_timeout,
             network_timeout: rconf.network_timeout,
             threads: conf.disk_recovery_threads as usize,
+            progress: recovery_progress,
         },
         &shutdown,
     )

@@ -1,7 +1,8 @@
 //! What a storage shows on its metrics port (`metrics_port`; served by
 //! `fdfs_http::observe`): the counters `fdfs_monitor` shows, space per store
 //! path, the binlog position, replication towards each peer (state, lag,
-//! records sent) and the process. `/status` says the same in JSON.
+//! records sent), a disk recovery's progress and the process. `/status`
+//! says the same in JSON.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub struct Observer {
     pub(crate) store: Arc<Store>,
     pub(crate) state: Arc<ReporterState>,
     pub(crate) sync: Arc<SyncService>,
+    pub(crate) recovery: Arc<crate::recovery::Progress>,
     /// Unix seconds at start.
     pub(crate) started: u64,
     pub(crate) port: u16,
@@ -125,6 +127,21 @@ impl Observer {
                 1.0,
             );
         }
+        for (idx, missing, done) in self.recovery.snapshot() {
+            let path = idx.to_string();
+            e.gauge(
+                "fdfs_storage_recovery_files_missing",
+                "Files a replaced store path lacked when its recovery began.",
+                &[("path", &path)],
+                missing as f64,
+            );
+            e.gauge(
+                "fdfs_storage_recovery_files_done",
+                "Of those, the files fetched or found deleted so far.",
+                &[("path", &path)],
+                done as f64,
+            );
+        }
         e.gauge(
             "fdfs_storage_connections",
             "Client and peer connections open now.",
@@ -174,6 +191,7 @@ impl Observer {
             "store_paths": paths,
             "binlog": {"index": index, "offset": offset},
             "sync": peers,
+            "recovery": self.recovery.snapshot().iter().map(|(i, m, d)| json!({"path": i, "missing": m, "done": d})).collect::<Vec<_>>(),
         })
         .to_string()
     }

@@ -59,6 +59,40 @@ pub struct RecoveryConf {
     pub network_timeout: Duration,
     /// Files fetched at once (`disk_recovery_threads`).
     pub threads: usize,
+    /// Shown on the metrics port while a path is being refilled.
+    pub progress: Arc<Progress>,
+}
+
+/// How far each store path under recovery is: (files missing at the start
+/// of the attempt, files dealt with since). A path leaves when it is whole.
+#[derive(Debug, Default)]
+pub struct Progress {
+    paths: std::sync::Mutex<std::collections::BTreeMap<usize, (u64, u64)>>,
+}
+
+impl Progress {
+    /// Each path under recovery: (index, missing, done).
+    pub fn snapshot(&self) -> Vec<(usize, u64, u64)> {
+        self.lock().iter().map(|(i, (m, d))| (*i, *m, *d)).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<usize, (u64, u64)>> {
+        self.paths.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn start(&self, idx: usize, missing: usize) {
+        self.lock().insert(idx, (missing as u64, 0));
+    }
+
+    fn advance(&self, idx: usize) {
+        if let Some(p) = self.lock().get_mut(&idx) {
+            p.1 += 1;
+        }
+    }
+
+    fn done(&self, idx: usize) {
+        self.lock().remove(&idx);
+    }
 }
 
 /// What one store path's recovery did.
@@ -109,6 +143,7 @@ pub async fn recover_marked_paths(store: &Arc<Store>, conf: &RecoveryConf, shutd
             }
             match recover_path(store, conf, idx, &names, shutdown).await {
                 Ok(Some(r)) => {
+                    conf.progress.done(idx);
                     if let Err(e) = finish(store, idx, &mark) {
                         warn!(store_path = idx, "disk recovery: {e}");
                     }
@@ -211,6 +246,7 @@ async fn recover_path(
             ..Recovered::default()
         }));
     }
+    conf.progress.start(idx, missing.len());
     let peers = Arc::new(peers(store, conf).await?);
     // `disk_recovery_threads` workers take the missing files in turn, each
     // with its own kept-alive connection per peer.
@@ -301,6 +337,7 @@ impl Job {
             }
             if fetched {
                 self.restored.fetch_add(1, Ordering::Relaxed);
+                conf.progress.advance(idx);
                 if let Some(d) = path.parent() {
                     self.dirs
                         .lock()
@@ -315,6 +352,7 @@ impl Job {
                 break;
             } else {
                 self.gone.fetch_add(1, Ordering::Relaxed);
+                conf.progress.advance(idx);
             }
             if (n + 1) % 1000 == 0 {
                 info!(
