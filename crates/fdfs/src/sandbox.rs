@@ -49,6 +49,10 @@ pub struct SandboxArgs {
     /// Storage HTTP port written as `http.server_port` (0 = off).
     #[arg(long, default_value_t = 8888)]
     pub http_port: u16,
+    /// `metrics_port` of the tracker and every storage, each on its own
+    /// address: `/metrics` (Prometheus) and `/status` (JSON). 0 = off.
+    #[arg(long, default_value_t = 9122)]
+    pub metrics_port: u16,
     /// Port of the HTTP gateway on the tracker's address (0 = no gateway;
     /// also none when the storage HTTP is off).
     #[arg(long, default_value_t = 8000)]
@@ -116,6 +120,8 @@ struct Node {
     addr: SocketAddr,
     group: String,
     http_port: u16,
+    /// `/metrics` and `/status` on the node's address (0 = none).
+    metrics_port: u16,
     dir: PathBuf,
     conf: PathBuf,
 }
@@ -216,8 +222,9 @@ fn layout(args: &SandboxArgs) -> Result<Layout> {
             "# fastdfs-rs sandbox tracker (written by `fdfs sandbox`; edits are kept)\n\
              bind_addr = {tracker_ip}\nport = {port}\nbase_path = {base}\n\
              store_lookup = 0\nreserved_storage_space = 1%\ncheck_active_interval = 30\n\
-             work_threads = {threads}\n",
+             work_threads = {threads}\nmetrics_port = {metrics}\n",
             port = args.tracker_port,
+            metrics = args.metrics_port,
             base = tdir.display()
         ),
     )?;
@@ -230,6 +237,7 @@ fn layout(args: &SandboxArgs) -> Result<Layout> {
         addr: tracker_addr,
         group: String::new(),
         http_port: 0,
+        metrics_port: tc.daemon.metrics_port,
         dir: tdir,
         conf: tconf,
     };
@@ -247,8 +255,9 @@ fn layout(args: &SandboxArgs) -> Result<Layout> {
                  store_path_count = 1\nstore_path0 = {base}\nsubdir_count_per_path = {subdirs}\n\
                  tracker_server = {tracker_addr}\nheart_beat_interval = 2\nstat_report_interval = 10\n\
                  sync_wait_msec = 10\ndurable = {durable}\ndurable_sync = {durable_sync}\n\
-                 http.server_port = {http}\nwork_threads = {threads}\n",
+                 http.server_port = {http}\nwork_threads = {threads}\nmetrics_port = {metrics}\n",
                 net = args.net,
+                metrics = args.metrics_port,
                 port = args.storage_port,
                 base = sdir.display(),
                 subdirs = args.subdirs,
@@ -265,6 +274,7 @@ fn layout(args: &SandboxArgs) -> Result<Layout> {
             addr: conf_addr(&sc.daemon, &conf)?,
             group: sc.group_name.clone(),
             http_port: sc.http_server_port,
+            metrics_port: sc.daemon.metrics_port,
             dir: sdir,
             conf,
         });
@@ -332,6 +342,7 @@ fn gateway_node(
         addr: gc.listen,
         group: String::new(),
         http_port: 0,
+        metrics_port: 0,
         dir: gdir,
         conf,
     }))
@@ -536,6 +547,17 @@ fn print_banner(exe: &Path, root: &Path, lay: &Layout, pending: &[String]) {
     if !http.is_empty() {
         println!("  storage HTTP: {}", http.join(" "));
         println!("  (download as http://<storage>/<file id>)");
+    }
+    let metrics: Vec<String> = lay
+        .nodes()
+        .filter(|n| n.metrics_port != 0)
+        .map(|n| SocketAddr::new(n.addr.ip(), n.metrics_port))
+        .filter(|a| listening(*a))
+        .map(|a| format!("http://{a}/metrics"))
+        .collect();
+    if !metrics.is_empty() {
+        println!("  metrics: {}", metrics.join(" "));
+        println!("  (and /status for JSON)");
     }
     if let Some(g) = &lay.gateway {
         println!(

@@ -236,6 +236,17 @@ fn sandbox_serves_stops_on_sigterm_and_keeps_data_across_restarts() {
         banner.contains("upload-file") && banner.contains("client.conf"),
         "no upload command in the banner:\n{banner}"
     );
+    // Every server's metrics port is in the banner and answers.
+    for ip in [tracker_ip, Ipv4Addr::new(127, a, b, 11)] {
+        let m = std::net::SocketAddr::from((ip, 9122));
+        assert!(
+            banner.contains(&format!("http://{m}/metrics")),
+            "no metrics URL for {ip} in the banner:\n{banner}"
+        );
+        let (code, page) = http_get(m, "/metrics");
+        assert_eq!(code, 200);
+        assert!(String::from_utf8_lossy(&page).contains("fdfs_process_resident_memory_bytes"));
+    }
     let conf = std::fs::read_to_string(dir.join("client/client.conf")).unwrap();
     assert!(
         conf.contains(&format!("tracker_server = {tracker}")),
