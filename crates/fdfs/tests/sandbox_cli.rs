@@ -418,6 +418,22 @@ fn sandbox_starts_a_gateway_that_serves_uploaded_files() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(http_get(gateway, "/healthz").0, 200);
+    // A second request comes from the cache; /metrics counts both (the
+    // sandbox lets 127.0.0.0/8 purge, hence read metrics).
+    assert_eq!(http_get(gateway, &path).0, 200);
+    let (code, page) = http_get(gateway, "/metrics");
+    assert_eq!(code, 200);
+    let page = String::from_utf8(page).unwrap();
+    let count = |prefix: &str| -> f64 {
+        page.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{page}"))
+    };
+    assert!(count("fdfs_gateway_responses{source=\"storage\"}") >= 1.0);
+    assert!(count("fdfs_gateway_responses{source=\"cache\"}") >= 1.0);
+    assert_eq!(count("fdfs_gateway_group_servers{group=\"group1\"}"), 1.0);
+    assert!(count("fdfs_gateway_cache_entries") >= 1.0);
     sb.terminate();
     for p in &pids {
         assert!(!alive(*p), "server pid {p} still runs after the stop");

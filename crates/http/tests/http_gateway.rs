@@ -342,6 +342,16 @@ async fn purge_allowed_and_denied() {
     assert_eq!(r.status, 404);
     let r = get(c.gw_addr(), &c.url, &[]).await;
     assert_eq!(r.header("x-cache"), "MISS");
+    // /metrics is for the same clients as /purge.
+    let r = request_from(Some(from2), c.gw_addr(), "GET", "/metrics", &[]).await;
+    assert_eq!(r.status, 403);
+    let r = get(c.gw_addr(), "/metrics", &[]).await;
+    assert_eq!(r.status, 200);
+    let page = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(
+        page.contains("fdfs_gateway_responses{source=\"storage\"} 2\n"),
+        "{page}"
+    );
     c.shutdown().await;
 }
 

@@ -9,7 +9,9 @@
 //! * 200 responses are cached on disk (key = uri + args), served from there
 //!   while valid, even when every storage is gone;
 //! * `/purge/{path}` removes an entry (allow-listed clients only);
-//! * `/healthz` answers 200 `ok` while a tracker answers (for keepalived).
+//! * `/healthz` answers 200 `ok` while a tracker answers (for keepalived);
+//! * `/metrics` (Prometheus text; `purge_allow` clients only): requests by
+//!   where the answer came from, upstream failures, cache size, servers up.
 
 pub mod cache;
 pub mod conf;
@@ -23,8 +25,11 @@ pub use upstream::Upstreams;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use fdfs_runtime::metrics::{process, Exposition};
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -52,6 +57,19 @@ struct Inner {
     cache: Option<Cache>,
     /// `Cache-Control: max-age=<expires>` for 200s, built once.
     cache_control: Option<HeaderValue>,
+    counters: Counters,
+    /// Unix seconds at start.
+    started: u64,
+}
+
+/// What `/metrics` counts.
+#[derive(Debug, Default)]
+struct Counters {
+    from_cache: AtomicU64,
+    from_storage: AtomicU64,
+    /// No storage answered, or the group has none ACTIVE.
+    unanswered: AtomicU64,
+    upstream_failures: AtomicU64,
 }
 
 const FORWARD_RESP: &[header::HeaderName] = &[
@@ -99,6 +117,10 @@ impl Gateway {
                     .and_then(|v| HeaderValue::from_str(&v).ok()),
                 conf,
                 cache,
+                counters: Counters::default(),
+                started: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
             }),
         })
     }
@@ -243,6 +265,23 @@ impl Gateway {
         if let Some(rest) = path.strip_prefix("/purge") {
             return self.purge(&req, rest, info);
         }
+        if path == "/metrics" {
+            if !self
+                .inner
+                .conf
+                .purge_allow
+                .allows(canonical(info.peer.ip()))
+            {
+                return text(StatusCode::FORBIDDEN, "forbidden");
+            }
+            return Response::builder()
+                .header(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+                .body(crate::body::full(self.metrics()))
+                .expect("static response");
+        }
         let head = match *req.method() {
             Method::GET => false,
             Method::HEAD => true,
@@ -262,6 +301,10 @@ impl Gateway {
         }
         let plan = self.inner.upstreams.plan(group);
         if plan.is_empty() {
+            self.inner
+                .counters
+                .unanswered
+                .fetch_add(1, Ordering::Relaxed);
             return if self.inner.upstreams.has_group(group) {
                 text(StatusCode::BAD_GATEWAY, "no active storage in the group")
             } else {
@@ -274,6 +317,10 @@ impl Gateway {
             match self.try_upstream(&req, addr, info, cacheable).await {
                 Ok(resp) if matches!(resp.status().as_u16(), 502 | 504) => {
                     tracing::warn!(upstream = %addr, status = %resp.status(), "upstream error, trying the next");
+                    self.inner
+                        .counters
+                        .upstream_failures
+                        .fetch_add(1, Ordering::Relaxed);
                     self.inner.upstreams.report_failure(addr);
                 }
                 Ok(resp) => {
@@ -282,10 +329,18 @@ impl Gateway {
                 }
                 Err(e) => {
                     tracing::warn!(upstream = %addr, error = %e, "upstream failed, trying the next");
+                    self.inner
+                        .counters
+                        .upstream_failures
+                        .fetch_add(1, Ordering::Relaxed);
                     self.inner.upstreams.report_failure(addr);
                 }
             }
         }
+        self.inner
+            .counters
+            .unanswered
+            .fetch_add(1, Ordering::Relaxed);
         text(StatusCode::BAD_GATEWAY, "no storage answered")
     }
 
@@ -348,6 +403,10 @@ impl Gateway {
             }
         }
         self.decorate(&mut r, "HIT");
+        self.inner
+            .counters
+            .from_cache
+            .fetch_add(1, Ordering::Relaxed);
         Some(r)
     }
 
@@ -430,7 +489,67 @@ impl Gateway {
             }
         }
         self.decorate(&mut r, "MISS");
+        self.inner
+            .counters
+            .from_storage
+            .fetch_add(1, Ordering::Relaxed);
         r
+    }
+
+    /// The `/metrics` page.
+    fn metrics(&self) -> String {
+        let mut e = Exposition::new();
+        let c = &self.inner.counters;
+        let help = "File requests answered, by where the answer came from.";
+        for (source, n) in [
+            ("cache", &c.from_cache),
+            ("storage", &c.from_storage),
+            ("none", &c.unanswered),
+        ] {
+            e.counter(
+                "fdfs_gateway_responses",
+                help,
+                &[("source", source)],
+                n.load(Ordering::Relaxed) as f64,
+            );
+        }
+        e.counter(
+            "fdfs_gateway_upstream_failures",
+            "Storage servers that failed a request (the next one was tried).",
+            &[],
+            c.upstream_failures.load(Ordering::Relaxed) as f64,
+        );
+        if let Some(cache) = &self.inner.cache {
+            let (bytes, entries) = cache.usage();
+            e.gauge(
+                "fdfs_gateway_cache_bytes",
+                "Bytes in the disk cache.",
+                &[],
+                bytes as f64,
+            );
+            e.gauge(
+                "fdfs_gateway_cache_entries",
+                "Responses in the disk cache.",
+                &[],
+                entries as f64,
+            );
+        }
+        for (group, servers, down) in self.inner.upstreams.snapshot() {
+            e.gauge(
+                "fdfs_gateway_group_servers",
+                "ACTIVE storage servers of a group, as the trackers list them.",
+                &[("group", &group)],
+                servers as f64,
+            );
+            e.gauge(
+                "fdfs_gateway_group_servers_down",
+                "Of those, the ones out of rotation after failures.",
+                &[("group", &group)],
+                down as f64,
+            );
+        }
+        process(&mut e, self.inner.started);
+        e.finish()
     }
 
     /// Streams the upstream body to the client while writing it to the

@@ -142,6 +142,21 @@ impl Upstreams {
         }
     }
 
+    /// Each group: (name, servers, servers out of rotation now), by name.
+    pub fn snapshot(&self) -> Vec<(String, usize, usize)> {
+        let now = Instant::now();
+        let groups = self.groups.lock().expect("upstream lock");
+        let mut v: Vec<_> = groups
+            .iter()
+            .map(|(name, g)| {
+                let down = g.servers.iter().filter(|s| !s.is_up(now)).count();
+                (name.clone(), g.servers.len(), down)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Whether `addr` is currently out of rotation.
     pub fn is_down(&self, addr: SocketAddr) -> bool {
         let now = Instant::now();
