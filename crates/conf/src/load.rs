@@ -431,6 +431,8 @@ fn build_storage(ini: &IniFile, w: &mut Vec<Warning>) -> Result<StorageConf, Con
             i64::from(i32::MAX),
         )?,
         disk_recovery_threads: r.int("disk_recovery_threads", 1u32, 1, 256)?,
+        write_quorum: r.int("write_quorum", 1u32, 1, 32)?,
+        write_quorum_timeout: r.period("write_quorum_timeout", 10)?,
         if_alias_prefix: r.string("if_alias_prefix", ""),
         file_sync_skip_invalid_record: r.bool("file_sync_skip_invalid_record", false),
         use_connection_pool: r.bool("use_connection_pool", false),

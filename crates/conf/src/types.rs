@@ -199,6 +199,11 @@ pub struct StorageConf {
     pub upload_priority: i64,
     /// Files fetched at once when a replaced store path is refilled.
     pub disk_recovery_threads: u32,
+    /// Ours: servers of the group, this one included, that must hold a new
+    /// file before its upload is acknowledged (1 = FastDFS's behaviour).
+    pub write_quorum: u32,
+    /// Ours: how long an upload waits for `write_quorum`.
+    pub write_quorum_timeout: Duration,
     pub if_alias_prefix: String,
     pub file_sync_skip_invalid_record: bool,
     pub use_connection_pool: bool,

@@ -773,3 +773,58 @@ fn a_replaced_disk_is_filled_again_from_the_group_before_serving() {
     let log = &whole[whole.rfind("INFO started").unwrap()..];
     assert!(log.contains("restored=0 present=38 gone=0"), "{log}");
 }
+
+#[test]
+fn write_quorum_acknowledges_only_files_the_peer_holds() {
+    let c = Cluster::new("repl-quorum");
+    let quorum = ["write_quorum = 2", "write_quorum_timeout = 2"];
+    let a = c.storage(11, &quorum);
+    let mut b = c.storage(12, &quorum);
+    c.wait_status(&a, status::ACTIVE, 20);
+    c.wait_status(&b, status::ACTIVE, 20);
+    // Every acknowledged upload is already on the peer: no waiting.
+    for i in 0..20 {
+        let n = upload(&a, &content(i), "bin");
+        assert_eq!(
+            download(&b, &n),
+            Ok(content(i)),
+            "file {i} not on the peer at the ack"
+        );
+    }
+    let n = upload(&b, b"the other way", "txt");
+    assert_eq!(download(&a, &n), Ok(b"the other way".to_vec()));
+
+    // The peer is down: the upload fails after the timeout, with
+    // ETIMEDOUT, and the file is gone again.
+    b.stop();
+    let mut body = Vec::new();
+    UploadHead {
+        store_path_index: -1,
+        file_size: 5,
+        ext: "txt".into(),
+    }
+    .encode(&mut body);
+    body.extend_from_slice(b"alone");
+    let started = Instant::now();
+    let (st, _) = call(&a, sc::UPLOAD_FILE, &body);
+    assert_eq!(st, errno::ETIMEDOUT);
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    let lines = binlog(&a);
+    let (create, delete) = (&lines[lines.len() - 2], &lines[lines.len() - 1]);
+    let name = create.split(' ').nth(2).unwrap().to_owned();
+    assert!(
+        create.contains(" C ") && delete.ends_with(&format!(" D {name}")),
+        "{lines:?}"
+    );
+    let failed = LogicName::parse(&name).unwrap();
+    assert_eq!(download(&a, &failed), Err(errno::ENOENT));
+    assert!(log_of(&a).contains("write quorum not reached"));
+
+    // Back: uploads are acknowledged again, and the failed file never
+    // shows up on the peer.
+    let b = c.storage(12, &quorum);
+    c.wait_status(&b, status::ACTIVE, 20);
+    let n = upload(&a, b"after", "txt");
+    assert_eq!(download(&b, &n), Ok(b"after".to_vec()));
+    assert_eq!(download(&b, &failed), Err(errno::ENOENT));
+}

@@ -278,7 +278,13 @@ pub async fn serve_observed(
         network_timeout: conf.daemon.network_timeout,
         max_body: conf.daemon.buff_size.max(4096),
     };
+    let quorum = (conf.write_quorum > 1).then(|| sync::quorum::Quorum {
+        acks: replication.acks.clone(),
+        servers: conf.write_quorum as usize,
+        timeout: conf.write_quorum_timeout.max(Duration::from_millis(100)),
+    });
     let svc = Arc::new(Service {
+        quorum,
         store: store.clone(),
         sync: Arc::new(replication.receiver()),
         max_body: opts.max_body,

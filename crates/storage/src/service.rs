@@ -70,6 +70,8 @@ pub struct Service {
     /// What the trackers told us: our group's servers, to turn the server
     /// id in a file name into an address.
     pub reporter: Arc<crate::reporter::ReporterState>,
+    /// `write_quorum` above 1: how new files wait for the group.
+    pub quorum: Option<crate::sync::quorum::Quorum>,
 }
 
 /// Work on files up to this size (or chunks up to it) runs inline: it hits
@@ -418,10 +420,52 @@ impl Session<'_> {
         // append may wait for a checkpoint).
         let inline = !store.config().durable || (up.journaled() && !store.journal_may_wait());
         let small = size <= SMALL && inline;
-        match maybe_blocking(small, || store.finish_upload_deferred(up)) {
-            Ok((name, Some(wait))) => Ok(store.journaled(wait).await.map(|()| name)),
-            Ok((name, None)) => Ok(Ok(name)),
-            Err(e) => Ok(Err(e)),
+        let done = match maybe_blocking(small, || store.finish_upload_deferred(up)) {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Some(wait) = done.wait {
+            if let Err(e) = store.journaled(wait).await {
+                return Ok(Err(e));
+            }
+        }
+        Ok(self.reach_quorum(done.name, done.binlog_end).await)
+    }
+
+    /// With `write_quorum`, a new file is acknowledged only once enough
+    /// peers hold it. If they do not within `write_quorum_timeout`, the
+    /// upload fails (ETIMEDOUT) and the file is deleted again: the client,
+    /// who gets no file ID, finds nothing left behind once the delete has
+    /// replicated too.
+    async fn reach_quorum(
+        &self,
+        name: LogicName,
+        end: (u32, u64),
+    ) -> Result<LogicName, StoreError> {
+        let Some(q) = &self.svc.quorum else {
+            return Ok(name);
+        };
+        match q.wait(end).await {
+            Ok(()) => Ok(name),
+            Err(holders) => {
+                warn!(
+                    file = %name,
+                    servers = q.servers,
+                    peers_with_it = ?holders,
+                    timeout = ?q.timeout,
+                    "write quorum not reached: the upload fails and the file is deleted"
+                );
+                let store = self.svc.store.clone();
+                if let Err(e) = locked(&store, &name, |s| s.delete(&name)).await {
+                    warn!(file = %name, "deleting the file of a failed quorum: {e}");
+                }
+                Err(StoreError::Quorum(format!(
+                    "{} of {} servers hold {name} after {:?}",
+                    holders.len() + 1,
+                    q.servers,
+                    q.timeout
+                )))
+            }
         }
     }
 

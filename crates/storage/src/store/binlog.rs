@@ -129,6 +129,17 @@ impl Binlog {
     /// [`Binlog::append`] that journals `image`, the whole content of the
     /// file the record creates, with the record (when a journal is attached).
     pub fn append_with_image(&self, rec: &BinlogRecord, image: Option<&[u8]>) -> io::Result<u64> {
+        self.append_at(rec, image).map(|(seq, _)| seq)
+    }
+
+    /// [`Binlog::append_with_image`], also returning where the record ends
+    /// (file index, offset just past it): a peer whose sync position reaches
+    /// it has the change.
+    pub fn append_at(
+        &self,
+        rec: &BinlogRecord,
+        image: Option<&[u8]>,
+    ) -> io::Result<(u64, (u32, u64))> {
         let line = rec.encode();
         let mut cur = self.cur.lock().unwrap_or_else(|e| e.into_inner());
         if cur.size > 0 && cur.size + line.len() as u64 > self.max_size {
@@ -144,7 +155,7 @@ impl Binlog {
         cur.size += line.len() as u64;
         cur.seq += 1;
         self.appended.send_replace(cur.seq);
-        Ok(cur.seq)
+        Ok((cur.seq, (cur.index, cur.size)))
     }
 
     /// Makes every record up to `seq` durable. Concurrent callers share

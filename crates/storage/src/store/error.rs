@@ -14,6 +14,9 @@ pub enum StoreError {
     Invalid(String),
     #[error("no space: {0}")]
     NoSpace(String),
+    /// `write_quorum` not reached in time.
+    #[error("write quorum not reached: {0}")]
+    Quorum(String),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -42,6 +45,7 @@ impl StoreError {
             StoreError::Exists(_) => errno::EEXIST,
             StoreError::Invalid(_) => errno::EINVAL,
             StoreError::NoSpace(_) => errno::ENOSPC,
+            StoreError::Quorum(_) => errno::ETIMEDOUT,
             StoreError::Io { .. } => errno::EIO,
         }
     }

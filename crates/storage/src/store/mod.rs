@@ -712,7 +712,7 @@ impl Store {
 
     /// Gives a complete upload its name, records it and returns the name.
     pub fn finish_upload(&self, up: Upload) -> Result<LogicName> {
-        let (name, wait) = self.finish_upload_deferred(up)?;
+        let Finished { name, wait, .. } = self.finish_upload_deferred(up)?;
         if let Some(JournalWait(ticket)) = wait {
             if let Some(j) = &self.journal {
                 j.commit_upto(ticket)
@@ -725,10 +725,7 @@ impl Store {
     /// [`Store::finish_upload`] that leaves the wait for the journal's
     /// commit, if that is all that is left, to the caller
     /// ([`Store::journaled`]), so that it needs no thread while it waits.
-    pub fn finish_upload_deferred(
-        &self,
-        mut up: Upload,
-    ) -> Result<(LogicName, Option<JournalWait>)> {
+    pub fn finish_upload_deferred(&self, mut up: Upload) -> Result<Finished> {
         if up.written != up.size {
             return Err(StoreError::Invalid(format!(
                 "upload ended after {} of {} bytes",
@@ -788,7 +785,7 @@ impl Store {
         };
         up.done = true;
         drop(file);
-        let seq = self.append_record_with_image(
+        let (seq, binlog_end) = self.append_record_with_image(
             BinlogOp::Create,
             &name.to_string(),
             up.image.as_deref(),
@@ -802,10 +799,18 @@ impl Store {
         // Only durable mode has a journal.
         if let Some(j) = &self.journal {
             self.sync_directories(&dirs)?;
-            return Ok((name, Some(JournalWait(j.ticket()))));
+            return Ok(Finished {
+                name,
+                wait: Some(JournalWait(j.ticket())),
+                binlog_end,
+            });
         }
         self.commit_names(Some(seq), &dirs)?;
-        Ok((name, None))
+        Ok(Finished {
+            name,
+            wait: None,
+            binlog_end,
+        })
     }
 
     /// Whether finishing a journaled upload may block for a while (see
@@ -923,7 +928,7 @@ impl Store {
 
     /// Appends a source record (and, in durable mode, waits for its fsync).
     fn record(&self, op: BinlogOp, filename: &str) -> Result<()> {
-        let seq = self.append_record_with_image(op, filename, None)?;
+        let (seq, _) = self.append_record_with_image(op, filename, None)?;
         if self.cfg.durable {
             self.sync_records(seq)?;
         }
@@ -951,11 +956,11 @@ impl Store {
         op: BinlogOp,
         filename: &str,
         image: Option<&[u8]>,
-    ) -> Result<u64> {
+    ) -> Result<(u64, (u32, u64))> {
         let ts = now();
-        let seq = self
+        let appended = self
             .binlog
-            .append_with_image(
+            .append_at(
                 &BinlogRecord {
                     timestamp: ts,
                     is_source: true,
@@ -966,7 +971,7 @@ impl Store {
             )
             .map_err(|e| StoreError::io("writing the binlog", e))?;
         self.stats.set(stats::idx::LAST_SOURCE_UPDATE, ts as i64);
-        Ok(seq)
+        Ok(appended)
     }
 
     fn appender_path(&self, name: &LogicName) -> Result<PathBuf> {
@@ -1406,6 +1411,16 @@ fn restore_file(path: &Path, content: &[u8]) -> io::Result<()> {
     fs::rename(&tmp, path)?;
     tracing::info!(path = %path.display(), "journal: restored a file");
     Ok(())
+}
+
+/// A new file named and recorded ([`Store::finish_upload_deferred`]).
+#[derive(Debug)]
+pub struct Finished {
+    pub name: LogicName,
+    /// The journal commit still to wait for ([`Store::journaled`]).
+    pub wait: Option<JournalWait>,
+    /// Where its binlog record ends: a peer synced past it holds the file.
+    pub binlog_end: (u32, u64),
 }
 
 /// In a store path's `data`: the path must be checked against the binlog

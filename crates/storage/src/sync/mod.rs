@@ -32,6 +32,7 @@ pub mod filter;
 pub mod link;
 pub mod mark;
 pub mod progress;
+pub mod quorum;
 pub mod receiver;
 pub mod sender;
 pub mod window;
@@ -182,6 +183,8 @@ pub struct SyncService {
     pub status: Arc<StatusBoard>,
     /// Ticks whenever the binlog grows.
     pub wake: watch::Receiver<u64>,
+    /// How far each peer has acknowledged our binlog (write quorum).
+    pub acks: Arc<quorum::Acks>,
 }
 
 /// How often the manager re-reads the group list.
@@ -207,6 +210,7 @@ impl SyncService {
             progress,
             status: Arc::new(StatusBoard::default()),
             wake,
+            acks: Arc::default(),
         }
     }
 

@@ -580,6 +580,7 @@ impl Worker {
             m.sync_row_count += 1;
         }
         let (index, offset) = (m.binlog_index, m.binlog_offset);
+        self.svc.acks.update(&self.peer_id, (index, offset));
         self.svc.status.update(&self.peer_id, |s| {
             s.binlog_index = index;
             s.binlog_offset = offset;
