@@ -134,7 +134,7 @@ pub async fn recover_marked_paths(store: &Arc<Store>, conf: &RecoveryConf, shutd
         warn!(
             store_path = idx,
             files = names.len(),
-            "disk recovery: store path {idx} is new but the binlog lists files on it; fetching them from the group before serving"
+            "disk recovery: store path {idx} is new but the binlog lists files on it; fetching the missing ones from the group before serving"
         );
         let mut backoff = Duration::from_secs(1);
         loop {

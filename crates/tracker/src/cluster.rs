@@ -64,6 +64,8 @@ pub struct Storage {
     /// Membership or a status in its group changed since this server last
     /// got the group list (change flag 4).
     pub needs_group_list: bool,
+    /// An IP_CHANGED record: the id the server has now ("" otherwise).
+    pub moved_to: String,
 }
 
 impl Storage {
@@ -90,6 +92,7 @@ impl Storage {
             synced: BTreeMap::new(),
             changelog_offset: 0,
             needs_group_list: true,
+            moved_to: String::new(),
         }
     }
 
@@ -212,7 +215,19 @@ impl Group {
         match src {
             SourceServer::Ip(ip) => {
                 let ip = ip.to_string();
-                self.storages.values().find(|s| s.ip == ip)
+                let mut s = self.storages.values().find(|s| s.ip == ip)?;
+                // Its IP changed since: the files are on the server it became
+                // (a few hops at most; a loop of moves cannot hang this).
+                for _ in 0..8 {
+                    if s.status != status::IP_CHANGED {
+                        break;
+                    }
+                    match self.storages.get(&s.moved_to) {
+                        Some(next) => s = next,
+                        None => break,
+                    }
+                }
+                Some(s)
             }
             SourceServer::Id(n) => self.storages.get(&n.to_string()),
         }
@@ -381,6 +396,8 @@ impl Cluster {
         } else {
             match old {
                 status::DELETED | status::IP_CHANGED => {
+                    // Another server now (or the same one starting over).
+                    s.moved_to.clear();
                     s.changelog_offset = changelog_end;
                     s.sync_src_id.clear();
                     s.sync_until = 0;
@@ -830,11 +847,13 @@ impl Cluster {
         moved.id = new_ip.to_owned();
         moved.ip = new_ip.to_owned();
         moved.needs_group_list = true;
+        moved.moved_to.clear();
         if let Some(v) = moved.synced.remove(old_ip) {
             moved.synced.insert(new_ip.to_owned(), v);
         }
         let old = g.storages.get_mut(old_ip).expect("checked above");
         old.status = status::IP_CHANGED;
+        old.moved_to = new_ip.to_owned();
         old.paths.iter_mut().for_each(|p| *p = (0, 0));
         old.sync_src_id.clear();
         old.sync_until = 0;

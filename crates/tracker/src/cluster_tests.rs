@@ -1112,16 +1112,44 @@ fn an_ip_change_moves_the_record_and_tells_the_group() {
         c.changelog_since("g1", "127.0.0.11").unwrap(),
         format!("{} g1 127.0.0.12 3 127.0.0.13\n", T0 + 5).as_bytes()
     );
+    // Files named with the old IP are routed to the moved server once it
+    // serves (source first), and the link survives a save and load.
+    // (It joins as what it was: ONLINE, not a new INIT.)
+    c.settings.download_server = 1;
+    let (id, r) = c
+        .join("127.0.0.13", &join_req("g1", 23000, 1, false), T0 + 6)
+        .unwrap();
+    assert_eq!((id.as_str(), r.status), ("127.0.0.13", status::ONLINE));
+    c.disk_usage(
+        "g1",
+        "127.0.0.13",
+        &DiskUsage {
+            paths: vec![(1000, 400)],
+        },
+        T0 + 6,
+    )
+    .unwrap();
+    let old_name = name_from("127.0.0.12", T0 as u32, false);
+    assert_eq!(
+        ips(&c.query_fetch("g1", &old_name, false, T0 + 7).unwrap()),
+        ["127.0.0.13"]
+    );
+    let reloaded = {
+        let dir = tempfile::tempdir().unwrap();
+        crate::persist::save(dir.path(), &c).unwrap();
+        crate::persist::load(dir.path(), c.settings.clone())
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(
+        reloaded.storage("g1", "127.0.0.12").unwrap().moved_to,
+        "127.0.0.13"
+    );
     // Reported twice (a second tracker session): the old one is gone.
     assert_eq!(
         err(&mut c, "127.0.0.12", "127.0.0.13", "127.0.0.13"),
         ENOENT
     );
-    // The moved server joins as what it was: ONLINE, not a new INIT.
-    let (id, r) = c
-        .join("127.0.0.13", &join_req("g1", 23000, 1, false), T0 + 6)
-        .unwrap();
-    assert_eq!((id.as_str(), r.status), ("127.0.0.13", status::ONLINE));
     // With storage ids there are no IP changes to report.
     let mut c = with_ids(IDS, true);
     assert_eq!(

@@ -111,6 +111,9 @@ pub fn render(c: &Cluster) -> String {
             let _ = writeln!(o, "store_path_count={}", s.store_path_count);
             let _ = writeln!(o, "subdir_count={}", s.subdir_count);
             let _ = writeln!(o, "upload_priority={}", s.upload_priority);
+            if !s.moved_to.is_empty() {
+                let _ = writeln!(o, "moved_to={}", s.moved_to);
+            }
             let paths: Vec<String> = s.paths.iter().map(|(t, f)| format!("{t}:{f}")).collect();
             let _ = writeln!(o, "paths={}", paths.join(","));
             let _ = writeln!(o, "current_write_path={}", s.current_write_path);
@@ -235,6 +238,7 @@ pub fn parse(text: &str, settings: Settings, path: &Path) -> Result<Cluster, Per
                 "store_path_count" => s.store_path_count = num(v)? as u32,
                 "subdir_count" => s.subdir_count = num(v)? as u32,
                 "upload_priority" => s.upload_priority = num(v)?,
+                "moved_to" => s.moved_to = v.to_owned(),
                 "paths" => {
                     s.paths = split_list(v)
                         .map(|p| {
