@@ -25,9 +25,13 @@ impl Acks {
     /// `peer` holds every change before `pos`.
     pub fn update(&self, peer: &str, pos: Pos) {
         let mut m = self.pos.lock().unwrap_or_else(|e| e.into_inner());
-        let e = m.entry(peer.to_owned()).or_insert(pos);
-        if pos > *e {
-            *e = pos;
+        // Called for every record sent: no allocation once the peer is known.
+        match m.get_mut(peer) {
+            Some(e) if pos > *e => *e = pos,
+            Some(_) => return,
+            None => {
+                m.insert(peer.to_owned(), pos);
+            }
         }
         drop(m);
         self.changed.notify_waiters();
