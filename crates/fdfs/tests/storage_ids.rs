@@ -15,15 +15,15 @@ use std::time::{Duration, Instant};
 
 use fdfs_proto::cmd::{storage as sc, tracker as tc};
 use fdfs_proto::server::status;
-use fdfs_proto::storage::{DownloadReq, FileInfoResp, UploadHead};
+use fdfs_proto::storage::FileInfoResp;
 use fdfs_proto::tracker::{
     FetchResp, FetchStorageIdsReq, FetchStorageIdsResp, FileReq, ListStorageReq, StorageStat,
 };
 use fdfs_proto::{errno, GroupName, LogicName, SourceServer};
-use fdfs_testkit::storage::StorageProc;
-use fdfs_testkit::{free_port, write_file, TestDir, TrackerProc, Wire};
+use fdfs_testkit::{free_port, write_file, TestDir, Wire};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fdfs");
+mod storage_support;
+use storage_support::{Client, StorageProc, TrackerProc, BIN};
 
 fn wait(what: &str, secs: u64, mut f: impl FnMut() -> bool, log: impl Fn() -> String) {
     let end = Instant::now() + Duration::from_secs(secs);
@@ -72,36 +72,15 @@ fn status_of(tracker: &TrackerProc, id: &str) -> Option<u8> {
         .map(|s| s.status)
 }
 
+/// Uploads to `s` through the storage tests' client; the logic name.
 fn upload(s: &StorageProc, data: &[u8]) -> LogicName {
-    let mut b = Vec::new();
-    UploadHead {
-        store_path_index: -1,
-        file_size: data.len() as u64,
-        ext: "bin".into(),
-    }
-    .encode(&mut b);
-    b.extend_from_slice(data);
-    let (st, r) = Wire::connect(s.addr)
-        .and_then(|mut w| w.call(sc::UPLOAD_FILE, &b))
-        .expect("upload");
-    assert_eq!(st, 0, "upload to {} failed; log:\n{}", s.addr, log_of(s));
-    LogicName::parse(std::str::from_utf8(&r[16..]).unwrap()).unwrap()
+    let name = storage_support::upload(&mut Client::connect(s.addr), sc::UPLOAD_FILE, data, "bin")
+        .unwrap_or_else(|st| panic!("upload to {} failed ({st}); log:\n{}", s.addr, log_of(s)));
+    LogicName::parse(&name).unwrap()
 }
 
 fn download(s: &StorageProc, n: &LogicName) -> Result<Vec<u8>, u8> {
-    let mut b = Vec::new();
-    DownloadReq {
-        offset: 0,
-        length: 0,
-        group: GroupName::new("group1").unwrap(),
-        filename: n.clone(),
-    }
-    .encode(&mut b);
-    match Wire::connect(s.addr).and_then(|mut w| w.call(sc::DOWNLOAD_FILE, &b)) {
-        Ok((0, body)) => Ok(body),
-        Ok((st, _)) => Err(st),
-        Err(_) => Err(255),
-    }
+    storage_support::download(&mut Client::connect(s.addr), &n.to_string(), 0, 0)
 }
 
 fn fetch_all_ids(tracker: &TrackerProc) -> (u32, Vec<String>) {

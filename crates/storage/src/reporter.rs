@@ -248,9 +248,36 @@ async fn connect_tracker(
     })
 }
 
+/// One request to the first tracker that answers it: `decode` turns a
+/// status-0 reply into the answer. The error names every tracker's reason.
+async fn ask_trackers<T>(
+    trackers: &[HostPort],
+    bind_ip: Option<IpAddr>,
+    timeouts: (Duration, Duration),
+    (what, code, body): (&'static str, u8, &[u8]),
+    decode: impl Fn(&[u8]) -> Result<T, String>,
+) -> Result<T, String> {
+    let mut why = Vec::new();
+    for t in trackers {
+        let asked = async {
+            let mut c = connect_tracker(t, bind_ip, timeouts.0, timeouts.1).await?;
+            let (st, b) = c.request(what, code, body).await?;
+            c.quit().await;
+            if st != 0 {
+                return Err(refused(what, st));
+            }
+            decode(&b).map_err(|why| SessionError::BadReply { what, why })
+        };
+        match asked.await {
+            Ok(v) => return Ok(v),
+            Err(e) => why.push(format!("{t}: {e}")),
+        }
+    }
+    Err(why.join("; "))
+}
+
 /// The servers of `group` as the first tracker that answers lists them
-/// (SERVER_LIST_STORAGE, either record layout). The error names every
-/// tracker's reason.
+/// (SERVER_LIST_STORAGE, either record layout).
 pub(crate) async fn list_group(
     trackers: &[HostPort],
     bind_ip: Option<IpAddr>,
@@ -258,40 +285,25 @@ pub(crate) async fn list_group(
     network_timeout: Duration,
     group: &GroupName,
 ) -> Result<Vec<StorageStat>, String> {
-    let mut why = Vec::new();
-    for t in trackers {
-        let asked = async {
-            let mut c = connect_tracker(t, bind_ip, connect_timeout, network_timeout).await?;
-            let mut body = Vec::new();
-            ListStorageReq {
-                group: group.clone(),
-                storage_id: None,
-            }
-            .encode(&mut body);
-            let (st, b) = c
-                .request("LIST_STORAGE", tc::SERVER_LIST_STORAGE, &body)
-                .await?;
-            c.quit().await;
-            if st != 0 {
-                return Err(refused("LIST_STORAGE", st));
-            }
-            StorageStat::decode_list_any(&b).map_err(|e| SessionError::BadReply {
-                what: "LIST_STORAGE",
-                why: e.to_string(),
-            })
-        };
-        match asked.await {
-            Ok(list) => return Ok(list),
-            Err(e) => why.push(format!("{t}: {e}")),
-        }
+    let mut body = Vec::new();
+    ListStorageReq {
+        group: group.clone(),
+        storage_id: None,
     }
-    Err(why.join("; "))
+    .encode(&mut body);
+    ask_trackers(
+        trackers,
+        bind_ip,
+        (connect_timeout, network_timeout),
+        ("LIST_STORAGE", tc::SERVER_LIST_STORAGE, &body),
+        |b| StorageStat::decode_list_any(b).map_err(|e| e.to_string()),
+    )
+    .await
 }
 
 /// storage.conf without `group_name`: asks the trackers in turn which group
 /// this server is in (GET_GROUP_NAME, answered from their storage_ids.conf
-/// by our address and port). Runs once before the server starts; the error
-/// names every tracker's reason.
+/// by our address and port). Runs once before the server starts.
 pub fn group_from_trackers(
     trackers: &[HostPort],
     bind_ip: Option<IpAddr>,
@@ -299,43 +311,26 @@ pub fn group_from_trackers(
     connect_timeout: Duration,
     network_timeout: Duration,
 ) -> Result<GroupName, String> {
+    // Our address when bind_addr fixes it, else the tracker takes the one
+    // we connect from.
+    let mut body = bind_ip
+        .map(|ip| ip.to_string().into_bytes())
+        .unwrap_or_default();
+    body.extend_from_slice(&u32::from(port).to_be_bytes());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    rt.block_on(async {
-        let mut why = Vec::new();
-        for t in trackers {
-            let asked = async {
-                let mut c = connect_tracker(t, bind_ip, connect_timeout, network_timeout).await?;
-                // Our address when bind_addr fixes it, else the tracker
-                // takes the one we connect from.
-                let mut body = bind_ip
-                    .map(|ip| ip.to_string().into_bytes())
-                    .unwrap_or_default();
-                body.extend_from_slice(&u32::from(port).to_be_bytes());
-                let (st, b) = c
-                    .request("GET_GROUP_NAME", tc::STORAGE_GET_GROUP_NAME, &body)
-                    .await?;
-                c.quit().await;
-                if st != 0 {
-                    return Err(refused("GET_GROUP_NAME", st));
-                }
-                let name = String::from_utf8_lossy(&b)
-                    .trim_end_matches('\0')
-                    .to_owned();
-                GroupName::new(&name).map_err(|e| SessionError::BadReply {
-                    what: "GET_GROUP_NAME",
-                    why: e.to_string(),
-                })
-            };
-            match asked.await {
-                Ok(g) => return Ok(g),
-                Err(e) => why.push(format!("{t}: {e}")),
-            }
-        }
-        Err(why.join("; "))
-    })
+    rt.block_on(ask_trackers(
+        trackers,
+        bind_ip,
+        (connect_timeout, network_timeout),
+        ("GET_GROUP_NAME", tc::STORAGE_GET_GROUP_NAME, &body),
+        |b| {
+            let name = String::from_utf8_lossy(b).trim_end_matches('\0').to_owned();
+            GroupName::new(&name).map_err(|e| e.to_string())
+        },
+    ))
 }
 
 impl Reporter {
