@@ -515,6 +515,22 @@ fn listening(addr: SocketAddr) -> bool {
     std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
+/// `http://<node address>:<port><path>` of the nodes whose `port` is set
+/// and answers.
+fn live_urls<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    port: impl Fn(&Node) -> u16,
+    path: &str,
+) -> Vec<String> {
+    nodes
+        .into_iter()
+        .filter(|n| port(n) != 0)
+        .map(|n| SocketAddr::new(n.addr.ip(), port(n)))
+        .filter(|a| listening(*a))
+        .map(|a| format!("http://{a}{path}"))
+        .collect()
+}
+
 fn print_banner(exe: &Path, root: &Path, lay: &Layout, pending: &[String]) {
     println!(
         "fastdfs-rs sandbox {} in {}",
@@ -536,25 +552,12 @@ fn print_banner(exe: &Path, root: &Path, lay: &Layout, pending: &[String]) {
             "  (reused: its .conf files decide layout and ports; the flags shape new sandboxes)"
         );
     }
-    let http: Vec<String> = lay
-        .storages
-        .iter()
-        .filter(|n| n.http_port != 0)
-        .map(|n| SocketAddr::new(n.addr.ip(), n.http_port))
-        .filter(|a| listening(*a))
-        .map(|a| format!("http://{a}/"))
-        .collect();
+    let http = live_urls(&lay.storages, |n| n.http_port, "/");
     if !http.is_empty() {
         println!("  storage HTTP: {}", http.join(" "));
         println!("  (download as http://<storage>/<file id>)");
     }
-    let metrics: Vec<String> = lay
-        .nodes()
-        .filter(|n| n.metrics_port != 0)
-        .map(|n| SocketAddr::new(n.addr.ip(), n.metrics_port))
-        .filter(|a| listening(*a))
-        .map(|a| format!("http://{a}/metrics"))
-        .collect();
+    let metrics = live_urls(lay.nodes(), |n| n.metrics_port, "/metrics");
     if !metrics.is_empty() {
         println!("  metrics: {}", metrics.join(" "));
         println!("  (and /status for JSON)");
