@@ -822,18 +822,17 @@ impl Cluster {
             )));
         }
         let g = self.group_mut(group)?;
-        let old = g
-            .storages
+        let unknown = || TrackerError::NoStorage {
+            group: group.to_owned(),
+            id: old_ip.to_owned(),
+        };
+        // A repeated report (another tracker session) finds the old record
+        // already moved: "unknown", not "taken".
+        if g.storages
             .get(old_ip)
-            .ok_or_else(|| TrackerError::NoStorage {
-                group: group.to_owned(),
-                id: old_ip.to_owned(),
-            })?;
-        if matches!(old.status, status::DELETED | status::IP_CHANGED) {
-            return Err(TrackerError::NoStorage {
-                group: group.to_owned(),
-                id: old_ip.to_owned(),
-            });
+            .is_none_or(|o| matches!(o.status, status::DELETED | status::IP_CHANGED))
+        {
+            return Err(unknown());
         }
         if let Some(taken) = g.storages.get(new_ip) {
             if !matches!(taken.status, status::DELETED | status::IP_CHANGED) {
@@ -843,6 +842,7 @@ impl Cluster {
                 )));
             }
         }
+        let old = g.storages.get_mut(old_ip).ok_or_else(unknown)?;
         let mut moved = old.clone();
         moved.id = new_ip.to_owned();
         moved.ip = new_ip.to_owned();
@@ -851,7 +851,6 @@ impl Cluster {
         if let Some(v) = moved.synced.remove(old_ip) {
             moved.synced.insert(new_ip.to_owned(), v);
         }
-        let old = g.storages.get_mut(old_ip).expect("checked above");
         old.status = status::IP_CHANGED;
         old.moved_to = new_ip.to_owned();
         old.paths.iter_mut().for_each(|p| *p = (0, 0));
