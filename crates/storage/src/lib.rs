@@ -90,19 +90,24 @@ pub fn prepare(mut conf: StorageConf) -> Result<Prepared, StorageError> {
     };
     let group_from_tracker = conf.group_name.is_empty();
     let group = if group_from_tracker {
-        let g = reporter::group_from_trackers(
-            &conf.tracker_servers,
-            bind_ip,
-            conf.daemon.port,
-            conf.daemon.connect_timeout,
-            conf.daemon.network_timeout,
-        )
-        .map_err(|why| {
-            StorageError::Config(format!(
-                "group_name is not set and no tracker could name our group \
+        // Before the server's runtime exists: a small one for this question.
+        let trackers = sync::link::Trackers {
+            list: conf.tracker_servers.clone(),
+            bind: bind_ip,
+            connect_timeout: conf.daemon.connect_timeout,
+            timeout: conf.daemon.network_timeout,
+        };
+        let g = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| rt.block_on(trackers.group_name(bind_ip, conf.daemon.port)))
+            .map_err(|why| {
+                StorageError::Config(format!(
+                    "group_name is not set and no tracker could name our group \
                  (they answer from storage_ids.conf when use_storage_id = true): {why}"
-            ))
-        })?;
+                ))
+            })?;
         conf.group_name = g.as_str().to_owned();
         g
     } else {
@@ -235,7 +240,7 @@ pub async fn serve_observed(
     recovery::recover_marked_paths(
         &store,
         &recovery::RecoveryConf {
-            trackers: rconf.trackers.clone(),
+            trackers: replication.trackers(),
             bind_ip: rconf.bind_ip,
             port: rconf.port,
             server_id: rconf.server_id.clone(),

@@ -31,7 +31,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fdfs_conf::HostPort;
 use fdfs_proto::binlog::BinlogOp;
 use fdfs_proto::cmd::storage as sc;
 use fdfs_proto::common::GROUP_LEN;
@@ -50,7 +49,7 @@ use crate::store::{Store, RECOVERY_MARK};
 /// How to reach the trackers and the group's servers.
 #[derive(Debug, Clone)]
 pub struct RecoveryConf {
-    pub trackers: Vec<HostPort>,
+    pub trackers: crate::sync::link::Trackers,
     pub bind_ip: Option<IpAddr>,
     pub port: u16,
     /// Our storage id (`server_id`), if any: we are not our own source.
@@ -377,15 +376,11 @@ impl Job {
 
 /// The ACTIVE servers of our group other than us.
 async fn peers(store: &Store, conf: &RecoveryConf) -> Result<Vec<SocketAddr>, Attempt> {
-    let list = crate::reporter::list_group(
-        &conf.trackers,
-        conf.bind_ip,
-        conf.connect_timeout,
-        conf.network_timeout,
-        store.group(),
-    )
-    .await
-    .map_err(|e| Attempt::Retry(format!("asking the trackers for the group: {e}")))?;
+    let list = conf
+        .trackers
+        .list_group(store.group())
+        .await
+        .map_err(|e| Attempt::Retry(format!("asking the trackers for the group: {e}")))?;
     let my_ip = match (conf.bind_ip, store.source()) {
         (Some(ip), _) => Some(ip.to_string()),
         (None, SourceServer::Ip(ip)) => Some(ip.to_string()),

@@ -23,7 +23,7 @@ use fdfs_proto::server::{
     status, ChangeFlags, DiskUsage, GetMyIpReq, IpChangedReq, JoinReq, JoinResp, StorageBrief,
     SyncInfo,
 };
-use fdfs_proto::tracker::{decode_params, GroupAddrReq, ListStorageReq, StorageStat};
+use fdfs_proto::tracker::{decode_params, GroupAddrReq};
 use fdfs_proto::{cmd, errno, GroupName, Header, SourceServer, HEADER_LEN};
 use fdfs_runtime::Shutdown;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -209,130 +209,6 @@ impl TrackerConn {
     }
 }
 
-/// Connects to tracker `t` from `bind_ip` (when it is of the same family).
-async fn connect_tracker(
-    t: &HostPort,
-    bind_ip: Option<IpAddr>,
-    connect_timeout: Duration,
-    network_timeout: Duration,
-) -> Result<TrackerConn, SessionError> {
-    let addr: SocketAddr = {
-        let t = t.clone();
-        tokio::task::spawn_blocking(move || t.to_socket_addr())
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??
-    };
-    let sock = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    if let Some(ip) = bind_ip {
-        if ip.is_ipv4() == addr.is_ipv4() {
-            sock.bind(SocketAddr::new(ip, 0))?;
-        }
-    }
-    let s = match tokio::time::timeout(connect_timeout, sock.connect(addr)).await {
-        Ok(r) => r?,
-        Err(_) => {
-            return Err(SessionError::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("connect to {addr} timed out"),
-            )))
-        }
-    };
-    let _ = s.set_nodelay(true);
-    Ok(TrackerConn {
-        s,
-        timeout: network_timeout,
-    })
-}
-
-/// One request to the first tracker that answers it: `decode` turns a
-/// status-0 reply into the answer. The error names every tracker's reason.
-async fn ask_trackers<T>(
-    trackers: &[HostPort],
-    bind_ip: Option<IpAddr>,
-    timeouts: (Duration, Duration),
-    (what, code, body): (&'static str, u8, &[u8]),
-    decode: impl Fn(&[u8]) -> Result<T, String>,
-) -> Result<T, String> {
-    let mut why = Vec::new();
-    for t in trackers {
-        let asked = async {
-            let mut c = connect_tracker(t, bind_ip, timeouts.0, timeouts.1).await?;
-            let (st, b) = c.request(what, code, body).await?;
-            c.quit().await;
-            if st != 0 {
-                return Err(refused(what, st));
-            }
-            decode(&b).map_err(|why| SessionError::BadReply { what, why })
-        };
-        match asked.await {
-            Ok(v) => return Ok(v),
-            Err(e) => why.push(format!("{t}: {e}")),
-        }
-    }
-    Err(why.join("; "))
-}
-
-/// The servers of `group` as the first tracker that answers lists them
-/// (SERVER_LIST_STORAGE, either record layout).
-pub(crate) async fn list_group(
-    trackers: &[HostPort],
-    bind_ip: Option<IpAddr>,
-    connect_timeout: Duration,
-    network_timeout: Duration,
-    group: &GroupName,
-) -> Result<Vec<StorageStat>, String> {
-    let mut body = Vec::new();
-    ListStorageReq {
-        group: group.clone(),
-        storage_id: None,
-    }
-    .encode(&mut body);
-    ask_trackers(
-        trackers,
-        bind_ip,
-        (connect_timeout, network_timeout),
-        ("LIST_STORAGE", tc::SERVER_LIST_STORAGE, &body),
-        |b| StorageStat::decode_list_any(b).map_err(|e| e.to_string()),
-    )
-    .await
-}
-
-/// storage.conf without `group_name`: asks the trackers in turn which group
-/// this server is in (GET_GROUP_NAME, answered from their storage_ids.conf
-/// by our address and port). Runs once before the server starts.
-pub fn group_from_trackers(
-    trackers: &[HostPort],
-    bind_ip: Option<IpAddr>,
-    port: u16,
-    connect_timeout: Duration,
-    network_timeout: Duration,
-) -> Result<GroupName, String> {
-    // Our address when bind_addr fixes it, else the tracker takes the one
-    // we connect from.
-    let mut body = bind_ip
-        .map(|ip| ip.to_string().into_bytes())
-        .unwrap_or_default();
-    body.extend_from_slice(&u32::from(port).to_be_bytes());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(ask_trackers(
-        trackers,
-        bind_ip,
-        (connect_timeout, network_timeout),
-        ("GET_GROUP_NAME", tc::STORAGE_GET_GROUP_NAME, &body),
-        |b| {
-            let name = String::from_utf8_lossy(b).trim_end_matches('\0').to_owned();
-            GroupName::new(&name).map_err(|e| e.to_string())
-        },
-    ))
-}
-
 impl Reporter {
     /// Starts one worker per tracker; they stop on `shutdown`.
     pub fn spawn(self: Arc<Self>, shutdown: Shutdown) -> Vec<tokio::task::JoinHandle<()>> {
@@ -373,13 +249,36 @@ impl Reporter {
     }
 
     async fn connect(&self, t: &HostPort) -> Result<TrackerConn, SessionError> {
-        connect_tracker(
-            t,
-            self.conf.bind_ip,
-            self.conf.connect_timeout,
-            self.conf.network_timeout,
-        )
-        .await
+        let addr: SocketAddr = {
+            let t = t.clone();
+            tokio::task::spawn_blocking(move || t.to_socket_addr())
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))??
+        };
+        let sock = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if let Some(ip) = self.conf.bind_ip {
+            if ip.is_ipv4() == addr.is_ipv4() {
+                sock.bind(SocketAddr::new(ip, 0))?;
+            }
+        }
+        let s = match tokio::time::timeout(self.conf.connect_timeout, sock.connect(addr)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(SessionError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connect to {addr} timed out"),
+                )))
+            }
+        };
+        let _ = s.set_nodelay(true);
+        Ok(TrackerConn {
+            s,
+            timeout: self.conf.network_timeout,
+        })
     }
 
     async fn session(

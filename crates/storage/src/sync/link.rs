@@ -1,6 +1,7 @@
 //! Outgoing connections of the sync workers: to a peer's storage port and
 //! short request/response sessions with the trackers (SYNC_SRC_REQ,
-//! REPORT_STATUS). Every read and write is bounded by `network_timeout`.
+//! REPORT_STATUS; the group list and group name for disk recovery and
+//! start-up). Every read and write is bounded by `network_timeout`.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -9,6 +10,7 @@ use std::time::Duration;
 use fdfs_conf::HostPort;
 use fdfs_proto::cmd::tracker as tc;
 use fdfs_proto::server::{GroupIdReq, ReportStatusReq, StorageBrief, SyncInfo};
+use fdfs_proto::tracker::{ListStorageReq, StorageStat};
 use fdfs_proto::{cmd, GroupName, Header, HEADER_LEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -139,6 +141,32 @@ impl Trackers {
         r
     }
 
+    /// One request to the trackers in turn: the first status-0 reply,
+    /// turned into the answer by `decode`. The error names every tracker's
+    /// reason.
+    async fn first_answer<T>(
+        &self,
+        what: &str,
+        code: u8,
+        body: &[u8],
+        decode: impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let mut errs = Vec::new();
+        for t in &self.list {
+            match self.call_one(t, code, body).await {
+                Ok((0, b)) => {
+                    return decode(&b).map_err(|e| format!("tracker {t}: bad {what} reply: {e}"))
+                }
+                Ok((st, _)) => errs.push(format!(
+                    "tracker {t}: status {st} ({})",
+                    fdfs_proto::errno::describe(st).0
+                )),
+                Err(e) => errs.push(format!("tracker {t}: {e}")),
+            }
+        }
+        Err(format!("{what} failed: {}", errs.join("; ")))
+    }
+
     /// SYNC_SRC_REQ (86): the full-sync source and cut-off of `dest`, from
     /// the first tracker that answers; `Ok(None)` when it has none.
     pub async fn sync_src(
@@ -152,25 +180,45 @@ impl Trackers {
             storage_id: dest.to_owned(),
         }
         .encode(&mut body);
-        let mut errs = Vec::new();
-        for t in &self.list {
-            match self.call_one(t, tc::STORAGE_SYNC_SRC_REQ, &body).await {
-                Ok((0, b)) => {
-                    return SyncInfo::decode_optional(&b)
-                        .map(|o| o.filter(|i| !i.src_id.is_empty()))
-                        .map_err(|e| format!("tracker {t}: bad SYNC_SRC_REQ reply: {e}"))
-                }
-                Ok((st, _)) => errs.push(format!(
-                    "tracker {t}: status {st} ({})",
-                    fdfs_proto::errno::describe(st).0
-                )),
-                Err(e) => errs.push(format!("tracker {t}: {e}")),
-            }
+        self.first_answer(
+            &format!("SYNC_SRC_REQ for {dest}"),
+            tc::STORAGE_SYNC_SRC_REQ,
+            &body,
+            |b| {
+                SyncInfo::decode_optional(b)
+                    .map(|o| o.filter(|i| !i.src_id.is_empty()))
+                    .map_err(|e| e.to_string())
+            },
+        )
+        .await
+    }
+
+    /// SERVER_LIST_STORAGE (92): the servers of `group` (either record
+    /// layout).
+    pub async fn list_group(&self, group: &GroupName) -> Result<Vec<StorageStat>, String> {
+        let mut body = Vec::new();
+        ListStorageReq {
+            group: group.clone(),
+            storage_id: None,
         }
-        Err(format!(
-            "SYNC_SRC_REQ for {dest} failed: {}",
-            errs.join("; ")
-        ))
+        .encode(&mut body);
+        self.first_answer("LIST_STORAGE", tc::SERVER_LIST_STORAGE, &body, |b| {
+            StorageStat::decode_list_any(b).map_err(|e| e.to_string())
+        })
+        .await
+    }
+
+    /// GET_GROUP_NAME (109): the group of the server at `ip` (our
+    /// `bind_addr`; `None`: the address we connect from) and `port`,
+    /// answered from the trackers' storage_ids.conf.
+    pub async fn group_name(&self, ip: Option<IpAddr>, port: u16) -> Result<GroupName, String> {
+        let mut body = ip.map(|ip| ip.to_string().into_bytes()).unwrap_or_default();
+        body.extend_from_slice(&u32::from(port).to_be_bytes());
+        self.first_answer("GET_GROUP_NAME", tc::STORAGE_GET_GROUP_NAME, &body, |b| {
+            let name = String::from_utf8_lossy(b).trim_end_matches('\0').to_owned();
+            GroupName::new(&name).map_err(|e| e.to_string())
+        })
+        .await
     }
 
     /// REPORT_STATUS (76) to every tracker: `peer` now has `status`. True
