@@ -37,6 +37,17 @@ impl Acks {
         self.changed.notify_waiters();
     }
 
+    /// How many peers are past `target` (checked on every wake: no
+    /// allocation).
+    pub fn count_past(&self, target: Pos) -> usize {
+        self.pos
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|p| **p >= target)
+            .count()
+    }
+
     /// Peers past `target`.
     pub fn past(&self, target: Pos) -> Vec<String> {
         self.pos
@@ -69,12 +80,16 @@ impl Quorum {
             let changed = self.acks.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let past = self.acks.past(target);
-            if past.len() >= need {
+            if self.acks.count_past(target) >= need {
                 return Ok(());
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return Err(past);
+                let past = self.acks.past(target);
+                return if past.len() >= need {
+                    Ok(())
+                } else {
+                    Err(past)
+                };
             }
         }
     }
