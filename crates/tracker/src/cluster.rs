@@ -1424,7 +1424,7 @@ fn check_status_value(v: u8) -> Result<(), TrackerError> {
 }
 
 /// `ip:port`, `[v6]:port` or a bare host.
-fn split_host_port(s: &str) -> (&str, Option<u16>) {
+pub(crate) fn split_host_port(s: &str) -> (&str, Option<u16>) {
     if let Some(rest) = s.strip_prefix('[') {
         if let Some((h, p)) = rest.split_once("]:") {
             return (h, p.parse().ok());

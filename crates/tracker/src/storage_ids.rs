@@ -10,6 +10,7 @@ use fdfs_proto::server::StorageBrief;
 use fdfs_proto::tracker::FetchStorageIdsResp;
 use fdfs_proto::ServerAddr;
 
+use crate::cluster::split_host_port;
 use crate::error::TrackerError;
 use crate::Cluster;
 
@@ -111,7 +112,7 @@ pub fn entry_line(e: &StorageIdEntry) -> String {
 /// GET_SERVER_ID: the id of the server of `group` at `addr` (`ip:port`,
 /// `[v6]:port` or a bare IP, which matches any port).
 pub fn server_id(ids: &StorageIds, group: &str, addr: &str) -> Result<String, TrackerError> {
-    let (host, port) = split_addr(addr);
+    let (host, port) = split_host_port(addr.trim_end_matches('\0'));
     let ip: IpAddr = host
         .parse()
         .map_err(|_| TrackerError::Invalid(format!("{addr:?} is not an IP address and port")))?;
@@ -183,19 +184,6 @@ fn common_prefix_groups(a: IpAddr, b: IpAddr) -> u32 {
         (IpAddr::V4(a), IpAddr::V4(b)) => (a.to_bits() ^ b.to_bits()).leading_zeros() / 8,
         (IpAddr::V6(a), IpAddr::V6(b)) => (a.to_bits() ^ b.to_bits()).leading_zeros() / 16,
         _ => 0,
-    }
-}
-
-fn split_addr(addr: &str) -> (&str, Option<u16>) {
-    let addr = addr.trim_end_matches('\0');
-    if let Some(rest) = addr.strip_prefix('[') {
-        if let Some((h, after)) = rest.split_once(']') {
-            return (h, after.strip_prefix(':').and_then(|p| p.parse().ok()));
-        }
-    }
-    match addr.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (h, p.parse().ok()),
-        _ => (addr, None),
     }
 }
 
