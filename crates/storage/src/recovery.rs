@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use fdfs_proto::binlog::BinlogOp;
 use fdfs_proto::cmd::storage as sc;
-use fdfs_proto::common::GROUP_LEN;
+use fdfs_proto::common::{put_group, GROUP_LEN};
 use fdfs_proto::server::status;
 use fdfs_proto::storage::DownloadReq;
 use fdfs_proto::tracker::StorageStat;
@@ -515,9 +515,7 @@ fn request_for(group: &GroupName, name: &str) -> Result<(u8, Vec<u8>), String> {
     let mut body = Vec::new();
     match name.strip_suffix("-m") {
         Some(master) => {
-            let mut g = group.as_str().as_bytes().to_vec();
-            g.resize(GROUP_LEN, 0);
-            body.extend_from_slice(&g);
+            put_group(&mut body, group, GROUP_LEN);
             body.extend_from_slice(master.as_bytes());
             Ok((sc::GET_METADATA, body))
         }
