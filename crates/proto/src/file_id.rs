@@ -412,7 +412,9 @@ impl LogicName {
     /// name without its `.ext`, then `prefix`, then `.ext` (none when `ext`
     /// is empty).
     pub fn slave(&self, prefix: &str, ext: &str) -> Result<LogicName, FileIdError> {
-        if !matches!(self.kind, FileKind::Normal | FileKind::Appender) {
+        // A trunk-packed master (upstream's small files) takes slaves too:
+        // thumbnails of small images are their common use.
+        if self.kind == FileKind::Slave {
             return Err(FileIdError::NotMaster(self.to_string()));
         }
         validate_prefix(prefix)?;
@@ -618,6 +620,17 @@ mod tests {
             ))
         );
         assert!(m.slave("_", "").is_err());
+        // A trunk-packed master (§5.5) has slaves too, named the same way.
+        let t = LogicName::parse("M00/00/00/wKgLU17CB62IDy-HAAAAqoZV9hQAAAAAQAACAAAAAEA000.jpg")
+            .unwrap();
+        let s = t.slave("_150x150", "jpg").unwrap();
+        assert_eq!(
+            s.to_string(),
+            "M00/00/00/wKgLU17CB62IDy-HAAAAqoZV9hQAAAAAQAACAAAAAEA000_150x150.jpg"
+        );
+        assert_eq!(s.kind, FileKind::Slave);
+        // One that would come out at the trunk length is refused.
+        assert!(t.slave("_", "jp").is_err());
     }
 
     #[test]

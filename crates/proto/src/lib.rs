@@ -4,8 +4,8 @@
 //! and frame splitting ([`header`]), command codes ([`cmd`]) and status
 //! bytes ([`errno`]), every request and response of PROTOCOL.md §3, §4 and
 //! §6 ([`tracker`], [`storage`], [`server`], [`sync`]), file IDs
-//! ([`file_id`]), metadata lists ([`metadata`]) and binlog records
-//! ([`binlog`]).
+//! ([`file_id`]), metadata lists ([`metadata`]), binlog records
+//! ([`binlog`]) and the slot header of trunk files ([`trunk`]).
 //!
 //! It must not do I/O: no sockets, no files, no clocks, no randomness
 //! (callers pass timestamps and random bits in). Decoders never panic on
@@ -25,6 +25,7 @@ pub mod server;
 pub mod storage;
 pub mod sync;
 pub mod tracker;
+pub mod trunk;
 
 pub use common::{IpSize, ServerAddr};
 pub use error::{DecodeError, FileIdError};

@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fdfs_conf::ResponseMode;
 use fdfs_proto::file_id::{FileKind, SourceServer};
-use fdfs_proto::LogicName;
+use fdfs_proto::{trunk, LogicName};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -39,9 +39,6 @@ use crate::query;
 use crate::server::{self, ConnInfo, Limits};
 use crate::timeout_io::TimeoutIo;
 use crate::token::{check_token, TokenError};
-
-/// Size of the header in front of each trunk slot (PROTOCOL.md §5.5).
-const TRUNK_HEADER_LEN: u64 = 24;
 
 /// The storage HTTP server. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -195,25 +192,21 @@ fn open_local(
     dir.push("/");
     let mut dir = PathBuf::from(dir);
     if let FileKind::Trunk(slot) = logic.kind {
-        let path = dir.join(format!("{:06}", slot.trunk_id));
+        let path = dir.join(trunk::file_name(&slot));
         let Some((f, md)) = open_regular(&path)? else {
             return Ok(None);
         };
-        let mut h = [0u8; TRUNK_HEADER_LEN as usize];
+        let mut h = [0u8; trunk::HEADER_LEN];
         if f.read_exact_at(&mut h, u64::from(slot.offset)).is_err() {
             return Ok(None);
         }
-        let be = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-        let size = u64::from(be(5));
-        let valid = h[0] == b'F'
-            && Some(size) == logic.info.file_size()
-            && be(9) == logic.info.crc32
-            && be(13) == logic.info.timestamp
-            && u64::from(slot.offset) + TRUNK_HEADER_LEN + size <= md.len();
+        let header = trunk::SlotHeader::decode(&h);
+        let size = u64::from(header.file_size);
+        let base = trunk::content_offset(&slot);
+        let valid = header.holds(logic) && trunk::fits(&slot, size) && base + size <= md.len();
         if !valid {
             return Ok(None);
         }
-        let base = u64::from(slot.offset) + TRUNK_HEADER_LEN;
         return Ok(Some((
             load(f, base, size, preload)?,
             size,
