@@ -37,7 +37,7 @@ use fdfs_proto::common::{put_group, GROUP_LEN};
 use fdfs_proto::server::status;
 use fdfs_proto::storage::DownloadReq;
 use fdfs_proto::tracker::StorageStat;
-use fdfs_proto::{cmd, errno, GroupName, Header, LogicName, SourceServer, HEADER_LEN};
+use fdfs_proto::{cmd, errno, FileKind, GroupName, Header, LogicName, SourceServer, HEADER_LEN};
 use fdfs_runtime::Shutdown;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -232,11 +232,14 @@ async fn recover_path(
     let mut present = 0;
     let mut missing = Vec::new();
     for name in names {
-        let path = path_of(store, name).map_err(Attempt::Retry)?;
-        if path.exists() {
+        let (logic, path) = path_of(store, name).map_err(Attempt::Retry)?;
+        let here = store
+            .holds(&logic)
+            .map_err(|e| Attempt::Retry(format!("{name}: {e}")))?;
+        if here {
             present += 1;
         } else {
-            missing.push((name.clone(), path));
+            missing.push((logic, path));
         }
     }
     if missing.is_empty() {
@@ -293,7 +296,7 @@ async fn recover_path(
 
 /// The missing files of one attempt, shared by its workers.
 struct Job {
-    missing: Vec<(String, PathBuf)>,
+    missing: Vec<(LogicName, PathBuf)>,
     next: AtomicUsize,
     restored: AtomicU64,
     gone: AtomicU64,
@@ -319,13 +322,14 @@ impl Job {
                 break;
             }
             let n = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some((name, path)) = self.missing.get(n) else {
+            let Some((logic, path)) = self.missing.get(n) else {
                 break;
             };
+            let name = &logic.to_string();
             let mut had_error = None;
             let mut fetched = false;
             for peer in peers {
-                match fetcher.fetch_into(store, idx, *peer, name, path).await {
+                match fetcher.fetch_into(store, idx, *peer, logic, path).await {
                     Ok(true) => {
                         fetched = true;
                         break;
@@ -415,10 +419,8 @@ async fn peers(store: &Store, conf: &RecoveryConf) -> Result<Vec<SocketAddr>, At
     Ok(active)
 }
 
-fn path_of(store: &Store, name: &str) -> Result<PathBuf, String> {
-    crate::sync::apply::path_of(store, name)
-        .map(|(_, p)| p)
-        .map_err(|e| format!("{name}: {e}"))
+fn path_of(store: &Store, name: &str) -> Result<(LogicName, PathBuf), String> {
+    crate::sync::apply::path_of(store, name).map_err(|e| format!("{name}: {e}"))
 }
 
 /// One worker's connections to the peers, kept alive between files.
@@ -440,28 +442,44 @@ impl Fetcher {
     }
 
     /// Fetches `name` from `peer` into `path` (temporary file, fsync,
-    /// rename). `Ok(false)`: the peer does not have it.
+    /// rename), or into its slot for a file of upstream's trunk files.
+    /// `Ok(false)`: the peer does not have it.
     async fn fetch_into(
         &mut self,
         store: &Store,
         idx: usize,
         peer: SocketAddr,
-        name: &str,
+        name: &LogicName,
         path: &Path,
     ) -> Result<bool, String> {
         let (tmp, mut file) = store
             .new_named_tmp(idx, "recover.")
             .map_err(|e| e.to_string())?;
-        let res = self.fetch(peer, store.group(), name, &mut file).await;
+        let res = self
+            .fetch(peer, store.group(), &name.to_string(), &mut file)
+            .await;
         let res = res.and_then(|found| {
-            if found {
-                file.sync_all()
-                    .and_then(|()| fs::rename(&tmp, path))
-                    .map_err(|e| format!("saving {}: {e}", path.display()))?;
+            if !found {
+                return Ok(false);
             }
-            Ok(found)
+            if let FileKind::Trunk(slot) = name.kind {
+                let src = fs::File::open(&tmp).map_err(|e| format!("reopening {name}: {e}"))?;
+                let size = src
+                    .metadata()
+                    .map_err(|e| format!("stat {name}: {e}"))?
+                    .len();
+                store
+                    .write_slot(name, &slot, &src, size)
+                    .map_err(|e| e.to_string())?;
+                // The slot has it: the temporary file goes below.
+                return Ok(true);
+            }
+            file.sync_all()
+                .and_then(|()| fs::rename(&tmp, path))
+                .map_err(|e| format!("saving {}: {e}", path.display()))?;
+            Ok(true)
         });
-        if !matches!(res, Ok(true)) {
+        if !matches!(res, Ok(true)) || matches!(name.kind, FileKind::Trunk(_)) {
             let _ = fs::remove_file(&tmp);
         }
         res

@@ -687,7 +687,7 @@ impl Session<'_> {
             }
         };
         let store = self.svc.store.clone();
-        let (mut file, count) =
+        let (mut file, start, count) =
             match maybe_blocking(true, || store.open_read(&name, offset, length)) {
                 Ok(x) => x,
                 Err(e) => {
@@ -698,7 +698,7 @@ impl Session<'_> {
         let header = Header::response(errno::OK, count).encode();
         let mut sent = Sent::Nothing;
         if count >= SENDFILE_MIN {
-            sent = self.send_file(&header, &file, offset, count).await?;
+            sent = self.send_file(&header, &file, start, count).await?;
         }
         let sent = match sent {
             Sent::All => Ok(()),

@@ -48,6 +48,7 @@ pub mod disk;
 pub mod error;
 pub mod journal;
 pub mod stats;
+pub mod trunk;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -431,10 +432,12 @@ impl Store {
             last.insert(rec.filename, (rec.op, e.image.as_deref()));
         }
         for (name, (op, image)) in last {
-            let path = LogicName::parse(&name)
-                .map_err(|e| e.to_string())
-                .and_then(|l| self.resolve(&l).map_err(|e| e.to_string()));
-            let path = match path {
+            let logic = LogicName::parse(&name).map_err(|e| e.to_string());
+            // Trunk slots were synced when written: nothing to redo.
+            if matches!(&logic, Ok(l) if matches!(l.kind, FileKind::Trunk(_))) {
+                continue;
+            }
+            let path = match logic.and_then(|l| self.resolve(&l).map_err(|e| e.to_string())) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(name, error = %e, "journal: skipping a record");
@@ -461,8 +464,10 @@ impl Store {
     /// to be journaled whole (no fsync of its own): `durable_sync =
     /// journal`, not an appender, small. `None` otherwise.
     pub(crate) fn journal_image(&self, kind: FileKind, size: u64) -> Option<Vec<u8>> {
-        let journaled =
-            self.journal.is_some() && kind != FileKind::Appender && size <= journal::IMAGE_MAX;
+        // Trunk slots are synced in place when written (`write_slot`).
+        let journaled = self.journal.is_some()
+            && matches!(kind, FileKind::Normal | FileKind::Slave)
+            && size <= journal::IMAGE_MAX;
         journaled.then(|| Vec::with_capacity(size as usize))
     }
 
@@ -546,6 +551,15 @@ impl Store {
         name.check_subdirs(self.cfg.subdir_count)
             .map_err(|e| StoreError::NotFound(format!("{name}: {e}")))?;
         Ok(p.data.join(name.relative_path()))
+    }
+
+    /// True when the file `name` is here: a regular file, or for a name of
+    /// upstream's trunk files, its slot holding it.
+    pub fn holds(&self, name: &LogicName) -> Result<bool> {
+        match name.kind {
+            FileKind::Trunk(slot) => self.slot_holds(name, &slot),
+            _ => Ok(self.resolve(name)?.is_file()),
+        }
     }
 
     fn has_space(&self, idx: usize, size: u64) -> bool {
@@ -672,8 +686,7 @@ impl Store {
                 let slave = master
                     .slave(prefix, ext)
                     .map_err(|e| StoreError::Invalid(format!("slave of {master}: {e}")))?;
-                let mpath = self.resolve(master)?;
-                if !mpath.exists() {
+                if !self.holds(master)? {
                     return Err(StoreError::NotFound(format!("master file {master}")));
                 }
                 if self.resolve(&slave)?.symlink_metadata().is_ok() {
@@ -1119,21 +1132,36 @@ impl Store {
         }
     }
 
-    /// Opens a file for download: returns the file positioned at `offset`
-    /// and the number of bytes to send. `length = 0` means to the end.
-    /// An offset at or past the end is invalid, except offset 0 of an empty
-    /// file, which sends 0 bytes (upstream 6.15.4+ answers EINVAL there).
-    pub fn open_read(&self, name: &LogicName, offset: u64, length: u64) -> Result<(File, u64)> {
-        let path = self.resolve(name)?;
-        let mut file =
-            File::open(&path).map_err(|e| StoreError::io(format!("opening {name}"), e))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| StoreError::io(format!("stat {name}"), e))?;
-        if !meta.is_file() {
-            return Err(StoreError::NotFound(name.to_string()));
-        }
-        let size = meta.len();
+    /// Opens a file for download: returns the file positioned where the
+    /// bytes to send start, that position (past a trunk slot's header for a
+    /// trunk name) and the number of bytes to send. `length = 0` means to
+    /// the end. An offset at or past the end is invalid, except offset 0 of
+    /// an empty file, which sends 0 bytes (upstream 6.15.4+ answers EINVAL
+    /// there).
+    pub fn open_read(
+        &self,
+        name: &LogicName,
+        offset: u64,
+        length: u64,
+    ) -> Result<(File, u64, u64)> {
+        let (mut file, base, size) = match name.kind {
+            FileKind::Trunk(slot) => {
+                let s = self.open_slot(name, &slot)?;
+                (s.file, s.start, s.size)
+            }
+            _ => {
+                let path = self.resolve(name)?;
+                let file =
+                    File::open(&path).map_err(|e| StoreError::io(format!("opening {name}"), e))?;
+                let meta = file
+                    .metadata()
+                    .map_err(|e| StoreError::io(format!("stat {name}"), e))?;
+                if !meta.is_file() {
+                    return Err(StoreError::NotFound(name.to_string()));
+                }
+                (file, 0, meta.len())
+            }
+        };
         if offset >= size && !(offset == 0 && size == 0) {
             return Err(StoreError::Invalid(format!(
                 "{name}: offset {offset} is not below the size {size}"
@@ -1141,23 +1169,32 @@ impl Store {
         }
         let rest = size - offset;
         let count = if length == 0 { rest } else { length.min(rest) };
-        if offset > 0 {
-            file.seek(SeekFrom::Start(offset))
+        let start = base + offset;
+        if start > 0 {
+            file.seek(SeekFrom::Start(start))
                 .map_err(|e| StoreError::io(format!("seek in {name}"), e))?;
         }
-        Ok((file, count))
+        Ok((file, start, count))
     }
 
-    /// Deletes a file and its metadata sidecar.
+    /// Deletes a file (frees its trunk slot) and its metadata sidecar.
     pub fn delete(&self, name: &LogicName) -> Result<()> {
         let path = self.resolve(name)?;
-        let meta = path
-            .symlink_metadata()
-            .map_err(|e| StoreError::io(format!("stat {name}"), e))?;
-        if meta.is_dir() {
-            return Err(StoreError::NotFound(name.to_string()));
+        if let FileKind::Trunk(slot) = name.kind {
+            if !self.free_slot(name, &slot)? {
+                return Err(StoreError::NotFound(format!(
+                    "{name}: not in its trunk slot"
+                )));
+            }
+        } else {
+            let meta = path
+                .symlink_metadata()
+                .map_err(|e| StoreError::io(format!("stat {name}"), e))?;
+            if meta.is_dir() {
+                return Err(StoreError::NotFound(name.to_string()));
+            }
+            fs::remove_file(&path).map_err(|e| StoreError::io(format!("deleting {name}"), e))?;
         }
-        fs::remove_file(&path).map_err(|e| StoreError::io(format!("deleting {name}"), e))?;
         let m = meta_path(&path);
         if fs::remove_file(&m).is_ok() {
             self.record(BinlogOp::Delete, &format!("{name}-m"))?;
@@ -1168,7 +1205,7 @@ impl Store {
     /// SET_METADATA (§4.7): `O` replaces (empty = remove), `M` merges.
     pub fn set_metadata(&self, name: &LogicName, op: MetaOp, meta: &[u8]) -> Result<()> {
         let path = self.resolve(name)?;
-        if !path.is_file() {
+        if !self.holds(name)? {
             return Err(StoreError::NotFound(name.to_string()));
         }
         let new =
@@ -1233,7 +1270,7 @@ impl Store {
     /// The raw `-m` sidecar. Not found if the file or the sidecar is missing.
     pub fn get_metadata(&self, name: &LogicName) -> Result<Vec<u8>> {
         let path = self.resolve(name)?;
-        if !path.is_file() {
+        if !self.holds(name)? {
             return Err(StoreError::NotFound(name.to_string()));
         }
         fs::read(meta_path(&path)).map_err(|e| StoreError::io(format!("reading {name}-m"), e))
@@ -1242,6 +1279,19 @@ impl Store {
     /// QUERY_FILE_INFO (§4.9).
     pub fn file_info(&self, name: &LogicName, no_crc: bool) -> Result<FileInfo> {
         let path = self.resolve(name)?;
+        if let FileKind::Trunk(slot) = name.kind {
+            // The slot's header matched the name's size, CRC32 and time.
+            let s = self.open_slot(name, &slot)?;
+            return Ok(FileInfo {
+                size: s.size,
+                mtime: i64::from(name.info.timestamp),
+                crc32: name.info.crc32,
+                source_ip: match name.info.source {
+                    SourceServer::Ip(ip) => ip.to_string(),
+                    SourceServer::Id(_) => String::new(),
+                },
+            });
+        }
         let meta = path
             .symlink_metadata()
             .map_err(|e| StoreError::io(format!("stat {name}"), e))?;

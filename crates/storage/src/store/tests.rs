@@ -34,7 +34,7 @@ fn upload(s: &Store, data: &[u8], ext: &str, kind: UploadKind) -> Result<LogicNa
 }
 
 fn read_all(s: &Store, n: &LogicName, off: u64, len: u64) -> Result<Vec<u8>> {
-    let (mut f, count) = s.open_read(n, off, len)?;
+    let (mut f, _, count) = s.open_read(n, off, len)?;
     let mut v = vec![0; count as usize];
     f.read_exact(&mut v).unwrap();
     Ok(v)
@@ -723,4 +723,186 @@ fn a_failed_journal_fdatasync_refuses_every_durable_change_after_it() {
     disk.fail_datasync.store(false, Ordering::SeqCst);
     let e = upload(&s, b"after", "txt", UploadKind::Normal).unwrap_err();
     assert_eq!(e.status(), 5, "{e}");
+}
+
+// ---- files of upstream's trunk files (PROTOCOL.md §5.5) ----
+
+use super::trunk::planted::plant;
+use fdfs_proto::file_id::TrunkSlot;
+
+/// The 24 header bytes of a slot on disk.
+fn slot_header(s: &Store, n: &LogicName) -> [u8; 24] {
+    let FileKind::Trunk(slot) = n.kind else {
+        panic!("{n} is not a trunk name");
+    };
+    let f = File::open(s.data_dir(0).join(format!("00/00/{:06}", slot.trunk_id))).unwrap();
+    let mut h = [0u8; 24];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut h, u64::from(slot.offset)).unwrap();
+    h
+}
+
+#[test]
+fn trunk_files_are_read_from_their_slots() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let a = plant(&s, 1, 0, 256, b"first small file");
+    let b = plant(&s, 1, 256, 512, b"second, in the same trunk file");
+    assert!(matches!(a.kind, FileKind::Trunk(_)));
+    assert_eq!(a.to_string().len(), 60);
+    assert_eq!(read_all(&s, &a, 0, 0).unwrap(), b"first small file");
+    assert_eq!(
+        read_all(&s, &b, 0, 0).unwrap(),
+        b"second, in the same trunk file"
+    );
+    assert_eq!(read_all(&s, &b, 8, 6).unwrap(), b"in the");
+    assert_eq!(read_all(&s, &a, 6, 100).unwrap(), b"small file", "clamped");
+    // The position handed to sendfile is the content's in the trunk file.
+    let (_, start, count) = s.open_read(&b, 8, 0).unwrap();
+    assert_eq!((start, count), (256 + 24 + 8, 22));
+    assert_eq!(s.open_read(&a, 16, 0).unwrap_err().status(), 22);
+    let info = s.file_info(&a, false).unwrap();
+    assert_eq!(info.size, 16);
+    assert_eq!(info.crc32, crc32fast::hash(b"first small file"));
+    assert_eq!(info.mtime, 1_589_774_253);
+    assert!(s.holds(&a).unwrap() && s.holds(&b).unwrap());
+    // Metadata of a trunk file is a `-m` file beside the trunk file.
+    s.set_metadata(&a, MetaOp::Overwrite, b"width\x02640")
+        .unwrap();
+    assert_eq!(s.get_metadata(&a).unwrap(), b"width\x02640");
+    // A slave of a trunk master is a whole file.
+    let slave = upload(
+        &s,
+        b"thumbnail",
+        "jpg",
+        UploadKind::Slave {
+            master: a.clone(),
+            prefix: "_150x150".into(),
+        },
+    )
+    .unwrap();
+    assert!(slave.to_string().starts_with(&a.to_string()[..56]));
+    assert_eq!(read_all(&s, &slave, 0, 0).unwrap(), b"thumbnail");
+}
+
+#[test]
+fn a_slot_that_does_not_hold_the_name_is_not_found() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let a = plant(&s, 1, 0, 256, b"the real one");
+    let FileKind::Trunk(slot) = a.kind else {
+        unreachable!()
+    };
+    let renamed = |slot: TrunkSlot, info: NameInfo| {
+        LogicName::build(0, 0, 0, info, Some(slot), &a.name[a.name.len() - 7..])
+    };
+    let hostile = [
+        // Another CRC32 or time: the slot was reused by another file.
+        renamed(slot, NameInfo { crc32: 7, ..a.info }),
+        renamed(
+            slot,
+            NameInfo {
+                timestamp: 7,
+                ..a.info
+            },
+        ),
+        // Another slot of the same trunk file, past its end, another trunk.
+        renamed(
+            TrunkSlot {
+                offset: 128,
+                ..slot
+            },
+            a.info,
+        ),
+        renamed(
+            TrunkSlot {
+                offset: u32::MAX - 8,
+                ..slot
+            },
+            a.info,
+        ),
+        renamed(
+            TrunkSlot {
+                trunk_id: 2,
+                ..slot
+            },
+            a.info,
+        ),
+        // A slot too small for the size the name claims.
+        renamed(
+            TrunkSlot {
+                alloc_size: 20,
+                ..slot
+            },
+            a.info,
+        ),
+    ];
+    for n in &hostile {
+        assert_eq!(s.open_read(n, 0, 0).unwrap_err().status(), 2, "{n}");
+        assert_eq!(s.file_info(n, false).unwrap_err().status(), 2, "{n}");
+        assert_eq!(s.get_metadata(n).unwrap_err().status(), 2, "{n}");
+        assert_eq!(s.delete(n).unwrap_err().status(), 2, "{n}");
+        assert!(!s.holds(n).unwrap(), "{n}");
+    }
+    assert_eq!(read_all(&s, &a, 0, 0).unwrap(), b"the real one");
+}
+
+#[test]
+fn deleting_a_trunk_file_frees_its_slot_only() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    let a = plant(&s, 3, 1024, 256, b"to be deleted");
+    let b = plant(&s, 3, 1280, 256, b"its neighbour");
+    s.set_metadata(&a, MetaOp::Overwrite, b"k\x02v").unwrap();
+    assert_eq!(slot_header(&s, &a)[0], b'F');
+    s.delete(&a).unwrap();
+    assert_eq!(slot_header(&s, &a), [0u8; 24]);
+    assert_eq!(s.open_read(&a, 0, 0).unwrap_err().status(), 2);
+    assert_eq!(s.delete(&a).unwrap_err().status(), 2);
+    assert_eq!(read_all(&s, &b, 0, 0).unwrap(), b"its neighbour");
+    let lines = binlog_lines(d.path());
+    assert_eq!(
+        lines[lines.len() - 2..],
+        [format!("D {a}-m"), format!("D {a}")],
+        "{lines:#?}"
+    );
+    assert!(!s
+        .resolve(&a)
+        .unwrap()
+        .with_file_name(format!("{}-m", a.name))
+        .exists());
+}
+
+#[test]
+fn write_slot_fills_the_content_then_the_header() {
+    let d = tempfile::tempdir().unwrap();
+    let src_dir = tempfile::tempdir().unwrap();
+    let s = open(d.path());
+    // The name comes from another server's trunk file.
+    let other = open(src_dir.path());
+    let n = plant(&other, 9, 4096, 512, b"replicated into a slot");
+    let FileKind::Trunk(slot) = n.kind else {
+        unreachable!()
+    };
+    let content = src_dir.path().join("content");
+    fs::write(&content, b"replicated into a slot").unwrap();
+    let src = File::open(&content).unwrap();
+    assert!(!s.holds(&n).unwrap());
+    // The trunk file does not exist here yet: it is made.
+    assert!(s.write_slot(&n, &slot, &src, 22).unwrap());
+    assert_eq!(read_all(&s, &n, 0, 0).unwrap(), b"replicated into a slot");
+    assert_eq!(slot_header(&s, &n), slot_header(&other, &n));
+    // The same bytes again change nothing; other bytes replace them.
+    assert!(!s.write_slot(&n, &slot, &src, 22).unwrap());
+    fs::write(&content, b"REPLICATED into a slot").unwrap();
+    assert!(s
+        .write_slot(&n, &slot, &File::open(&content).unwrap(), 22)
+        .unwrap());
+    assert_eq!(read_all(&s, &n, 0, 0).unwrap(), b"REPLICATED into a slot");
+    // A size other than the name's, or one the slot cannot take.
+    assert_eq!(s.write_slot(&n, &slot, &src, 21).unwrap_err().status(), 22);
+    let small = TrunkSlot {
+        alloc_size: 40,
+        ..slot
+    };
+    assert_eq!(s.write_slot(&n, &small, &src, 22).unwrap_err().status(), 22);
 }

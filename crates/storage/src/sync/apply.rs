@@ -16,7 +16,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use fdfs_proto::binlog::{BinlogOp, BinlogRecord};
-use fdfs_proto::{errno, LogicName};
+use fdfs_proto::file_id::TrunkSlot;
+use fdfs_proto::{errno, trunk, FileKind, LogicName};
 
 use crate::store::stats::idx;
 use crate::store::{now, Store, StoreError};
@@ -182,12 +183,37 @@ pub struct Incoming {
     named: bool,
     /// The content, kept when it is to be journaled.
     image: Option<Vec<u8>>,
+    /// For a file of upstream's trunk files: its name and slot. The content
+    /// goes to a named temporary file, then into the slot.
+    trunk: Option<(LogicName, TrunkSlot)>,
 }
 
 /// Starts receiving the content of `name` (`update`: replace if present).
 pub fn begin_file(store: &Store, name: &str, size: u64, update: bool) -> Result<Incoming> {
     let (logic, path) = path_of(store, name)?;
     let idx = logic.store_path as usize;
+    if let FileKind::Trunk(slot) = logic.kind {
+        // Refused before any content arrives.
+        if Some(size) != logic.info.file_size() || !trunk::fits(&slot, size) {
+            return Err(StoreError::Invalid(format!(
+                "{name}: {size} bytes do not fit its trunk slot of {} bytes",
+                slot.alloc_size
+            )));
+        }
+        let (tmp, file) = store.new_named_tmp(idx, "sync.")?;
+        return Ok(Incoming {
+            image: None,
+            name: name.to_owned(),
+            path,
+            tmp: Some(tmp),
+            file: Some(file),
+            update,
+            size,
+            written: 0,
+            named: false,
+            trunk: Some((logic, slot)),
+        });
+    }
     let image = store.journal_image(logic.kind, size);
     let (tmp, file) = if update {
         let (tmp, file) = store.new_named_tmp(idx, "sync.")?;
@@ -205,6 +231,7 @@ pub fn begin_file(store: &Store, name: &str, size: u64, update: bool) -> Result<
         size,
         written: 0,
         named: false,
+        trunk: None,
     })
 }
 
@@ -266,13 +293,17 @@ impl Incoming {
     }
 
     fn start_writeback(&self) {
+        if self.trunk.is_some() {
+            return;
+        }
         if let (Some(f), None) = (&self.file, &self.image) {
             crate::store::disk::start_writeback(f);
         }
     }
 
     fn sync_content(&self, store: &Store) -> Result<()> {
-        if self.image.is_some() {
+        // A trunk slot is synced when it is written (`Store::write_slot`).
+        if self.image.is_some() || self.trunk.is_some() {
             return Ok(());
         }
         let file = self.file.as_ref().expect("open until named");
@@ -285,6 +316,28 @@ impl Incoming {
     fn name_it(mut self, store: &Store, ts: u32, unsynced: &mut Unsynced) -> Result<Outcome> {
         // Kept open until named: an unnamed file is named through it.
         let file = self.file.take().expect("open until named");
+        if let Some((logic, slot)) = &self.trunk {
+            drop(file);
+            let existed = store.slot_holds(logic, slot)?;
+            // Like a whole file, a create keeps the copy already here.
+            if existed && !self.update {
+                return Ok(Outcome::AlreadyThere);
+            }
+            let tmp = self.tmp.as_ref().expect("trunk content is in a named file");
+            let src = File::open(tmp)
+                .map_err(|e| StoreError::io(format!("reopening {}", self.name), e))?;
+            if !store.write_slot(logic, slot, &src, self.size)? {
+                return Ok(Outcome::AlreadyThere);
+            }
+            let op = if existed {
+                BinlogOp::Update
+            } else {
+                BinlogOp::Create
+            };
+            // The temporary file goes when `self` is dropped.
+            record_unsynced(store, op, &self.name, ts, None, unsynced)?;
+            return Ok(Outcome::Applied);
+        }
         let durable = store.config().durable;
         // A create needs no look first: its naming refuses an existing file.
         let existed = self.update && self.path.symlink_metadata().is_ok();
@@ -337,7 +390,14 @@ impl Drop for Incoming {
 /// SYNC_DELETE_FILE: removes the named file only (the source sends the
 /// `-m` sidecar's delete as its own record).
 pub fn delete(store: &Store, name: &str, ts: u32) -> Result<Outcome> {
-    let (_, path) = path_of(store, name)?;
+    let (logic, path) = path_of(store, name)?;
+    if let FileKind::Trunk(slot) = logic.kind {
+        if !store.free_slot(&logic, &slot)? {
+            return Ok(Outcome::Missing);
+        }
+        record(store, BinlogOp::Delete, name, ts)?;
+        return Ok(Outcome::Applied);
+    }
     match path.symlink_metadata() {
         Ok(m) if m.is_dir() => return Ok(Outcome::Missing),
         Ok(_) => {}

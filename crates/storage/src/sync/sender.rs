@@ -25,6 +25,7 @@ use std::collections::{HashSet, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ use fdfs_proto::sync::{
     LogicNameOrMeta, ReportServerId, SyncDelete, SyncFileHead, SyncRangeHead, SyncTruncate,
     SyncTwoNames,
 };
-use fdfs_proto::{cmd, errno};
+use fdfs_proto::{cmd, errno, FileKind};
 use fdfs_runtime::Shutdown;
 use thiserror::Error;
 use tokio::time::Instant;
@@ -46,7 +47,7 @@ use super::link::Link;
 use super::mark::Mark;
 use super::{apply, blocking, maybe_blocking, SyncService, SMALL};
 use crate::store::binlog::{BinlogReader, ReadItem};
-use crate::store::now;
+use crate::store::{now, StoreError};
 
 /// Chunk size for outgoing content.
 const CHUNK: usize = 256 * 1024;
@@ -791,13 +792,15 @@ impl Worker {
 
     fn local_exists(&self, name: &str) -> bool {
         apply::path_of(&self.svc.store, name)
-            .map(|(_, p)| p.is_file())
+            .and_then(|(l, _)| self.svc.store.holds(&l))
             .unwrap_or(false)
     }
 
-    fn open_local(&self, name: &str) -> Result<Option<(File, u64)>, SyncError> {
-        let path = match apply::path_of(&self.svc.store, name) {
-            Ok((_, p)) => p,
+    /// The file's content here: (file, where it starts, size). It starts
+    /// past the header for a file in a trunk slot.
+    fn open_local(&self, name: &str) -> Result<Option<(File, u64, u64)>, SyncError> {
+        let (logic, path) = match apply::path_of(&self.svc.store, name) {
+            Ok(x) => x,
             // A name this server cannot hold (other subdir count...): the
             // record can never be sent.
             Err(e) => {
@@ -805,13 +808,20 @@ impl Worker {
                 return Ok(None);
             }
         };
+        if let FileKind::Trunk(slot) = logic.kind {
+            return match self.svc.store.open_slot(&logic, &slot) {
+                Ok(s) => Ok(Some((s.file, s.start, s.size))),
+                Err(StoreError::NotFound(_)) => Ok(None),
+                Err(e) => Err(SyncError::Other(e.to_string())),
+            };
+        }
         match File::open(&path) {
             Ok(f) => {
                 let m = f.metadata()?;
                 if !m.is_file() {
                     return Ok(None);
                 }
-                Ok(Some((f, m.len())))
+                Ok(Some((f, 0, m.len())))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
@@ -851,7 +861,7 @@ impl Worker {
         ts: u32,
         update: bool,
     ) -> Result<Sent, SyncError> {
-        let Some((mut file, size)) = self.open_local(name)? else {
+        let Some((mut file, start, size)) = self.open_local(name)? else {
             self.vanished(name);
             return Ok(Sent::Gone);
         };
@@ -876,7 +886,7 @@ impl Worker {
             // Head and content in one write: one segment for a small file.
             let at = head.len();
             head.resize(at + size as usize, 0);
-            if let Err(e) = file.read_exact(&mut head[at..]) {
+            if let Err(e) = file.read_exact_at(&mut head[at..], start) {
                 return Err(SyncError::Io(if e.kind() == io::ErrorKind::UnexpectedEof {
                     io::Error::new(e.kind(), "file shrank while being sent")
                 } else {
@@ -887,7 +897,7 @@ impl Worker {
         } else {
             link.start(code, 0, head.len() as u64 + size, &[&head])
                 .await?;
-            stream_file(link, &mut file, 0, size).await?;
+            stream_file(link, &mut file, start, size).await?;
         }
         Ok(Sent::Sent)
     }
@@ -903,7 +913,8 @@ impl Worker {
         append: bool,
     ) -> Result<Sent, SyncError> {
         let opened = self.open_local(name)?;
-        let Some((mut file, size)) = opened else {
+        // Appenders only: never in a trunk slot, their content starts at 0.
+        let Some((mut file, _, size)) = opened else {
             self.vanished(name);
             return Ok(Sent::Gone);
         };

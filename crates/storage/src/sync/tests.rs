@@ -601,6 +601,66 @@ async fn a_peer_missing_the_base_gets_the_whole_file() {
     h.await.unwrap();
 }
 
+/// Content of a file as the store serves it.
+fn served(s: &Store, n: &LogicName) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let (mut f, _, count) = s.open_read(n, 0, 0).ok()?;
+    let mut v = vec![0; count as usize];
+    f.read_exact(&mut v).ok()?;
+    Some(v)
+}
+
+/// Upstream's trunk files (a FastDFS that moved to us): each file goes
+/// into the same slot of the peer's trunk file, a delete frees it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trunk_files_replicate_into_the_peers_slots() {
+    use crate::store::trunk::planted::plant;
+    let p = pair();
+    let small = plant(&p.a, 1, 0, 256, b"packed by upstream");
+    let big = vec![0x5au8; 300_000];
+    let large = plant(&p.a, 1, 1 << 20, 400_000, &big);
+    let sidecar = upload(&p.a, b"whole", "txt", UploadKind::Normal);
+    p.a.set_metadata(&small, MetaOp::Overwrite, &meta(&[("w", "1")]))
+        .unwrap();
+    Mark::default().save(&mark_file(&p)).unwrap();
+    let (tx, wake) = tokio::sync::watch::channel(0u64);
+    let svc = service(&p, wake);
+    let h = svc.clone().spawn(p.sd.clone());
+    wait_for("the trunk files", 10, || {
+        served(&p.b, &large).is_some_and(|c| c == big) && p.b.get_metadata(&small).is_ok()
+    })
+    .await;
+    assert_eq!(served(&p.b, &small).unwrap(), b"packed by upstream");
+    assert_eq!(served(&p.b, &sidecar).unwrap(), b"whole");
+    // The peer's trunk file has the slots where the names say.
+    let trunk = fs::read(p.b_dir.join("p0/data/00/00/000001")).unwrap();
+    assert_eq!(trunk[0], b'F');
+    assert_eq!(&trunk[24..24 + 18], b"packed by upstream");
+    assert_eq!(trunk[1 << 20], b'F');
+    // A delete frees the peer's slot, and a resend finds nothing to do.
+    p.a.delete(&small).unwrap();
+    tx.send_replace(1);
+    wait_for("the freed slot", 10, || served(&p.b, &small).is_none()).await;
+    let trunk = fs::read(p.b_dir.join("p0/data/00/00/000001")).unwrap();
+    assert_eq!(trunk[..24], [0u8; 24]);
+    assert_eq!(served(&p.b, &large).unwrap(), big);
+    assert_eq!(
+        apply::delete(&p.b, &small.to_string(), 1).unwrap(),
+        Outcome::Missing
+    );
+    let lines = binlog_lines(&p.b_dir);
+    assert!(
+        lines.contains(&format!("1589774253 c {large}")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.ends_with(&format!(" d {small}"))),
+        "{lines:#?}"
+    );
+    p.sd.trigger();
+    h.await.unwrap();
+}
+
 #[test]
 fn apply_tolerates_reordering_and_resends() {
     let d = tempfile::tempdir().unwrap();

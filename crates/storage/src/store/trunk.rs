@@ -1,0 +1,265 @@
+//! Files that upstream FastDFS packed into trunk files (`use_trunk_file`,
+//! PROTOCOL.md §5.5). A deployment that moves to us keeps them: they are
+//! read, replicated, recovered and deleted in their slots. New uploads are
+//! always whole files (we run no trunk server), so slots are never
+//! allocated here, only filled with what a peer or a recovery sends.
+//!
+//! Blocking file I/O: call from a blocking context.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+use fdfs_proto::file_id::TrunkSlot;
+use fdfs_proto::trunk::{self, SlotHeader, HEADER_LEN};
+use fdfs_proto::LogicName;
+
+use super::{Result, Store, StoreError};
+
+/// The content of a file in its slot.
+pub struct SlotFile {
+    pub file: File,
+    /// Where the content starts in the trunk file.
+    pub start: u64,
+    pub size: u64,
+}
+
+impl Store {
+    /// The trunk file that holds `name`'s slot.
+    fn trunk_path(&self, name: &LogicName, slot: &TrunkSlot) -> Result<PathBuf> {
+        Ok(self.resolve(name)?.with_file_name(trunk::file_name(slot)))
+    }
+
+    /// Opens the slot of `name`. Not found when the trunk file is missing or
+    /// the slot holds no such file (freed, reused, or never written).
+    pub fn open_slot(&self, name: &LogicName, slot: &TrunkSlot) -> Result<SlotFile> {
+        let path = self.trunk_path(name, slot)?;
+        let file = File::open(&path).map_err(|e| StoreError::io(format!("opening {name}"), e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| StoreError::io(format!("stat {name}"), e))?
+            .len();
+        let Some(header) = read_header(&file, slot, len, name)? else {
+            return Err(StoreError::NotFound(format!(
+                "{name}: not in its trunk slot"
+            )));
+        };
+        let size = u64::from(header.file_size);
+        let start = trunk::content_offset(slot);
+        if !header.holds(name) || !trunk::fits(slot, size) || start + size > len {
+            return Err(StoreError::NotFound(format!(
+                "{name}: not in its trunk slot"
+            )));
+        }
+        Ok(SlotFile { file, start, size })
+    }
+
+    /// True when the slot of `name` holds it.
+    pub fn slot_holds(&self, name: &LogicName, slot: &TrunkSlot) -> Result<bool> {
+        match self.open_slot(name, slot) {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Fills the slot of `name` with the `size` bytes of `src` (read from
+    /// offset 0), the header last: until then the slot reads as empty.
+    /// `Ok(false)`: the slot already held this file with these bytes.
+    pub fn write_slot(
+        &self,
+        name: &LogicName,
+        slot: &TrunkSlot,
+        src: &File,
+        size: u64,
+    ) -> Result<bool> {
+        let header = SlotHeader::for_name(name)
+            .ok_or_else(|| StoreError::Invalid(format!("{name} is not a trunk name")))?;
+        if Some(size) != name.info.file_size() || !trunk::fits(slot, size) {
+            return Err(StoreError::Invalid(format!(
+                "{name}: {size} bytes do not fit its trunk slot of {} bytes",
+                slot.alloc_size
+            )));
+        }
+        if let Ok(there) = self.open_slot(name, slot) {
+            if same_bytes(&there.file, there.start, src, size)
+                .map_err(|e| StoreError::io(format!("comparing {name}"), e))?
+            {
+                return Ok(false);
+            }
+        }
+        let path = self.trunk_path(name, slot)?;
+        let created = !path.exists();
+        let trunk = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| StoreError::io(format!("opening the trunk file of {name}"), e))?;
+        let write = |what: &str, r: std::io::Result<()>| {
+            r.map_err(|e| StoreError::io(format!("{what} {name} in its trunk file"), e))
+        };
+        write(
+            "writing",
+            copy_range(src, size, &trunk, trunk::content_offset(slot)),
+        )?;
+        let durable = self.config().durable;
+        if durable {
+            write("fsync of", trunk.sync_data())?;
+        }
+        write(
+            "writing the header of",
+            trunk.write_all_at(&header.encode(), u64::from(slot.offset)),
+        )?;
+        if durable {
+            write("fsync of", trunk.sync_data())?;
+            if created {
+                self.sync_dir(&path)
+                    .map_err(|e| StoreError::io("fsync of the directory", e))?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Frees the slot of `name` (its header zeroed). `Ok(false)`: the slot
+    /// did not hold it.
+    pub fn free_slot(&self, name: &LogicName, slot: &TrunkSlot) -> Result<bool> {
+        let path = self.trunk_path(name, slot)?;
+        let trunk = match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => {
+                return Err(StoreError::io(
+                    format!("opening the trunk file of {name}"),
+                    e,
+                ))
+            }
+        };
+        let len = trunk
+            .metadata()
+            .map_err(|e| StoreError::io(format!("stat {name}"), e))?
+            .len();
+        match read_header(&trunk, slot, len, name)? {
+            Some(h) if h.holds(name) && trunk::fits(slot, u64::from(h.file_size)) => {}
+            _ => return Ok(false),
+        }
+        trunk
+            .write_all_at(&[0u8; HEADER_LEN], u64::from(slot.offset))
+            .map_err(|e| StoreError::io(format!("freeing {name} in its trunk file"), e))?;
+        if self.config().durable {
+            trunk
+                .sync_data()
+                .map_err(|e| StoreError::io(format!("fsync of the trunk file of {name}"), e))?;
+        }
+        Ok(true)
+    }
+}
+
+/// The header of `slot`, `None` when the trunk file ends before it.
+fn read_header(
+    file: &File,
+    slot: &TrunkSlot,
+    len: u64,
+    name: &LogicName,
+) -> Result<Option<SlotHeader>> {
+    if u64::from(slot.offset) + HEADER_LEN as u64 > len {
+        return Ok(None);
+    }
+    let mut h = [0u8; HEADER_LEN];
+    file.read_exact_at(&mut h, u64::from(slot.offset))
+        .map_err(|e| StoreError::io(format!("reading the trunk header of {name}"), e))?;
+    Ok(Some(SlotHeader::decode(&h)))
+}
+
+/// Copies `size` bytes of `src` (from 0) to `dst` at `at`.
+fn copy_range(src: &File, size: u64, dst: &File, at: u64) -> std::io::Result<()> {
+    let mut buf = vec![0u8; size.clamp(1, 256 * 1024) as usize];
+    let mut done = 0;
+    while done < size {
+        let n = buf.len().min((size - done) as usize);
+        src.read_exact_at(&mut buf[..n], done)?;
+        dst.write_all_at(&buf[..n], at + done)?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// True when `size` bytes of `a` from `a_at` equal those of `b` from 0.
+fn same_bytes(a: &File, a_at: u64, b: &File, size: u64) -> std::io::Result<bool> {
+    let step = size.clamp(1, 64 * 1024) as usize;
+    let (mut x, mut y) = (vec![0u8; step], vec![0u8; step]);
+    let mut done = 0;
+    while done < size {
+        let n = step.min((size - done) as usize);
+        a.read_exact_at(&mut x[..n], a_at + done)?;
+        b.read_exact_at(&mut y[..n], done)?;
+        if x[..n] != y[..n] {
+            return Ok(false);
+        }
+        done += n as u64;
+    }
+    Ok(true)
+}
+
+/// Test support: trunk files as upstream FastDFS leaves them.
+#[cfg(test)]
+pub(crate) mod planted {
+    use super::*;
+    use fdfs_proto::binlog::{BinlogOp, BinlogRecord};
+    use fdfs_proto::file_id::{ext_part, NameInfo};
+
+    /// Writes `content` into a slot of trunk `trunk_id` in `00/00` of store
+    /// path 0 (header then content, directly, not through the code under
+    /// test) and records its create in the binlog, as an upload of upstream
+    /// would have; returns the file's name.
+    pub(crate) fn plant(
+        store: &Store,
+        trunk_id: u32,
+        offset: u32,
+        alloc_size: u32,
+        content: &[u8],
+    ) -> LogicName {
+        let info = NameInfo {
+            source: store.source(),
+            timestamp: 1_589_774_253,
+            // bit 63: the random form; bit 59: a trunk file.
+            size_field: (1 << 63) | (1 << 59) | (0x0f2f87 << 32) | content.len() as u64,
+            crc32: crc32fast::hash(content),
+        };
+        let slot = TrunkSlot {
+            trunk_id,
+            offset,
+            alloc_size,
+        };
+        let name = LogicName::build(0, 0, 0, info, Some(slot), &ext_part("jpg", offset).unwrap());
+        let path = store.data_dir(0).join(format!("00/00/{trunk_id:06}"));
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap();
+        // Upstream makes whole trunk files up front.
+        let end = u64::from(offset) + u64::from(alloc_size);
+        if f.metadata().unwrap().len() < end {
+            f.set_len(end).unwrap();
+        }
+        let mut h = vec![b'F'];
+        for v in [alloc_size, content.len() as u32, info.crc32, info.timestamp] {
+            h.extend_from_slice(&v.to_be_bytes());
+        }
+        h.extend_from_slice(&name.name.as_bytes()[name.name.len() - 7..]);
+        f.write_all_at(&h, u64::from(offset)).unwrap();
+        f.write_all_at(content, u64::from(offset) + 24).unwrap();
+        store
+            .binlog()
+            .append(&BinlogRecord {
+                timestamp: info.timestamp,
+                is_source: true,
+                filename: name.to_string(),
+                op: BinlogOp::Create,
+            })
+            .unwrap();
+        name
+    }
+}
