@@ -828,3 +828,210 @@ fn write_quorum_acknowledges_only_files_the_peer_holds() {
     assert_eq!(download(&b, &n), Ok(b"after".to_vec()));
     assert_eq!(download(&b, &failed), Err(errno::ENOENT));
 }
+
+/// Asserts a download gave `want`, without printing kilobytes of bytes.
+fn same_bytes(what: &str, got: Result<Vec<u8>, u8>, want: &[u8]) {
+    match got {
+        Ok(g) => assert!(
+            g == want,
+            "{what}: {} bytes, not the {} expected (first difference at {:?})",
+            g.len(),
+            want.len(),
+            g.iter().zip(want).position(|(x, y)| x != y)
+        ),
+        Err(st) => panic!("{what}: status {st}"),
+    }
+}
+
+/// Writes `files` into slots of trunk file `000001` in `data/00/00/` of
+/// `store` (a store path of a FastDFS that packed small files,
+/// `use_trunk_file = true`) and appends their creates to the binlog in
+/// `base`, as upstream's uploads would have. Header bytes per PROTOCOL.md
+/// §5.5, written here by hand. Returns the names, in order.
+fn plant_trunk_files(
+    store: &std::path::Path,
+    base: &std::path::Path,
+    store_path: u8,
+    source: Ipv4Addr,
+    files: &[(u32, u32, Vec<u8>)],
+) -> Vec<LogicName> {
+    use fdfs_proto::file_id::{ext_part, NameInfo, SourceServer, TrunkSlot};
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    let dir = store.join("data/00/00");
+    let trunk = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join("000001"))
+        .unwrap();
+    // Upstream makes whole trunk files up front (64 MiB by default).
+    trunk.set_len(1 << 22).unwrap();
+    let mut binlog = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(base.join("data/sync/binlog.000"))
+        .unwrap();
+    let ts = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3600) as u32;
+    let mut names = Vec::new();
+    for (i, (offset, alloc, data)) in files.iter().enumerate() {
+        let info = NameInfo {
+            source: SourceServer::Ip(source),
+            timestamp: ts,
+            // bit 63: the random form; bit 59: a trunk file.
+            size_field: (1 << 63) | (1 << 59) | ((0x1234 + i as u64) << 32) | data.len() as u64,
+            crc32: crc32fast::hash(data),
+        };
+        let slot = TrunkSlot {
+            trunk_id: 1,
+            offset: *offset,
+            alloc_size: *alloc,
+        };
+        let ext = ext_part("jpg", i as u32).unwrap();
+        let name = LogicName::build(store_path, 0, 0, info, Some(slot), &ext);
+        let mut h = vec![b'F'];
+        for v in [*alloc, data.len() as u32, info.crc32, ts] {
+            h.extend_from_slice(&v.to_be_bytes());
+        }
+        h.extend_from_slice(ext.as_bytes());
+        trunk.write_all_at(&h, u64::from(*offset)).unwrap();
+        trunk.write_all_at(data, u64::from(*offset) + 24).unwrap();
+        writeln!(binlog, "{ts} C {name}").unwrap();
+        names.push(name);
+    }
+    names
+}
+
+/// A FastDFS group that packed small files into trunk files moves to us:
+/// those files are served from their slots (whole, in ranges, with file
+/// info and metadata), a new server gets them into the same slots, a
+/// replaced disk is filled again slot by slot, and a delete frees the slot
+/// on every server.
+#[test]
+fn files_in_upstream_trunk_files_are_served_replicated_recovered_and_deleted() {
+    let c = Cluster::new("repl-trunk");
+    let disk1 = |host: u8| c.dir.join(format!("disk1-{host}"));
+    let conf = |host: u8| {
+        vec![
+            "store_path_count = 2".to_owned(),
+            format!("store_path1 = {}", disk1(host).display()),
+            "durable_sync = fsync".to_owned(),
+        ]
+    };
+    let start = |host: u8| {
+        let extra = conf(host);
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        c.storage(host, &extra)
+    };
+    // A's folders as FastDFS left them: made once, then the trunk file and
+    // its binlog records are put in while A is down.
+    let mut a = start(11);
+    c.wait_status(&a, status::ACTIVE, 20);
+    a.stop();
+    let big: Vec<u8> = (0..200_000).map(|k| (k % 253) as u8).collect();
+    let files = [
+        (0, 256, b"a small image, packed".to_vec()),
+        (256, 512, content(1)[..300].to_vec()),
+        // Big enough for sendfile.
+        (1 << 20, 262_144, big.clone()),
+    ];
+    let names = plant_trunk_files(&disk1(11), &a.base, 1, c.ip(11), &files);
+    let mut a = start(11);
+    c.wait_status(&a, status::ACTIVE, 20);
+    for (n, (_, _, data)) in names.iter().zip(&files) {
+        same_bytes(&format!("{n} on A"), download(&a, n), data);
+    }
+    // A range of the big one, from inside its slot.
+    let mut body = Vec::new();
+    DownloadReq {
+        offset: 70_000,
+        length: 50_000,
+        group: GroupName::new("group1").unwrap(),
+        filename: names[2].clone(),
+    }
+    .encode(&mut body);
+    let (st, got) = call(&a, sc::DOWNLOAD_FILE, &body);
+    assert_eq!(st, 0);
+    same_bytes("a range of the big one", Ok(got), &big[70_000..120_000]);
+    // FILE_INFO: size and CRC32 (sign-extended, as upstream) of the
+    // slot's file.
+    let mut body = group16();
+    body.extend_from_slice(names[0].to_string().as_bytes());
+    let (st, info) = call(&a, sc::QUERY_FILE_INFO, &body);
+    assert_eq!(st, 0);
+    assert_eq!(info[..8], (files[0].2.len() as u64).to_be_bytes());
+    let crc = crc32fast::hash(&files[0].2) as i32;
+    assert_eq!(info[16..24], i64::from(crc).to_be_bytes());
+    // Metadata, set now on a trunk file.
+    let mut body = Vec::new();
+    SetMetadataReq {
+        op: MetaOp::Overwrite,
+        group: GroupName::new("group1").unwrap(),
+        filename: names[1].clone(),
+        meta: metadata::encode(&[MetaPair {
+            name: b"width".to_vec(),
+            value: b"640".to_vec(),
+        }]),
+    }
+    .encode(&mut body);
+    assert_eq!(call(&a, sc::SET_METADATA, &body).0, 0);
+    // The tracker routes a trunk file ID like any other.
+    let mut body = group16();
+    body.extend_from_slice(names[0].to_string().as_bytes());
+    let (st, _) = Wire::connect(c.tracker.addr)
+        .and_then(|mut w| w.call(tc::QUERY_FETCH_ONE, &body))
+        .unwrap();
+    assert_eq!(st, 0);
+
+    // A new server catches up: the files land in the same slots.
+    let mut b = start(12);
+    c.wait_status(&b, status::ACTIVE, 30);
+    for (n, (_, _, data)) in names.iter().zip(&files) {
+        wait_content(&b, n, Some(data), 15);
+    }
+    wait(
+        "the metadata on B",
+        10,
+        || get_metadata(&b, &names[1]).is_ok(),
+        || log_of(&b),
+    );
+    let trunk_b = std::fs::read(disk1(12).join("data/00/00/000001")).unwrap();
+    assert!(trunk_b[24..24 + files[0].2.len()] == files[0].2[..]);
+    assert!(trunk_b[(1 << 20) + 24..(1 << 20) + 24 + big.len()] == big[..]);
+
+    // B's disk 1 is replaced: the recovery refills the slots before B
+    // serves again.
+    b.stop();
+    c.wait_status(&b, status::OFFLINE, 10);
+    std::fs::remove_dir_all(disk1(12)).unwrap();
+    std::fs::create_dir_all(disk1(12)).unwrap();
+    let mut b = start(12);
+    c.wait_status(&b, status::ACTIVE, 30);
+    for (n, (_, _, data)) in names.iter().zip(&files) {
+        same_bytes(&format!("{n} on B"), download(&b, n), data);
+    }
+    assert!(get_metadata(&b, &names[1]).is_ok());
+    let whole = std::fs::read_to_string(b.log_file()).unwrap();
+    let log = &whole[whole.rfind("INFO started").unwrap()..];
+    assert!(log.contains("restored=4"), "{log}");
+
+    // A delete frees the slot on both servers; the neighbours stay.
+    let mut body = group16();
+    body.extend_from_slice(names[0].to_string().as_bytes());
+    assert_eq!(call(&a, sc::DELETE_FILE, &body).0, 0);
+    wait_content(&b, &names[0], None, 15);
+    assert_eq!(download(&a, &names[0]), Err(errno::ENOENT));
+    for s in [&a, &b] {
+        same_bytes("the big one", download(s, &names[2]), &big);
+    }
+    for host in [11, 12] {
+        let t = std::fs::read(disk1(host).join("data/00/00/000001")).unwrap();
+        assert_eq!(t[..24], [0u8; 24], "host {host}");
+    }
+    b.stop();
+    a.stop();
+}
