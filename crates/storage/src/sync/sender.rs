@@ -581,7 +581,11 @@ impl Worker {
             m.sync_row_count += 1;
         }
         let (index, offset) = (m.binlog_index, m.binlog_offset);
-        self.svc.acks.update(&self.peer_id, (index, offset));
+        if skipped {
+            self.svc.acks.skipped(&self.peer_id, (index, offset));
+        } else {
+            self.svc.acks.update(&self.peer_id, (index, offset));
+        }
         self.svc.status.update(&self.peer_id, |s| {
             s.binlog_index = index;
             s.binlog_offset = offset;

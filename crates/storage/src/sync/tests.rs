@@ -888,6 +888,63 @@ async fn shutdown_is_prompt_even_if_the_peer_stalls() {
     assert_eq!(m.binlog_offset, 0);
 }
 
+/// A peer that refuses one file (a full disk, say) until the worker skips
+/// it: the write quorum must not count that peer for that file, only for
+/// the next one, which it took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_peer_refused_is_not_counted_for_the_write_quorum() {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let b_addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            std::thread::spawn(move || loop {
+                let mut h = [0u8; 10];
+                if c.read_exact(&mut h).is_err() {
+                    return;
+                }
+                let len = u64::from_be_bytes(h[..8].try_into().unwrap()) as usize;
+                let mut b = vec![0u8; len];
+                if c.read_exact(&mut b).is_err() {
+                    return;
+                }
+                let refuse = h[8] == cmd::storage::SYNC_CREATE_FILE && b.ends_with(b"REFUSE");
+                let st = if refuse { errno::ENOSPC } else { 0 };
+                if c.write_all(&[0, 0, 0, 0, 0, 0, 0, 0, cmd::RESP, st])
+                    .is_err()
+                {
+                    return;
+                }
+            });
+        }
+    });
+    let p = pair_with_peer_at(b_addr);
+    upload(&p.a, b"REFUSE", "bin", UploadKind::Normal);
+    upload(&p.a, b"taken", "bin", UploadKind::Normal);
+    let lines = fs::read_to_string(p.a_dir.join("data/sync/binlog.000")).unwrap();
+    let first_end = (0, lines.find('\n').unwrap() as u64 + 1);
+    let second_end = (0, lines.len() as u64);
+    Mark::default().save(&mark_file(&p)).unwrap();
+    let (_tx, wake) = tokio::sync::watch::channel(0u64);
+    let svc = service(&p, wake);
+    let h = svc.clone().spawn(p.sd.clone());
+    wait_for("the refused record to be skipped", 10, || {
+        svc.status
+            .get("b")
+            .is_some_and(|s| s.records_skipped == 1 && s.records_sent == 1)
+    })
+    .await;
+    assert_eq!(
+        svc.acks.count_past(first_end),
+        0,
+        "b never took the first file"
+    );
+    assert_eq!(svc.acks.count_past(second_end), 1);
+    p.sd.trigger();
+    h.await.unwrap();
+}
+
 /// A peer that answers nothing until it holds three whole requests: a
 /// sender waiting for each reply before the next request would stall
 /// until network_timeout and never get a file through.
