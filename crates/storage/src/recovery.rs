@@ -9,7 +9,8 @@
 //!   next start. A new server's paths are new too; its binlog is empty, so
 //!   there is nothing to fetch.
 //! - Which files: those our own binlog (in `base_path`, on another disk)
-//!   says are on that path, net of deletes and renames.
+//!   says are on that path, net of deletes and renames ([`LiveNames`]: in
+//!   parts on disk, so memory stays bounded however many files).
 //! - From where: any ACTIVE server of the group (the trackers' list), with
 //!   the client commands DOWNLOAD_FILE and GET_METADATA, by
 //!   `disk_recovery_threads` workers on kept-alive connections. A file no
@@ -83,9 +84,14 @@ impl Progress {
         self.lock().insert(idx, (missing as u64, 0));
     }
 
-    fn advance(&self, idx: usize) {
-        if let Some(p) = self.lock().get_mut(&idx) {
-            p.1 += 1;
+    /// One more file dealt with: (missing, done) after it.
+    fn advance(&self, idx: usize) -> (u64, u64) {
+        match self.lock().get_mut(&idx) {
+            Some(p) => {
+                p.1 += 1;
+                *p
+            }
+            None => (0, 0),
         }
     }
 
@@ -115,24 +121,30 @@ pub async fn recover_marked_paths(store: &Arc<Store>, conf: &RecoveryConf, shutd
         if !mark.exists() {
             continue;
         }
-        let names = match live_files(store.binlog().dir(), idx) {
+        let work = store
+            .binlog()
+            .dir()
+            .with_file_name(format!(".recovery.{idx:02X}"));
+        let names = match LiveNames::split(store.binlog().dir(), idx, &work, 0) {
             Ok(n) => n,
             Err(e) => {
                 error!(
                     store_path = idx,
-                    "disk recovery: reading the binlog: {e}; the path is not recovered"
+                    "disk recovery: reading the binlog into {}: {e}; the path is not recovered",
+                    work.display()
                 );
                 continue;
             }
         };
-        if names.is_empty() {
+        if names.total == 0 {
             // A new disk of a new server (or one with nothing on it).
+            names.remove();
             let _ = fs::remove_file(&mark);
             continue;
         }
         warn!(
             store_path = idx,
-            files = names.len(),
+            files = names.total,
             "disk recovery: store path {idx} is new but the binlog lists files on it; fetching the missing ones from the group before serving"
         );
         let mut backoff = Duration::from_secs(1);
@@ -153,15 +165,17 @@ pub async fn recover_marked_paths(store: &Arc<Store>, conf: &RecoveryConf, shutd
                         gone = r.gone,
                         "disk recovery done"
                     );
+                    names.remove();
                     break;
                 }
                 Ok(None) => return,
                 Err(Attempt::NoPeer) => {
                     error!(
                         store_path = idx,
-                        files = names.len(),
+                        files = names.total,
                         "disk recovery: no other server in the group holds these files; they are lost on this server (the mark stays: the next start tries again)"
                     );
+                    names.remove();
                     break;
                 }
                 Err(Attempt::Retry(why)) => {
@@ -185,37 +199,135 @@ enum Attempt {
     Retry(String),
 }
 
-/// The files (and `-m` sidecars) our binlog says store path `idx` holds.
-pub fn live_files(binlog_dir: &Path, idx: usize) -> std::io::Result<BTreeSet<String>> {
-    let prefix = format!("M{idx:02X}/");
-    let mut live = BTreeSet::new();
-    let mut r = BinlogReader::new(binlog_dir, 0, 0);
-    while let Some(item) = r.next_item()? {
-        let Ok(rec) = item.record else {
-            continue;
+/// Binlog bytes per part of [`LiveNames`]: about 200,000 names, a few tens
+/// of MiB in memory at a time.
+const PART_BINLOG_BYTES: u64 = 16 << 20;
+/// At most this many parts, each an open file while the binlog is split
+/// (binlogs beyond 4 GiB make bigger parts).
+const MAX_PARTS: usize = 256;
+
+/// The files (and `-m` sidecars) our binlog says store path `idx` holds, net
+/// of deletes and renames. A path may hold tens of millions of files, so
+/// the names are split by a hash into parts written to a work folder, and
+/// only one part is in memory at a time: a name's fate depends only on its
+/// own records, which all land in its part, in binlog order.
+pub struct LiveNames {
+    dir: PathBuf,
+    parts: usize,
+    /// Live names over all parts.
+    pub total: u64,
+}
+
+impl LiveNames {
+    /// Reads the binlog in `binlog_dir` into `parts` parts in `dir` (made
+    /// afresh; `parts = 0`: one per [`PART_BINLOG_BYTES`] of binlog).
+    pub fn split(
+        binlog_dir: &Path,
+        idx: usize,
+        dir: &Path,
+        parts: usize,
+    ) -> std::io::Result<LiveNames> {
+        use std::io::BufWriter;
+        match fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        fs::create_dir_all(dir)?;
+        let parts = if parts > 0 {
+            parts
+        } else {
+            let mut bytes = 0;
+            for e in fs::read_dir(binlog_dir)? {
+                let e = e?;
+                if e.file_name().to_string_lossy().starts_with("binlog.") {
+                    bytes += e.metadata()?.len();
+                }
+            }
+            (bytes.div_ceil(PART_BINLOG_BYTES) as usize).clamp(1, MAX_PARTS)
         };
-        if !rec.filename.starts_with(&prefix) {
-            continue;
+        let mut out: Vec<Option<BufWriter<fs::File>>> = (0..parts).map(|_| None).collect();
+        let mut put = |sign: char, name: &str| -> std::io::Result<()> {
+            let k = part_of(name, parts);
+            let w = match &mut out[k] {
+                Some(w) => w,
+                slot => slot.insert(BufWriter::new(fs::File::create(dir.join(k.to_string()))?)),
+            };
+            writeln!(w, "{sign}{name}")
+        };
+        let prefix = format!("M{idx:02X}/");
+        let mut r = BinlogReader::new(binlog_dir, 0, 0);
+        while let Some(item) = r.next_item()? {
+            let Ok(rec) = item.record else {
+                continue;
+            };
+            if !rec.filename.starts_with(&prefix) {
+                continue;
+            }
+            match rec.op {
+                BinlogOp::Delete => put('-', &rec.filename)?,
+                BinlogOp::Rename { old } => {
+                    put('-', &old)?;
+                    put('+', &rec.filename)?;
+                }
+                BinlogOp::Create
+                | BinlogOp::Update
+                | BinlogOp::Append { .. }
+                | BinlogOp::Modify { .. }
+                | BinlogOp::Truncate { .. }
+                | BinlogOp::Link { .. } => put('+', &rec.filename)?,
+            }
         }
-        match rec.op {
-            BinlogOp::Delete => {
-                live.remove(&rec.filename);
-            }
-            BinlogOp::Rename { old } => {
-                live.remove(&old);
-                live.insert(rec.filename);
-            }
-            BinlogOp::Create
-            | BinlogOp::Update
-            | BinlogOp::Append { .. }
-            | BinlogOp::Modify { .. }
-            | BinlogOp::Truncate { .. }
-            | BinlogOp::Link { .. } => {
-                live.insert(rec.filename);
-            }
+        for w in out.into_iter().flatten() {
+            w.into_inner().map_err(|e| e.into_error())?;
         }
+        let mut live = LiveNames {
+            dir: dir.to_owned(),
+            parts,
+            total: 0,
+        };
+        for k in 0..parts {
+            live.total += live.part(k)?.len() as u64;
+        }
+        Ok(live)
     }
-    Ok(live)
+
+    pub fn parts(&self) -> usize {
+        self.parts
+    }
+
+    /// The live names of part `k`, sorted.
+    pub fn part(&self, k: usize) -> std::io::Result<BTreeSet<String>> {
+        use std::io::BufRead;
+        let mut live = BTreeSet::new();
+        let f = match fs::File::open(self.dir.join(k.to_string())) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(live),
+            Err(e) => return Err(e),
+        };
+        for line in std::io::BufReader::new(f).lines() {
+            let line = line?;
+            match line.split_at_checked(1) {
+                Some(("+", name)) => {
+                    live.insert(name.to_owned());
+                }
+                Some(("-", name)) => {
+                    live.remove(name);
+                }
+                _ => {}
+            }
+        }
+        Ok(live)
+    }
+
+    /// Removes the work folder.
+    pub fn remove(self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The part a name goes to.
+fn part_of(name: &str, parts: usize) -> usize {
+    crc32fast::hash(name.as_bytes()) as usize % parts
 }
 
 /// One attempt over `names`; `Ok(None)` on shutdown.
@@ -223,15 +335,51 @@ async fn recover_path(
     store: &Arc<Store>,
     conf: &RecoveryConf,
     idx: usize,
-    names: &BTreeSet<String>,
+    names: &LiveNames,
     shutdown: &Shutdown,
 ) -> Result<Option<Recovered>, Attempt> {
     // What is missing is known without the network: a path that only
     // lacked its mark (a store path of a FastDFS we replaced, say) needs no
-    // peer, and so never waits for one.
+    // peer, and so never waits for one. Counted over every part first, for
+    // the progress; each part's list is made again when its turn comes.
+    let mut missing_total = 0;
+    for k in 0..names.parts() {
+        missing_total += missing_in(store, names, k)?.1.len();
+    }
+    let mut done = Recovered::default();
+    if missing_total == 0 {
+        done.present = names.total;
+        return Ok(Some(done));
+    }
+    conf.progress.start(idx, missing_total);
+    let peers = Arc::new(peers(store, conf).await?);
+    for k in 0..names.parts() {
+        let (present, missing) = missing_in(store, names, k)?;
+        done.present += present;
+        if missing.is_empty() {
+            continue;
+        }
+        let Some(r) = fetch_missing(store, conf, idx, &peers, missing, shutdown).await? else {
+            return Ok(None);
+        };
+        done.restored += r.restored;
+        done.gone += r.gone;
+    }
+    Ok(Some(done))
+}
+
+/// Part `k` of `names`: how many are here, and the missing ones.
+fn missing_in(
+    store: &Store,
+    names: &LiveNames,
+    k: usize,
+) -> Result<(u64, Vec<(LogicName, PathBuf)>), Attempt> {
+    let part = names
+        .part(k)
+        .map_err(|e| Attempt::Retry(format!("reading part {k} of the file list: {e}")))?;
     let mut present = 0;
     let mut missing = Vec::new();
-    for name in names {
+    for name in &part {
         let (logic, path) = path_of(store, name).map_err(Attempt::Retry)?;
         let here = store
             .holds(&logic)
@@ -242,14 +390,18 @@ async fn recover_path(
             missing.push((logic, path));
         }
     }
-    if missing.is_empty() {
-        return Ok(Some(Recovered {
-            present,
-            ..Recovered::default()
-        }));
-    }
-    conf.progress.start(idx, missing.len());
-    let peers = Arc::new(peers(store, conf).await?);
+    Ok((present, missing))
+}
+
+/// Fetches `missing` from `peers`; `Ok(None)` on shutdown.
+async fn fetch_missing(
+    store: &Arc<Store>,
+    conf: &RecoveryConf,
+    idx: usize,
+    peers: &Arc<Vec<SocketAddr>>,
+    missing: Vec<(LogicName, PathBuf)>,
+    shutdown: &Shutdown,
+) -> Result<Option<Recovered>, Attempt> {
     // `disk_recovery_threads` workers take the missing files in turn, each
     // with its own kept-alive connection per peer.
     let job = Arc::new(Job {
@@ -289,7 +441,7 @@ async fn recover_path(
     }
     Ok(Some(Recovered {
         restored: job.restored.load(Ordering::Relaxed),
-        present,
+        present: 0,
         gone: job.gone.load(Ordering::Relaxed),
     }))
 }
@@ -338,15 +490,15 @@ impl Job {
                     Err(e) => had_error = Some(format!("{name} from {peer}: {e}")),
                 }
             }
-            if fetched {
+            let (missing, done) = if fetched {
                 self.restored.fetch_add(1, Ordering::Relaxed);
-                conf.progress.advance(idx);
                 if let Some(d) = path.parent() {
                     self.dirs
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(d.to_owned());
                 }
+                conf.progress.advance(idx)
             } else if let Some(e) = had_error {
                 self.failed
                     .lock()
@@ -355,16 +507,10 @@ impl Job {
                 break;
             } else {
                 self.gone.fetch_add(1, Ordering::Relaxed);
-                conf.progress.advance(idx);
-            }
-            if (n + 1) % 1000 == 0 {
-                info!(
-                    store_path = idx,
-                    done = n + 1,
-                    missing = self.missing.len(),
-                    restored = self.restored.load(Ordering::Relaxed),
-                    "disk recovery progress"
-                );
+                conf.progress.advance(idx)
+            };
+            if done > 0 && done % 1000 == 0 {
+                info!(store_path = idx, done, missing, "disk recovery progress");
             }
         }
         fetcher.close().await;
@@ -627,7 +773,7 @@ mod tests {
     }
 
     #[test]
-    fn live_files_follow_the_binlog() {
+    fn live_names_follow_the_binlog_in_any_number_of_parts() {
         let dir = tempfile::tempdir().unwrap();
         let rec = |name: &str, op: BinlogOp| BinlogRecord {
             timestamp: 1_800_000_000,
@@ -667,17 +813,34 @@ mod tests {
         ];
         let text: String = lines.iter().map(|r| r.encode()).collect();
         fs::write(dir.path().join("binlog.000"), text + "garbage line\n").unwrap();
-        let live = live_files(dir.path(), 1).unwrap();
-        let mut want = vec![a, a_meta, renamed, slave];
-        want.sort();
-        assert_eq!(live.into_iter().collect::<Vec<_>>(), want);
+        let work = dir.path().join("work");
+        // All in one part, or spread over several: the same names.
+        for parts in [1, 2, 7, 0] {
+            let live = LiveNames::split(dir.path(), 1, &work, parts).unwrap();
+            let mut got = Vec::new();
+            for k in 0..live.parts() {
+                let part = live.part(k).unwrap();
+                assert!(part.iter().all(|n| part_of(n, live.parts()) == k));
+                got.extend(part);
+            }
+            got.sort();
+            let mut want = vec![a.clone(), a_meta.clone(), renamed.clone(), slave.clone()];
+            want.sort();
+            assert_eq!(got, want, "{parts} parts");
+            assert_eq!(live.total, 4);
+        }
+        // A split starts afresh, whatever a crashed attempt left.
+        fs::write(work.join("5"), format!("+{}\n", name(0, 9, false))).unwrap();
+        let live = LiveNames::split(dir.path(), 0, &work, 1).unwrap();
         assert_eq!(
-            live_files(dir.path(), 0)
-                .unwrap()
-                .into_iter()
-                .collect::<Vec<_>>(),
+            live.part(0).unwrap().into_iter().collect::<Vec<_>>(),
             [other]
         );
-        assert!(live_files(dir.path(), 2).unwrap().is_empty());
+        assert_eq!(live.total, 1);
+        assert!(!work.join("5").exists());
+        live.remove();
+        assert!(!work.exists());
+        let none = LiveNames::split(dir.path(), 2, &work, 0).unwrap();
+        assert_eq!((none.parts(), none.total), (1, 0));
     }
 }
