@@ -49,14 +49,11 @@ const DAEMON_ACCEPTED: &[&str] = &[
     "use_io_uring",
     "use_send_zc",
     "sync_log_buff_interval",
-    "log_file_rotate_everyday",
-    "log_file_rotate_time",
     "log_file_compress_old",
     "log_file_compress_days_before",
-    "log_file_rotate_on_size",
-    "log_file_keep_days",
     "log_file_delete_old_time",
-    // Pre-6.x names still found in old files.
+    // Pre-6.x names still found in old files (the first three are read
+    // when the current names are absent).
     "rotate_error_log",
     "error_log_rotate_time",
     "rotate_error_log_size",
@@ -176,6 +173,7 @@ fn daemon(r: &mut Reader<'_, '_>, default_port: u16) -> Result<DaemonConf, ConfE
         buff_size = 8 * KB;
     }
     let log_level = r.log_level()?;
+    let log_rotation = log_rotation(r)?;
     let allow_hosts = allow_hosts(r)?;
     Ok(DaemonConf {
         disabled,
@@ -188,10 +186,42 @@ fn daemon(r: &mut Reader<'_, '_>, default_port: u16) -> Result<DaemonConf, ConfE
         work_threads,
         buff_size,
         log_level,
+        log_rotation,
         allow_hosts,
         run_by_group: r.string("run_by_group", ""),
         run_by_user: r.string("run_by_user", ""),
         metrics_port: r.int("metrics_port", 0u16, 0, u16::MAX)?,
+    })
+}
+
+/// `log_file_rotate_*` and `log_file_keep_days`, or their pre-6.x names
+/// (`rotate_error_log`, `error_log_rotate_time`, `rotate_error_log_size`)
+/// when a file has only those.
+fn log_rotation(r: &mut Reader<'_, '_>) -> Result<LogRotation, ConfError> {
+    let pick = |r: &mut Reader<'_, '_>, new: &'static str, old: &'static str| {
+        if r.entry(new).is_some() || r.entry(old).is_none() {
+            new
+        } else {
+            old
+        }
+    };
+    let k = pick(r, "log_file_rotate_everyday", "rotate_error_log");
+    let everyday = r.bool(k, true);
+    let k = pick(r, "log_file_rotate_time", "error_log_rotate_time");
+    let time = r.time(k, TimeOfDay { hour: 0, minute: 0 })?;
+    let k = pick(r, "log_file_rotate_on_size", "rotate_error_log_size");
+    let on_size = r.parse(k, 0, |s| {
+        let size = value::parse_bytes(s)?;
+        if size > 64 * 1024 * MB {
+            return Err(format!("{s:?} is over the limit of 64GB"));
+        }
+        Ok(size)
+    })?;
+    Ok(LogRotation {
+        everyday,
+        time,
+        on_size,
+        keep_days: r.int("log_file_keep_days", 15u32, 0, 36500)?,
     })
 }
 

@@ -126,12 +126,26 @@ pub struct DaemonConf {
     /// Largest request body accepted (other than streamed content).
     pub buff_size: u64,
     pub log_level: LogLevel,
+    pub log_rotation: LogRotation,
     pub allow_hosts: crate::AllowHosts,
     pub run_by_group: String,
     pub run_by_user: String,
     /// Ours: port of the `/metrics` (Prometheus) and `/status` (JSON)
     /// endpoint on `bind_addr`; 0 (the default) = none.
     pub metrics_port: u16,
+}
+
+/// When a daemon's log file is rotated (CONFIG.md §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRotation {
+    /// `log_file_rotate_everyday`, at `log_file_rotate_time` (local).
+    pub everyday: bool,
+    pub time: TimeOfDay,
+    /// `log_file_rotate_on_size`: bytes, 0 = never.
+    pub on_size: u64,
+    /// `log_file_keep_days`: rotated files older than this are deleted
+    /// (0 = kept).
+    pub keep_days: u32,
 }
 
 /// tracker.conf (CONFIG.md §3), plus our own keys.

@@ -506,3 +506,62 @@ fn mod_fastdfs_group_rules() {
     ));
     assert_eq!(e, "mod_fastdfs.conf: missing required key tracker_server");
 }
+
+#[test]
+fn log_rotation_keys_and_their_old_names() {
+    let (t, w) = tracker("base_path=/srv/fdfs\n").unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(
+        t.daemon.log_rotation,
+        LogRotation {
+            everyday: true,
+            time: TimeOfDay { hour: 0, minute: 0 },
+            on_size: 0,
+            keep_days: 15,
+        }
+    );
+    let (s, w) = storage(&format!(
+        "{MIN_STORAGE}log_file_rotate_everyday=false\nlog_file_rotate_time=03:30\n\
+         log_file_rotate_on_size=512MB\nlog_file_keep_days=0\n"
+    ))
+    .unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(
+        s.daemon.log_rotation,
+        LogRotation {
+            everyday: false,
+            time: TimeOfDay {
+                hour: 3,
+                minute: 30
+            },
+            on_size: 512 << 20,
+            keep_days: 0,
+        }
+    );
+    // A V5 file has only the old names; the new ones win when both are set.
+    let (t, w) = tracker(
+        "base_path=/srv/fdfs\nrotate_error_log=false\nerror_log_rotate_time=01:00\n\
+         rotate_error_log_size=1GB\n",
+    )
+    .unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let r = t.daemon.log_rotation;
+    assert_eq!(
+        (r.everyday, r.time, r.on_size),
+        (false, TimeOfDay { hour: 1, minute: 0 }, 1 << 30)
+    );
+    let (t, w) =
+        tracker("base_path=/srv/fdfs\nrotate_error_log=false\nlog_file_rotate_everyday=true\n")
+            .unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert!(t.daemon.log_rotation.everyday);
+    let e = err_of(tracker(
+        "base_path=/srv/fdfs\nlog_file_rotate_on_size=65GB\n",
+    ));
+    assert!(
+        e.contains("log_file_rotate_on_size") && e.contains("64GB"),
+        "{e}"
+    );
+    let e = err_of(tracker("base_path=/srv/fdfs\nlog_file_rotate_time=25:00\n"));
+    assert!(e.contains("log_file_rotate_time"), "{e}");
+}

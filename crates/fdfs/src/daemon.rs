@@ -268,6 +268,13 @@ pub fn daemon_opts(name: &str, d: &DaemonConf, foreground: bool) -> DaemonOpts {
         base_path: d.base_path.clone(),
         foreground,
         log_level: level(d.log_level),
+        log_rotation: fdfs_runtime::logfile::Rotation {
+            everyday: d.log_rotation.everyday,
+            at: u32::from(d.log_rotation.time.hour) * 3600
+                + u32::from(d.log_rotation.time.minute) * 60,
+            on_size: d.log_rotation.on_size,
+            keep_days: d.log_rotation.keep_days,
+        },
         disabled: d.disabled,
         work_threads: d.work_threads as usize,
     }

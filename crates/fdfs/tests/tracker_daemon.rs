@@ -103,6 +103,67 @@ fn foreground_pid_file_second_instance_and_stop() {
     assert!(log.contains("started") && log.contains("SIGTERM"), "{log}");
 }
 
+/// The log file rotates on size, and SIGHUP reopens it after an outside
+/// logrotate moved it.
+#[test]
+fn the_log_rotates_on_size_and_reopens_on_sighup() {
+    let dir = TestDir::new("tr-logs");
+    let tr = tracker(
+        &dir,
+        &["log_file_rotate_on_size = 300", "log_level = debug"],
+    );
+    let logs = tr.log_file().parent().unwrap().to_owned();
+    let rotated = || -> Vec<PathBuf> {
+        std::fs::read_dir(&logs)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains("trackerd.log."))
+            .collect()
+    };
+    // Requests log lines: soon more than 300 bytes.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let _ = list_groups(tr.addr);
+            !rotated().is_empty()
+        }),
+        "no rotated log in {}",
+        logs.display()
+    );
+    for p in rotated() {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        // trackerd.log.YYYYMMDD_HHMMSS[.N]
+        let stamp = &name["trackerd.log.".len()..];
+        assert!(stamp.len() >= 15 && stamp.as_bytes()[8] == b'_', "{name}");
+    }
+    // No line lost or written twice: the start line is in exactly one file.
+    let mut all = rotated();
+    all.push(tr.log_file());
+    let starts: usize = all
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .matches(" started")
+                .count()
+        })
+        .sum();
+    assert_eq!(starts, 1);
+    // logrotate moves the file, then sends SIGHUP.
+    std::fs::rename(tr.log_file(), logs.join("moved.log")).unwrap();
+    let pid = tr.proc.pid().unwrap() as i32;
+    // SAFETY: a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(
+            tr.log_file()
+        )
+        .is_ok_and(|l| l.contains("log file reopened"))),
+        "no new log file after SIGHUP"
+    );
+    // Still serving, and still running.
+    assert_eq!(list_groups(tr.addr).len(), 0);
+}
+
 /// A tracker.conf of a group that packed small files says what we keep
 /// of it (docs/deploy.md, "Trunk files").
 #[test]

@@ -25,6 +25,7 @@ use thiserror::Error;
 use tracing::{error, info};
 use tracing_subscriber::filter::LevelFilter;
 
+use crate::logfile::LogFile;
 use crate::Shutdown;
 
 /// How long `stop` waits for the process to exit.
@@ -63,6 +64,8 @@ pub struct DaemonOpts {
     /// Stay attached to the terminal (systemd, tests); logs also go to stderr.
     pub foreground: bool,
     pub log_level: LevelFilter,
+    /// When the log file is rotated (`log_file_rotate_*`, `log_file_keep_days`).
+    pub log_rotation: crate::logfile::Rotation,
     /// `disabled = true` in the .conf: refuse to start.
     pub disabled: bool,
     /// `work_threads`: async worker threads, at most one per core.
@@ -273,18 +276,17 @@ where
     let mut lock = PidLock::acquire(&pid_path, &opts.name)?;
     let state = prepare().map_err(|e| DaemonError::Serve(e.into()))?;
     let log_path = opts.log_path();
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(io_err("cannot open log file", &log_path))?;
+    let log = Arc::new(
+        LogFile::open(&log_path, opts.log_rotation)
+            .map_err(io_err("cannot open log file", &log_path))?,
+    );
     let ready = if opts.foreground {
         None
     } else {
         Some(daemonize().map_err(io_err("cannot daemonize", &opts.base_path))?)
     };
     lock.write_pid(std::process::id())?;
-    init_logging(log, opts.foreground, opts.log_level);
+    init_logging(log.clone(), opts.foreground, opts.log_level);
 
     limit_malloc_arenas();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -310,7 +312,7 @@ where
     info!(name = %opts.name, pid = std::process::id(), base_path = %opts.base_path.display(), "started");
     let result = rt.block_on(async {
         let shutdown = Shutdown::new();
-        let watcher = tokio::spawn(watch_signals(signals, shutdown.clone()));
+        let watcher = tokio::spawn(watch_signals(signals, log, shutdown.clone()));
         let r = serve(state, shutdown.clone()).await;
         shutdown.trigger();
         watcher.abort();
@@ -332,10 +334,12 @@ where
     }
 }
 
-/// SIGTERM and SIGINT, registered with the runtime.
+/// SIGTERM and SIGINT (shut down) and SIGHUP (reopen the log file),
+/// registered with the runtime.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -344,17 +348,28 @@ impl Signals {
         Ok(Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 }
 
-async fn watch_signals(mut signals: Signals, shutdown: Shutdown) {
-    tokio::select! {
-        _ = signals.term.recv() => info!("SIGTERM received, shutting down"),
-        _ = signals.int.recv() => info!("SIGINT received, shutting down"),
-        _ = shutdown.wait() => return,
+async fn watch_signals(mut signals: Signals, log: Arc<LogFile>, shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            _ = signals.term.recv() => info!("SIGTERM received, shutting down"),
+            _ = signals.int.recv() => info!("SIGINT received, shutting down"),
+            _ = signals.hup.recv() => {
+                match log.reopen() {
+                    Ok(()) => info!(path = %log.path().display(), "SIGHUP received, log file reopened"),
+                    Err(e) => error!(path = %log.path().display(), "SIGHUP received, cannot reopen the log file: {e}"),
+                }
+                continue;
+            }
+            _ = shutdown.wait() => return,
+        }
+        shutdown.trigger();
+        return;
     }
-    shutdown.trigger();
 }
 
 /// Tells the waiting parent that the child is up (pid file written).
@@ -419,12 +434,12 @@ fn daemonize() -> std::io::Result<Ready> {
     Ok(Ready(wr))
 }
 
-fn init_logging(log: File, foreground: bool, level: LevelFilter) {
+fn init_logging(log: Arc<LogFile>, foreground: bool, level: LevelFilter) {
     use tracing_subscriber::prelude::*;
     let file_layer = tracing_subscriber::fmt::layer()
         .with_ansi(false)
         .with_target(false)
-        .with_writer(Arc::new(log));
+        .with_writer(log);
     let stderr_layer = foreground.then(|| {
         tracing_subscriber::fmt::layer()
             .with_target(false)
@@ -526,6 +541,7 @@ mod tests {
             base_path: dir.to_owned(),
             foreground: true,
             log_level: LevelFilter::INFO,
+            log_rotation: Default::default(),
             disabled: false,
             work_threads: 4,
         }

@@ -41,7 +41,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     } else {
         info.source_ip.clone()
     };
-    let ts = super::format_local_time(info.create_timestamp);
+    let ts = fdfs_runtime::clock::format_local(info.create_timestamp);
     super::emit(&format!(
         "GET FROM SERVER: true\n\nfile type: {kind}\nsource storage id: {source_id}\n\
          source ip address: {source_ip}\nfile create timestamp: {ts}\nfile size: {}\n\

@@ -293,27 +293,6 @@ pub(crate) fn progress_reader(
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS` in the local time zone, as upstream tools print.
-pub(crate) fn format_local_time(ts: i64) -> String {
-    let t = ts as libc::time_t;
-    // SAFETY: an all-zero `tm` is a valid value; localtime_r writes only
-    // into the `tm` we pass and reads only `t`, both live for the call.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
-    if !ok {
-        return ts.to_string();
-    }
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
-}
-
 /// The symbolic name of an errno (FastDFS statuses and common socket and
 /// file errors).
 fn errno_name(code: i32) -> Option<&'static str> {
@@ -427,7 +406,7 @@ mod tests {
 
     #[test]
     fn local_time_has_the_upstream_shape() {
-        let s = format_local_time(1_589_774_253);
+        let s = fdfs_runtime::clock::format_local(1_589_774_253);
         assert_eq!(s.len(), 19, "{s}");
         assert_eq!(&s[4..5], "-");
         assert_eq!(&s[13..14], ":");

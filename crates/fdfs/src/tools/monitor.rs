@@ -87,7 +87,7 @@ fn time(ts: i64) -> String {
     if ts <= 0 {
         String::new()
     } else {
-        super::format_local_time(ts)
+        fdfs_runtime::clock::format_local(ts)
     }
 }
 

@@ -58,20 +58,7 @@ impl Window {
 }
 
 /// Seconds since local midnight (the server's time zone, like upstream).
-pub fn local_secs_of_day() -> u32 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as libc::time_t)
-        .unwrap_or(0);
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: `now` and `tm` are valid for the call; localtime_r is
-    // thread-safe.
-    let ok = unsafe { !libc::localtime_r(&now, &mut tm).is_null() };
-    if !ok {
-        return (now as u64 % 86400) as u32;
-    }
-    (tm.tm_hour as u32) * 3600 + (tm.tm_min as u32) * 60 + tm.tm_sec as u32
-}
+pub use fdfs_runtime::clock::local_secs_of_day;
 
 #[cfg(test)]
 mod tests {
