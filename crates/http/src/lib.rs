@@ -10,11 +10,13 @@
 //!   group's servers from the trackers, balances and fails over between
 //!   them, and keeps a bounded disk cache with purge.
 //! * [`observe`]: a daemon's `/metrics` and `/status` on its metrics port.
+//! * [`access_log`]: the gateway's access log, in nginx's format.
 //!
 //! This crate never writes into store paths and never serves a byte from
 //! outside them: every path goes through `fdfs_proto::LogicName::parse`.
 //! It speaks the FastDFS protocol only to ask trackers for group members.
 
+pub mod access_log;
 pub mod body;
 pub mod fileserve;
 pub mod gateway;

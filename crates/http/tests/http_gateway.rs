@@ -458,3 +458,25 @@ async fn concurrent_misses_and_the_size_bound() {
     assert_eq!(r.header("x-cache"), "MISS", "the older entry was evicted");
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_access_log_has_a_line_per_request() {
+    let logs = tempfile::tempdir().unwrap();
+    let path = logs.path().join("gateway_access.log");
+    let c = cluster(&format!("access_log = {}\n", path.display())).await;
+    let r = get(c.gw_addr(), &c.url, &[]).await;
+    assert_eq!(r.status, 200);
+    let r = get(c.gw_addr(), &c.url.replace("group1", "group9"), &[]).await;
+    assert_eq!(r.status, 404);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("127.0.0.1 - - ["), "{text}");
+    assert!(
+        lines[0].contains(&format!("\"GET {} HTTP/1.1\" 200 200000 ", c.url)),
+        "{text}"
+    );
+    assert!(lines[0].ends_with(" MISS"), "{text}");
+    assert!(lines[1].contains("\" 404 "), "{text}");
+    c.shutdown().await;
+}

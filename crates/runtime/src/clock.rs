@@ -10,6 +10,8 @@ pub struct LocalTime {
     pub hour: u32,
     pub minute: u32,
     pub second: u32,
+    /// East of UTC, in seconds (`+0800` is 28,800).
+    pub offset_secs: i64,
 }
 
 impl LocalTime {
@@ -31,6 +33,7 @@ impl LocalTime {
             hour: tm.tm_hour as u32,
             minute: tm.tm_min as u32,
             second: tm.tm_sec as u32,
+            offset_secs: tm.tm_gmtoff,
         })
     }
 

@@ -43,6 +43,12 @@ pub struct GatewayConf {
     pub purge_allow: AllowHosts,
     /// `workers`: threads serving client connections (0 = one per core).
     pub workers: usize,
+    /// `access_log`: a file for one line per request (nginx's combined
+    /// format); empty = none.
+    pub access_log: Option<PathBuf>,
+    /// `access_log_keep_days`: rotated access logs older than this are
+    /// deleted (15; 0 = kept).
+    pub access_log_keep_days: u32,
 }
 
 /// Upper bound of `workers` (threads serving connections).
@@ -70,6 +76,8 @@ impl GatewayConf {
             purge_allow: AllowHosts::parse(&["127.0.0.1".to_owned()])
                 .expect("a literal address parses"),
             workers: 0,
+            access_log: None,
+            access_log_keep_days: 15,
         }
     }
 
@@ -157,6 +165,15 @@ impl GatewayConf {
             )));
         }
         let workers = workers as usize; // bounded just above
+        let access_log = get("access_log")
+            .map(|e| e.value.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from);
+        let access_log_keep_days = match get("access_log_keep_days") {
+            Some(e) => value::parse_int::<u32>(&e.value)
+                .map_err(|m| bad("access_log_keep_days", e.line, m))?,
+            None => 15,
+        };
         Ok(GatewayConf {
             listen,
             tracker_servers,
@@ -174,6 +191,8 @@ impl GatewayConf {
             expires: dur("expires", Duration::from_secs(30 * 86400))?,
             purge_allow,
             workers,
+            access_log,
+            access_log_keep_days,
         })
     }
 }
@@ -222,7 +241,8 @@ mod tests {
         let text = "port = 8001\ntracker_server = 127.0.0.1:22122\n\
                     tracker_server = 127.0.0.2:22122\ncache_path = /tmp/c\n\
                     cache_max_size = 2g\npurge_allow = 10.0.0.0/8\npurge_allow = 127.0.0.1\n\
-                    max_fails = 3\nfail_timeout = 10s\nworkers = 3\n";
+                    max_fails = 3\nfail_timeout = 10s\nworkers = 3\n\
+                    access_log = /var/log/fdfs/gw.log\naccess_log_keep_days = 7\n";
         let c = GatewayConf::from_str(text, Path::new("gw.conf")).unwrap();
         assert_eq!(c.listen, "0.0.0.0:8001".parse().unwrap());
         assert_eq!(c.tracker_servers.len(), 2);
@@ -230,6 +250,8 @@ mod tests {
         assert_eq!(c.max_fails, 3);
         assert_eq!(c.fail_timeout, Duration::from_secs(10));
         assert_eq!(c.workers, 3);
+        assert_eq!(c.access_log, Some(PathBuf::from("/var/log/fdfs/gw.log")));
+        assert_eq!(c.access_log_keep_days, 7);
         assert_eq!(c.storage_http_port, 8888);
         assert_eq!(c.cache_valid, Duration::from_secs(12 * 3600));
         assert!(c.purge_allow.allows("10.1.2.3".parse().unwrap()));
@@ -244,6 +266,7 @@ mod tests {
             "new() and an empty file agree"
         );
         assert!(c.cache_path.is_none());
+        assert!(c.access_log.is_none());
         assert!(c.purge_allow.allows("127.0.0.1".parse().unwrap()));
         assert!(!c.purge_allow.allows("127.0.0.2".parse().unwrap()));
 

@@ -38,6 +38,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::access_log::AccessLog;
 use crate::body::{Body, ChannelBody};
 use crate::fileserve::{self, text, FileMeta, ServeOpts};
 use crate::server::{self, ConnInfo, Limits};
@@ -60,6 +61,7 @@ struct Inner {
     counters: Counters,
     /// Unix seconds at start.
     started: u64,
+    access_log: Option<AccessLog>,
 }
 
 /// What `/metrics` counts.
@@ -109,6 +111,16 @@ impl Gateway {
             ),
             None => None,
         };
+        let access_log =
+            match &conf.access_log {
+                Some(p) => Some(AccessLog::open(p, conf.access_log_keep_days).map_err(|e| {
+                    HttpError::Io {
+                        path: p.clone(),
+                        source: e,
+                    }
+                })?),
+                None => None,
+            };
         Ok(Gateway {
             inner: Arc::new(Inner {
                 upstreams: Upstreams::new(conf.max_fails, conf.fail_timeout),
@@ -121,6 +133,7 @@ impl Gateway {
                 started: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
+                access_log,
             }),
         })
     }
@@ -245,7 +258,15 @@ impl Gateway {
         let gw = self.clone();
         let handler: server::Handler = Arc::new(move |req, info| {
             let gw = gw.clone();
-            Box::pin(async move { gw.handle(req, info).await })
+            Box::pin(async move {
+                let Some(log) = &gw.inner.access_log else {
+                    return gw.handle(req, info).await;
+                };
+                let started = AccessLog::start(&req, info.peer);
+                let resp = gw.handle(req, info).await;
+                log.write(started, &resp);
+                resp
+            })
         });
         let r = server::serve(listener, shutdown, limits, handler).await;
         refresher.abort();
