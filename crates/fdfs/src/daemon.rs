@@ -277,6 +277,8 @@ pub fn daemon_opts(name: &str, d: &DaemonConf, foreground: bool) -> DaemonOpts {
         },
         disabled: d.disabled,
         work_threads: d.work_threads as usize,
+        run_by_group: d.run_by_group.clone(),
+        run_by_user: d.run_by_user.clone(),
     }
 }
 

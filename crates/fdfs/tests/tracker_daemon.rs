@@ -257,3 +257,89 @@ fn disabled_and_bad_configs_refuse_to_start() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
 }
+
+/// run_by_group / run_by_user: started as root, the tracker becomes that
+/// user before it makes any file; an unknown user is refused at start.
+#[test]
+fn run_by_user_drops_root_before_any_file_is_made() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: reads the credentials only.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: switching users cannot be tried here");
+        return;
+    }
+    let dir = TestDir::new("tr-runas");
+    let ip = Ipv4Addr::new(127, 0, 0, 1);
+    let base = dir.join("base");
+    let unknown = write_conf(
+        &base,
+        "unknown.conf",
+        ip,
+        free_port(ip),
+        &["run_by_user = no-such-user-fdfs"],
+    );
+    // Bounded: a tracker that wrongly starts must not hang the test.
+    let mut child = Command::new(BIN)
+        .args([
+            "tracker",
+            unknown.to_str().unwrap(),
+            "start",
+            "--foreground",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if !wait_until(Duration::from_secs(10), || {
+        child.try_wait().unwrap().is_some()
+    }) {
+        let _ = child.kill();
+        panic!("a tracker with an unknown run_by_user started");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("run_by_user = no-such-user-fdfs: no such user"),
+        "{err}"
+    );
+    assert!(!base.join("data").exists(), "nothing made before the check");
+
+    // nobody may enter the test folder and owns the base path.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&base, Some(65534), Some(65534)).unwrap();
+    let port = free_port(ip);
+    let conf = write_conf(
+        &base,
+        "tracker.conf",
+        ip,
+        port,
+        &["run_by_user = nobody", "run_by_group = nogroup"],
+    );
+    let mut tr = TrackerProc::start_with_conf(BIN, &conf, SocketAddr::from((ip, port)), &base);
+    assert!(
+        wait_for_port(tr.addr, Duration::from_secs(10)),
+        "{}",
+        tr.proc.log_text()
+    );
+    let pid = tr.proc.pid().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let ids = |key: &str| -> Vec<String> {
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        line.split_whitespace().skip(1).map(str::to_owned).collect()
+    };
+    // Real, effective, saved and filesystem ids; no supplementary groups.
+    assert_eq!(ids("Uid:"), ["65534"; 4], "{status}");
+    assert_eq!(ids("Gid:"), ["65534"; 4], "{status}");
+    assert_eq!(ids("Groups:"), ["65534"], "{status}");
+    for made in [
+        "data",
+        "logs",
+        "logs/trackerd.log",
+        "data/fdfs_trackerd.pid",
+    ] {
+        let m = std::fs::metadata(base.join(made)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (65534, 65534), "{made}");
+    }
+    assert_eq!(list_groups(tr.addr).len(), 0);
+    assert_eq!(tr.stop(), Some(0));
+}

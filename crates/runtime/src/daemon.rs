@@ -70,6 +70,9 @@ pub struct DaemonOpts {
     pub disabled: bool,
     /// `work_threads`: async worker threads, at most one per core.
     pub work_threads: usize,
+    /// `run_by_group` / `run_by_user`: who to become at start (empty: stay).
+    pub run_by_group: String,
+    pub run_by_user: String,
 }
 
 impl DaemonOpts {
@@ -103,6 +106,8 @@ pub enum DaemonError {
     StopTimeout { name: String, pid: i32, secs: u64 },
     #[error("base_path {0} does not exist or is not a directory")]
     NoBasePath(PathBuf),
+    #[error(transparent)]
+    Privileges(#[from] crate::privileges::PrivilegeError),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -122,6 +127,7 @@ impl DaemonError {
             DaemonError::NotRunning { .. } => libc::ENOENT,
             DaemonError::StopTimeout { .. } => libc::ETIMEDOUT,
             DaemonError::NoBasePath(_) => libc::ENOENT,
+            DaemonError::Privileges(_) => libc::EPERM,
             DaemonError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
             DaemonError::Serve(_) => 1,
         }
@@ -268,6 +274,8 @@ where
     if !opts.base_path.is_dir() {
         return Err(DaemonError::NoBasePath(opts.base_path));
     }
+    // Before anything is created: every file is then the user's.
+    crate::privileges::run_as(&opts.run_by_group, &opts.run_by_user)?;
     for dir in ["data", "logs"] {
         let d = opts.base_path.join(dir);
         std::fs::create_dir_all(&d).map_err(io_err("cannot create directory", &d))?;
@@ -544,6 +552,8 @@ mod tests {
             log_rotation: Default::default(),
             disabled: false,
             work_threads: 4,
+            run_by_group: String::new(),
+            run_by_user: String::new(),
         }
     }
 
