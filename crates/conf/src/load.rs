@@ -52,18 +52,19 @@ const DAEMON_ACCEPTED: &[&str] = &[
     "log_file_compress_old",
     "log_file_compress_days_before",
     "log_file_delete_old_time",
-    // Pre-6.x names still found in old files (the first three are read
-    // when the current names are absent).
+    // Pre-6.x names still found in old files, read when the current names
+    // are absent.
     "rotate_error_log",
     "error_log_rotate_time",
     "rotate_error_log_size",
-    "use_access_log",
     "rotate_access_log",
     "access_log_rotate_time",
     "rotate_access_log_size",
 ];
 
 const TRACKER_ACCEPTED: &[&str] = &[
+    // The tracker keeps no access log.
+    "use_access_log",
     "trunk_alloc_alignment_size",
     "trunk_free_space_merge",
     "delete_unused_trunk_files",
@@ -173,7 +174,7 @@ fn daemon(r: &mut Reader<'_, '_>, default_port: u16) -> Result<DaemonConf, ConfE
         buff_size = 8 * KB;
     }
     let log_level = r.log_level()?;
-    let log_rotation = log_rotation(r)?;
+    let log_rotation = error_log_rotation(r)?;
     let allow_hosts = allow_hosts(r)?;
     Ok(DaemonConf {
         disabled,
@@ -194,23 +195,24 @@ fn daemon(r: &mut Reader<'_, '_>, default_port: u16) -> Result<DaemonConf, ConfE
     })
 }
 
-/// `log_file_rotate_*` and `log_file_keep_days`, or their pre-6.x names
-/// (`rotate_error_log`, `error_log_rotate_time`, `rotate_error_log_size`)
-/// when a file has only those.
-fn log_rotation(r: &mut Reader<'_, '_>) -> Result<LogRotation, ConfError> {
-    let pick = |r: &mut Reader<'_, '_>, new: &'static str, old: &'static str| {
-        if r.entry(new).is_some() || r.entry(old).is_none() {
-            new
-        } else {
-            old
-        }
+/// `log_file_rotate_*` and `log_file_keep_days` over `base`; `old`: the
+/// pre-6.x names of the first three (`rotate_error_log`...), read when the
+/// current names are absent.
+fn log_rotation(
+    r: &mut Reader<'_, '_>,
+    base: LogRotation,
+    old: Option<[&'static str; 3]>,
+) -> Result<LogRotation, ConfError> {
+    let pick = |r: &mut Reader<'_, '_>, new: &'static str, i: usize| match old {
+        Some(o) if r.entry(new).is_none() && r.entry(o[i]).is_some() => o[i],
+        _ => new,
     };
-    let k = pick(r, "log_file_rotate_everyday", "rotate_error_log");
-    let everyday = r.bool(k, true);
-    let k = pick(r, "log_file_rotate_time", "error_log_rotate_time");
-    let time = r.time(k, TimeOfDay { hour: 0, minute: 0 })?;
-    let k = pick(r, "log_file_rotate_on_size", "rotate_error_log_size");
-    let on_size = r.parse(k, 0, |s| {
+    let k = pick(r, "log_file_rotate_everyday", 0);
+    let everyday = r.bool(k, base.everyday);
+    let k = pick(r, "log_file_rotate_time", 1);
+    let time = r.time(k, base.time)?;
+    let k = pick(r, "log_file_rotate_on_size", 2);
+    let on_size = r.parse(k, base.on_size, |s| {
         let size = value::parse_bytes(s)?;
         if size > 64 * 1024 * MB {
             return Err(format!("{s:?} is over the limit of 64GB"));
@@ -221,8 +223,65 @@ fn log_rotation(r: &mut Reader<'_, '_>) -> Result<LogRotation, ConfError> {
         everyday,
         time,
         on_size,
-        keep_days: r.int("log_file_keep_days", 15u32, 0, 36500)?,
+        keep_days: r.int("log_file_keep_days", base.keep_days, 0, 36500)?,
     })
+}
+
+/// Keys of a log section (`[error-log]`, `[access-log]`) we accept unused.
+const LOG_SECTION_ACCEPTED: &[&str] = &[
+    "sync_log_buff_interval",
+    "log_file_compress_old",
+    "log_file_compress_days_before",
+    "log_file_delete_old_time",
+];
+
+/// The rotation of the daemon's own log: the global keys, then an
+/// `[error-log]` section's over them.
+fn error_log_rotation(r: &mut Reader<'_, '_>) -> Result<LogRotation, ConfError> {
+    let old = [
+        "rotate_error_log",
+        "error_log_rotate_time",
+        "rotate_error_log_size",
+    ];
+    let global = log_rotation(r, LogRotation::default(), Some(old))?;
+    let ini = r.ini();
+    let mut section = Reader::new(ini, Some("error-log"), &mut *r.warnings);
+    section.accept(LOG_SECTION_ACCEPTED);
+    let rotation = log_rotation(&mut section, global, None)?;
+    section.finish();
+    Ok(rotation)
+}
+
+/// storage.conf's access log: `[access-log] enabled` (6.14+) or the older
+/// global `use_access_log`; its rotation inherits the global keys (or the
+/// older `rotate_access_log`...), overridden in the section.
+fn access_log(r: &mut Reader<'_, '_>) -> Result<Option<AccessLogConf>, ConfError> {
+    let old = [
+        "rotate_access_log",
+        "access_log_rotate_time",
+        "rotate_access_log_size",
+    ];
+    let global = log_rotation(r, LogRotation::default(), Some(old))?;
+    let old_enabled = r.bool("use_access_log", false);
+    let ini = r.ini();
+    let mut section = Reader::new(ini, Some("access-log"), &mut *r.warnings);
+    section.accept(LOG_SECTION_ACCEPTED);
+    let enabled = section.bool("enabled", old_enabled);
+    let micros = match section.entry("time_precision") {
+        None => false,
+        Some(e) => match e.value.trim().to_ascii_lowercase().as_str() {
+            "ms" | "millisecond" => false,
+            "us" | "microsecond" => true,
+            other => {
+                let msg = format!("time_precision: {other:?} is not ms or us; using ms");
+                section.warn(Some(e), msg);
+                false
+            }
+        },
+    };
+    let rotation = log_rotation(&mut section, global, None)?;
+    section.finish();
+    Ok(enabled.then_some(AccessLogConf { rotation, micros }))
 }
 
 fn allow_hosts(r: &mut Reader<'_, '_>) -> Result<AllowHosts, ConfError> {
@@ -479,6 +538,7 @@ fn build_storage(ini: &IniFile, w: &mut Vec<Warning>) -> Result<StorageConf, Con
         // Obsolete upstream; ours: the built-in HTTP is off unless asked for.
         http_server_port: r.int("http.server_port", 0u16, 0, u16::MAX)?,
         http_domain_name: r.string("http.domain_name", ""),
+        access_log: access_log(&mut r)?,
         daemon,
     };
     r.finish();

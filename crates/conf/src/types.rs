@@ -148,6 +148,26 @@ pub struct LogRotation {
     pub keep_days: u32,
 }
 
+impl Default for LogRotation {
+    /// FastDFS's defaults: daily at midnight, kept 15 days.
+    fn default() -> Self {
+        LogRotation {
+            everyday: true,
+            time: TimeOfDay { hour: 0, minute: 0 },
+            on_size: 0,
+            keep_days: 15,
+        }
+    }
+}
+
+/// storage.conf's `[access-log]` (`storage_access.log`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessLogConf {
+    pub rotation: LogRotation,
+    /// `time_precision = us`: times in microseconds (else milliseconds).
+    pub micros: bool,
+}
+
 /// tracker.conf (CONFIG.md §3), plus our own keys.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrackerConf {
@@ -198,6 +218,9 @@ pub struct StorageConf {
     pub sync_start_time: TimeOfDay,
     pub sync_end_time: TimeOfDay,
     pub write_mark_file_freq: u32,
+    /// `[access-log] enabled` (or `use_access_log`): one line per client
+    /// request in `logs/storage_access.log`.
+    pub access_log: Option<AccessLogConf>,
     /// store_path0..N; store_path0 defaults to base_path.
     pub store_paths: Vec<PathBuf>,
     /// `store_pathN_readonly`, one flag per path.

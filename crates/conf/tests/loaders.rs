@@ -565,3 +565,37 @@ fn log_rotation_keys_and_their_old_names() {
     let e = err_of(tracker("base_path=/srv/fdfs\nlog_file_rotate_time=25:00\n"));
     assert!(e.contains("log_file_rotate_time"), "{e}");
 }
+
+#[test]
+fn log_sections_override_the_global_rotation_and_enable_the_access_log() {
+    let (s, w) = storage(&format!(
+        "{MIN_STORAGE}log_file_keep_days = 30\n\
+         [error-log]\nlog_file_rotate_on_size = 1GB\n\
+         [access-log]\nenabled = true\ntime_precision = us\nlog_file_rotate_time = 04:00\n"
+    ))
+    .unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let e = s.daemon.log_rotation;
+    assert_eq!((e.on_size, e.keep_days), (1 << 30, 30));
+    let a = s.access_log.unwrap();
+    assert!(a.micros);
+    // The section's own key, over the global ones it inherits.
+    assert_eq!(a.rotation.time, TimeOfDay { hour: 4, minute: 0 });
+    assert_eq!((a.rotation.on_size, a.rotation.keep_days), (0, 30));
+    // Off unless asked; the V5 name turns it on too.
+    assert!(storage(MIN_STORAGE).unwrap().0.access_log.is_none());
+    let (s, w) = storage(&format!("{MIN_STORAGE}use_access_log = true\n")).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert!(!s.access_log.unwrap().micros);
+    let (_, w) = storage(&format!(
+        "{MIN_STORAGE}[access-log]\nenabled = true\ntime_precision = s\nbogus = 1\n"
+    ))
+    .unwrap();
+    let text = format!("{w:?}");
+    assert!(
+        text.contains("time_precision") && text.contains("bogus"),
+        "{text}"
+    );
+    let (_, w) = tracker("base_path=/srv/fdfs\nuse_access_log = false\n").unwrap();
+    assert!(w.is_empty(), "{w:?}");
+}

@@ -348,3 +348,49 @@ fn commands_end_to_end(durable_sync: &str) {
         assert_eq!(std::fs::metadata(&journal).unwrap().len(), 2 << 20);
     }
 }
+
+/// `use_access_log = true` (or `[access-log] enabled = true`): a line per
+/// client request in logs/storage_access.log, none for keep-alives.
+#[test]
+fn the_access_log_has_a_line_per_client_request() {
+    let mut opts = StorageOpts::default();
+    opts.extra.push("use_access_log = true");
+    let (_dir, _tracker, storage) = start_cluster(&[], opts);
+    let mut c = Client::connect(storage.addr);
+    let text = b"logged content";
+    let name = upload(&mut c, U, text, "txt").unwrap();
+    assert_eq!(download(&mut c, &name, 0, 0).unwrap(), text);
+    assert!(c.alive());
+    let missing = name.replace(".txt", ".bin");
+    assert_eq!(download(&mut c, &missing, 0, 0), Err(errno::ENOENT));
+    // A name with a line break stays on its line.
+    assert_eq!(get_meta(&mut c, "M00/00/00/x\ny"), Err(errno::ENOENT));
+    let path = storage.base.join("logs/storage_access.log");
+    let mut lines = Vec::new();
+    wait_until("four access log lines", Duration::from_secs(5), || {
+        lines = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.len() >= 4
+    });
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    let fields: Vec<Vec<&str>> = lines.iter().map(|l| l.split(' ').collect()).collect();
+    for f in &fields {
+        // date, time.ms, client, command, status, bytes, took, file
+        assert_eq!(f.len(), 8, "{lines:#?}");
+        assert_eq!(f[1].split_once('.').unwrap().1.len(), 3, "{lines:#?}");
+        assert_eq!(f[2], "127.0.0.1");
+        assert!(f[6].ends_with("ms"), "{lines:#?}");
+    }
+    let id = format!("group1/{name}");
+    assert_eq!(&fields[0][3..6], ["UPLOAD_FILE", "0", "14"]);
+    assert_eq!(fields[0][7], id);
+    assert_eq!(&fields[1][3..6], ["DOWNLOAD_FILE", "0", "14"]);
+    assert_eq!(fields[1][7], id);
+    assert_eq!(&fields[2][3..5], ["DOWNLOAD_FILE", "2"]);
+    assert_eq!(fields[2][7], format!("group1/{missing}"));
+    assert_eq!(&fields[3][3..5], ["GET_METADATA", "2"]);
+    assert_eq!(fields[3][7], "group1/M00/00/00/x?y");
+}

@@ -11,6 +11,7 @@
 //! This crate must not contain tracker logic or client-library code, and
 //! the engine must not touch the network.
 
+pub mod access_log;
 pub mod observe;
 pub mod recovery;
 pub mod reporter;
@@ -63,6 +64,7 @@ pub struct Prepared {
     init: InitFlag,
     /// group_name came from a tracker (logged once logging runs).
     group_from_tracker: bool,
+    access_log: Option<access_log::AccessLog>,
 }
 
 impl Prepared {
@@ -155,13 +157,37 @@ pub fn prepare(mut conf: StorageConf) -> Result<Prepared, StorageError> {
             what: "listener".into(),
             source: e,
         })?;
+    let access_log = match conf.access_log {
+        Some(a) => {
+            let path = base.join("logs").join("storage_access.log");
+            let log = std::fs::create_dir_all(base.join("logs"))
+                .and_then(|()| access_log::AccessLog::open(&path, rotation(a.rotation), a.micros))
+                .map_err(|e| StorageError::Io {
+                    what: format!("opening {}", path.display()),
+                    source: e,
+                })?;
+            Some(log)
+        }
+        None => None,
+    };
     Ok(Prepared {
         conf,
         listener,
         store: Arc::new(store),
         init,
         group_from_tracker,
+        access_log,
     })
+}
+
+/// The runtime's rotation for a log section of the .conf.
+pub fn rotation(r: fdfs_conf::LogRotation) -> fdfs_runtime::logfile::Rotation {
+    fdfs_runtime::logfile::Rotation {
+        everyday: r.everyday,
+        at: u32::from(r.time.hour) * 3600 + u32::from(r.time.minute) * 60,
+        on_size: r.on_size,
+        keep_days: r.keep_days,
+    }
 }
 
 /// Serves clients, reports to the trackers and persists counters until
@@ -183,6 +209,7 @@ pub async fn serve_observed(
         store,
         init,
         group_from_tracker,
+        access_log,
     } = p;
     if group_from_tracker {
         info!(group = %store.group(), "group_name given by the tracker (storage_ids.conf)");
@@ -294,6 +321,7 @@ pub async fn serve_observed(
         sync: Arc::new(replication.receiver()),
         max_body: opts.max_body,
         reporter: reporter.state.clone(),
+        access_log,
     });
     info!(
         group = %store.group(),

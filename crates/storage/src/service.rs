@@ -26,6 +26,7 @@ use fdfs_proto::{cmd, errno, GroupName, Header, IpSize, LogicName, SourceServer}
 use fdfs_runtime::net::{Conn, ConnError};
 use tracing::{debug, warn};
 
+use crate::access_log::{AccessLog, Note};
 use crate::store::stats::idx;
 use crate::store::{Store, StoreError, UploadKind};
 
@@ -72,6 +73,8 @@ pub struct Service {
     pub reporter: Arc<crate::reporter::ReporterState>,
     /// `write_quorum` above 1: how new files wait for the group.
     pub quorum: Option<crate::sync::quorum::Quorum>,
+    /// `[access-log] enabled`: a line per client request.
+    pub access_log: Option<AccessLog>,
 }
 
 /// Work on files up to this size (or chunks up to it) runs inline: it hits
@@ -135,6 +138,12 @@ pub(crate) async fn stream_body(
     })
 }
 
+/// Commands of clients (not storage-to-storage sync, not keep-alives):
+/// what the access log records.
+fn is_client_cmd(code: u8) -> bool {
+    !crate::sync::is_sync_cmd(code) && code != cmd::ACTIVE_TEST && code != cmd::QUIT
+}
+
 /// One connection's state.
 struct Session<'a> {
     svc: &'a Service,
@@ -142,6 +151,8 @@ struct Session<'a> {
     buf: Vec<u8>,
     /// Who sends sync commands on this connection (REPORT_SERVER_ID).
     sync_peer: crate::sync::PeerTag,
+    /// The current request, for the access log.
+    note: Note,
 }
 
 impl Service {
@@ -159,6 +170,7 @@ impl Service {
             conn,
             buf: Vec::new(),
             sync_peer: crate::sync::PeerTag::default(),
+            note: Note::default(),
         };
         s.run().await;
         stats.connection_current.fetch_sub(1, Ordering::Relaxed);
@@ -181,7 +193,14 @@ impl Session<'_> {
                     return;
                 }
             };
+            let logged = self.svc.access_log.is_some() && is_client_cmd(h.cmd);
+            let t0 = logged.then(std::time::Instant::now);
+            self.note = Note::default();
             let r = self.dispatch(h).await;
+            if let (Some(log), Some(t0)) = (&self.svc.access_log, t0) {
+                let note = r.is_ok().then_some(&self.note);
+                log.write(peer.ip(), cmd::name(h.cmd), note, t0.elapsed());
+            }
             match r {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Close) => {
@@ -273,6 +292,7 @@ impl Session<'_> {
             status = errno::describe(status).0,
             "refused: {why}"
         );
+        self.note.status = status;
         self.conn.send_status(status).await?;
         Ok(if status == errno::EINVAL {
             Flow::Close
@@ -343,8 +363,24 @@ impl Session<'_> {
         g == self.svc.store.group()
     }
 
-    fn stats_op(&self, total: usize, ok: bool, bytes: Option<(usize, u64)>) {
+    fn stats_op(&mut self, total: usize, ok: bool, bytes: Option<(usize, u64)>) {
+        if let Some((_, n)) = bytes {
+            self.note.bytes = n;
+        }
         self.svc.store.stats().op(total, ok, bytes);
+    }
+
+    /// Names the request's file in the access log (when it is on). A name
+    /// a client sent unchecked keeps to one field: anything but printable
+    /// ASCII other than a space becomes `?`.
+    fn note_file(&mut self, name: &dyn std::fmt::Display) {
+        if self.svc.access_log.is_some() {
+            let id: String = format!("{}/{name}", self.svc.store.group())
+                .chars()
+                .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+                .collect();
+            self.note.file = Some(id);
+        }
     }
 
     /// Streams `n` body bytes into `sink`. A sink error stops writing but
@@ -480,6 +516,7 @@ impl Session<'_> {
         self.stats_op(total, res.is_ok(), Some((bytes, size)));
         match res {
             Ok(name) => {
+                self.note_file(&name);
                 let mut body = Vec::with_capacity(GROUP_LEN + 64);
                 FileIdResp {
                     group: self.svc.store.group().clone(),
@@ -567,6 +604,7 @@ impl Session<'_> {
             Ok(n) => n,
             Err(e) => return self.refuse(h, errno::EINVAL, &e.to_string()).await,
         };
+        self.note_file(&name);
         let store = self.svc.store.clone();
         let _guard = store.lock_file(&name).await;
         let mut up = match blocking(|| store.begin_update(&name, offset, size)) {
@@ -600,6 +638,7 @@ impl Session<'_> {
             Ok(r) => r,
             Err(flow) => return Ok(flow),
         };
+        self.note_file(&req.filename);
         let store = self.svc.store.clone();
         let res = locked(&store, &req.filename, |s| {
             s.truncate(&req.filename, req.new_size)
@@ -615,6 +654,7 @@ impl Session<'_> {
             Ok(r) => r,
             Err(flow) => return Ok(flow),
         };
+        self.note_file(&req.filename);
         let store = self.svc.store.clone();
         let res = locked(&store, &req.filename, |s| s.regenerate(&req.filename)).await;
         match res {
@@ -686,6 +726,7 @@ impl Session<'_> {
                 return self.refuse(h, errno::ENOENT, &why).await;
             }
         };
+        self.note_file(&name);
         let store = self.svc.store.clone();
         let (mut file, start, count) =
             match maybe_blocking(true, || store.open_read(&name, offset, length)) {
@@ -819,6 +860,7 @@ impl Session<'_> {
                 return self.refuse(h, errno::EINVAL, &why).await;
             }
         };
+        self.note_file(&name);
         let store = self.svc.store.clone();
         let res = locked(&store, &name, |s| s.delete(&name)).await;
         self.stats_op(idx::TOTAL_DELETE, res.is_ok(), None);
@@ -835,6 +877,7 @@ impl Session<'_> {
             let why = format!("group {} is not ours", req.group);
             return self.refuse(h, errno::EINVAL, &why).await;
         }
+        self.note_file(&req.filename);
         let store = self.svc.store.clone();
         let res = locked(&store, &req.filename, |s| {
             s.set_metadata(&req.filename, req.op, &req.meta)
@@ -853,6 +896,7 @@ impl Session<'_> {
             Ok(n) => n,
             Err(why) => return self.refuse(h, errno::EINVAL, &why).await,
         };
+        self.note_file(&String::from_utf8_lossy(name));
         let res = Self::read_name(name)
             .map_err(StoreError::NotFound)
             .and_then(|n| blocking(|| self.svc.store.get_metadata(&n)));
@@ -875,6 +919,7 @@ impl Session<'_> {
             Ok(n) => n,
             Err(why) => return self.refuse(h, errno::EINVAL, &why).await,
         };
+        self.note_file(&String::from_utf8_lossy(name));
         let no_crc = h.status & fdfs_proto::storage::file_info_flags::NO_CRC != 0;
         let res = Self::read_name(name)
             .map_err(StoreError::NotFound)
@@ -906,6 +951,7 @@ impl Session<'_> {
             }
             Err(e) => {
                 if h.status & fdfs_proto::storage::file_info_flags::QUIET != 0 {
+                    self.note.status = e.status();
                     self.conn.send_status(e.status()).await?;
                     return Ok(if e.status() == errno::EINVAL {
                         Flow::Close
