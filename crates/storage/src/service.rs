@@ -371,8 +371,8 @@ impl Session<'_> {
     }
 
     /// Names the request's file in the access log (when it is on). A name
-    /// a client sent unchecked keeps to one field: anything but printable
-    /// ASCII other than a space becomes `?`.
+    /// a client sent unchecked keeps to one field: anything but visible
+    /// ASCII (spaces too) becomes `?`.
     fn note_file(&mut self, name: &dyn std::fmt::Display) {
         if self.svc.access_log.is_some() {
             let id: String = format!("{}/{name}", self.svc.store.group())
