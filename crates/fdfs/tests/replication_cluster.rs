@@ -90,6 +90,21 @@ impl Cluster {
         )
     }
 
+    /// The folder standing for storage `host`'s second disk (store path 1).
+    fn disk1(&self, host: u8) -> std::path::PathBuf {
+        self.dir.join(format!("disk1-{host}"))
+    }
+
+    /// Starts storage `host` with a second store path on [`Self::disk1`].
+    /// Files are fsynced one by one: the journal's redo would bring recent
+    /// small files back by itself, and these tests refill a disk otherwise.
+    fn storage_with_disk1(&self, host: u8, extra: &[&str]) -> StorageProc {
+        let path1 = format!("store_path1 = {}", self.disk1(host).display());
+        let mut all = vec!["store_path_count = 2", &path1, "durable_sync = fsync"];
+        all.extend_from_slice(extra);
+        self.storage(host, &all)
+    }
+
     /// The tracker's status of a storage.
     fn status_of(&self, s: &StorageProc) -> Option<u8> {
         let mut w = Wire::connect(self.tracker.addr).ok()?;
@@ -657,23 +672,8 @@ fn a_server_whose_ip_changed_keeps_its_place_in_the_group() {
 #[test]
 fn a_replaced_disk_is_filled_again_from_the_group_before_serving() {
     let c = Cluster::new("repl-disk");
-    let disk1 = |host: u8| c.dir.join(format!("disk1-{host}"));
-    let conf = |host: u8| {
-        vec![
-            "store_path_count = 2".to_owned(),
-            format!("store_path1 = {}", disk1(host).display()),
-            // The journal would bring recent small files back by itself
-            // (its redo rewrites what is missing): without it only the
-            // recovery can.
-            "durable_sync = fsync".to_owned(),
-            "disk_recovery_threads = 4".to_owned(),
-        ]
-    };
-    let start = |host: u8| {
-        let extra = conf(host);
-        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        c.storage(host, &extra)
-    };
+    let disk1 = |host: u8| c.disk1(host);
+    let start = |host: u8| c.storage_with_disk1(host, &["disk_recovery_threads = 4"]);
     // Uploads to store path 1 (M01), the disk that will be replaced.
     let upload_m01 = |s: &StorageProc, data: &[u8]| {
         let mut b = Vec::new();
@@ -914,19 +914,8 @@ fn plant_trunk_files(
 #[test]
 fn files_in_upstream_trunk_files_are_served_replicated_recovered_and_deleted() {
     let c = Cluster::new("repl-trunk");
-    let disk1 = |host: u8| c.dir.join(format!("disk1-{host}"));
-    let conf = |host: u8| {
-        vec![
-            "store_path_count = 2".to_owned(),
-            format!("store_path1 = {}", disk1(host).display()),
-            "durable_sync = fsync".to_owned(),
-        ]
-    };
-    let start = |host: u8| {
-        let extra = conf(host);
-        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        c.storage(host, &extra)
-    };
+    let disk1 = |host: u8| c.disk1(host);
+    let start = |host: u8| c.storage_with_disk1(host, &[]);
     // A's folders as FastDFS left them: made once, then the trunk file and
     // its binlog records are put in while A is down.
     let mut a = start(11);

@@ -74,15 +74,37 @@ pub fn run_as(group: &str, user: &str) -> Result<(), PrivilegeError> {
     Ok(())
 }
 
-/// (uid, primary gid) of a user name or numeric uid.
-fn lookup_user(name: &str) -> Result<(u32, u32), PrivilegeError> {
-    let c = CString::new(name).map_err(|_| PrivilegeError::NoUser(name.to_owned()))?;
+/// Calls a `get*nam_r` lookup with a buffer that grows while it answers
+/// ERANGE; `Ok(false)`: no such name.
+fn with_buffer(
+    call: &'static str,
+    mut lookup: impl FnMut(&mut [u8]) -> (libc::c_int, bool),
+) -> Result<bool, PrivilegeError> {
     let mut buf = vec![0u8; 4096];
     loop {
-        // SAFETY: all-zero is a valid `passwd`; getpwnam_r writes only into
-        // `pwd`, `buf` (of the length given) and `found`, all live here.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        match lookup(&mut buf) {
+            (0, found) => return Ok(found),
+            (libc::ERANGE, _) if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
+            (e, _) => {
+                return Err(PrivilegeError::Sys {
+                    call,
+                    source: io::Error::from_raw_os_error(e),
+                })
+            }
+        }
+    }
+}
+
+/// (uid, primary gid) of a user name or numeric uid (which keeps the
+/// current group).
+fn lookup_user(name: &str) -> Result<(u32, u32), PrivilegeError> {
+    let c = CString::new(name).map_err(|_| PrivilegeError::NoUser(name.to_owned()))?;
+    // SAFETY: all-zero is a valid `passwd`.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let found = with_buffer("getpwnam_r", |buf| {
         let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: getpwnam_r writes only into `pwd`, `buf` (of the length
+        // given) and `found`, all live for the call.
         let rc = unsafe {
             libc::getpwnam_r(
                 c.as_ptr(),
@@ -92,34 +114,25 @@ fn lookup_user(name: &str) -> Result<(u32, u32), PrivilegeError> {
                 &mut found,
             )
         };
-        match rc {
-            0 if !found.is_null() => return Ok((pwd.pw_uid, pwd.pw_gid)),
-            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
-            0 => {
-                // Not a name: a numeric uid keeps the current group.
-                return name
-                    .parse::<u32>()
-                    .map(|uid| (uid, unsafe { libc::getgid() }))
-                    .map_err(|_| PrivilegeError::NoUser(name.to_owned()));
-            }
-            e => {
-                return Err(PrivilegeError::Sys {
-                    call: "getpwnam_r",
-                    source: io::Error::from_raw_os_error(e),
-                })
-            }
-        }
+        (rc, !found.is_null())
+    })?;
+    if found {
+        return Ok((pwd.pw_uid, pwd.pw_gid));
     }
+    // SAFETY: getgid has no preconditions.
+    name.parse::<u32>()
+        .map(|uid| (uid, unsafe { libc::getgid() }))
+        .map_err(|_| PrivilegeError::NoUser(name.to_owned()))
 }
 
 /// The gid of a group name or numeric gid.
 fn lookup_group(name: &str) -> Result<u32, PrivilegeError> {
     let c = CString::new(name).map_err(|_| PrivilegeError::NoGroup(name.to_owned()))?;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: as in `lookup_user`, for `group`.
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    // SAFETY: all-zero is a valid `group`.
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let found = with_buffer("getgrnam_r", |buf| {
         let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: as in `lookup_user`, for `group`.
         let rc = unsafe {
             libc::getgrnam_r(
                 c.as_ptr(),
@@ -129,22 +142,13 @@ fn lookup_group(name: &str) -> Result<u32, PrivilegeError> {
                 &mut found,
             )
         };
-        match rc {
-            0 if !found.is_null() => return Ok(grp.gr_gid),
-            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
-            0 => {
-                return name
-                    .parse::<u32>()
-                    .map_err(|_| PrivilegeError::NoGroup(name.to_owned()))
-            }
-            e => {
-                return Err(PrivilegeError::Sys {
-                    call: "getgrnam_r",
-                    source: io::Error::from_raw_os_error(e),
-                })
-            }
-        }
+        (rc, !found.is_null())
+    })?;
+    if found {
+        return Ok(grp.gr_gid);
     }
+    name.parse::<u32>()
+        .map_err(|_| PrivilegeError::NoGroup(name.to_owned()))
 }
 
 #[cfg(test)]
