@@ -118,6 +118,14 @@ impl Receiver {
             self.flush(conn, tag).await?;
         }
         let reply = match self.dispatch(conn, h, tag).await? {
+            Done::Reply(errno::EINVAL) => {
+                // A request that cannot apply (a bad name, content that does
+                // not fit its trunk slot): answered, then closed, as a
+                // storage does after EINVAL (PROTOCOL.md §1.2).
+                tag.replies.push(Reply::Status(errno::EINVAL));
+                self.flush(conn, tag).await?;
+                return Ok(false);
+            }
             Done::Reply(st) => Reply::Status(st),
             Done::Staged => Reply::Staged,
             Done::Refuse(why) => {
