@@ -7,6 +7,7 @@
 
 mod bench;
 mod daemon;
+mod fsck;
 mod gateway;
 mod sandbox;
 mod tools;
@@ -43,6 +44,8 @@ enum Command {
     Sandbox(sandbox::SandboxArgs),
     /// Load a FastDFS-protocol cluster and report ops/s, latency and replication lag.
     Bench(bench::BenchArgs),
+    /// Check a storage's files against its binlog (sizes, CRC32 with --crc), changing nothing.
+    Fsck(fsck::FsckArgs),
 }
 
 /// Runs a FastDFS program given its full argv (argv[0] included).
@@ -76,5 +79,6 @@ fn main() -> ExitCode {
         Command::Token(a) => gateway::token(a),
         Command::Sandbox(a) => sandbox::main(a),
         Command::Bench(a) => bench::main(a),
+        Command::Fsck(a) => fsck::main(a),
     }
 }

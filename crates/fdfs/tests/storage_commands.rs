@@ -394,3 +394,56 @@ fn the_access_log_has_a_line_per_client_request() {
     assert_eq!(&fields[3][3..5], ["GET_METADATA", "2"]);
     assert_eq!(fields[3][7], "group1/M00/00/00/x?y");
 }
+
+/// `fdfs fsck <storage.conf>` beside a running storage: sound files pass,
+/// a file removed by hand and one cut short are named, exit status 1.
+#[test]
+fn fsck_names_the_damaged_files() {
+    let (_dir, _tracker, storage) = start_cluster(&[], StorageOpts::default());
+    let mut c = Client::connect(storage.addr);
+    let names: Vec<String> = (0..5)
+        .map(|i| upload(&mut c, U, format!("file {i}").as_bytes(), "txt").unwrap())
+        .collect();
+    let fsck = |extra: &[&str]| {
+        std::process::Command::new(BIN)
+            .arg("fsck")
+            .arg(&storage.conf)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = fsck(&["--crc"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("5 files checked (5 with their CRC32) in 1 store paths: all sound"),
+        "{text}"
+    );
+    let path = |n: &str| {
+        storage
+            .base
+            .join("data")
+            .join(LogicName::parse(n).unwrap().relative_path())
+    };
+    std::fs::remove_file(path(&names[1])).unwrap();
+    std::fs::write(path(&names[3]), b"cut").unwrap();
+    let out = fsck(&[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("group1/{}: missing", names[1])),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("group1/{}: 3 bytes, the name records 6", names[3])),
+        "{text}"
+    );
+    assert!(text.contains(": 2 problems"), "{text}");
+    // A conf that cannot be read: status 2, the reason on stderr.
+    let out = std::process::Command::new(BIN)
+        .args(["fsck", "/nonexistent/storage.conf"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot load"));
+}

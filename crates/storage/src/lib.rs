@@ -12,6 +12,7 @@
 //! the engine must not touch the network.
 
 pub mod access_log;
+pub mod fsck;
 pub mod observe;
 pub mod recovery;
 pub mod reporter;

@@ -1,0 +1,325 @@
+//! `fdfs fsck`: checks the files a storage's own binlog says it holds
+//! against its store paths, changing nothing. Each live file must be there
+//! with the size its name records (and, with `crc`, the CRC32), each file
+//! of a trunk slot in its slot, each `-m` sidecar present.
+//!
+//! It only reads, so it may run beside the storage: a file written or
+//! deleted meanwhile may show up, and the next run settles it. The file
+//! list is built like the disk recovery's ([`LiveNames`]), one part in
+//! memory at a time, in a scratch folder that is removed at the end.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use fdfs_proto::trunk::{self, SlotHeader, HEADER_LEN};
+use fdfs_proto::{FileKind, LogicName};
+
+use crate::recovery::LiveNames;
+
+/// Where a storage keeps its binlog and files.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub base_path: PathBuf,
+    pub store_paths: Vec<PathBuf>,
+    pub subdir_count: u32,
+}
+
+/// What is wrong with one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    Missing,
+    /// A trunk file without this file in its slot.
+    NotInSlot,
+    Size {
+        recorded: u64,
+        found: u64,
+    },
+    Crc {
+        recorded: u32,
+        found: u32,
+    },
+    /// A name no storage could hold (corrupt binlog line, subdirectory out
+    /// of range).
+    BadName(String),
+    Unreadable(String),
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Missing => write!(f, "missing"),
+            Problem::NotInSlot => write!(f, "not in its trunk slot"),
+            Problem::Size { recorded, found } => {
+                write!(f, "{found} bytes, the name records {recorded}")
+            }
+            Problem::Crc { recorded, found } => {
+                write!(f, "CRC32 {found:08X}, the name records {recorded:08X}")
+            }
+            Problem::BadName(why) => write!(f, "bad name: {why}"),
+            Problem::Unreadable(why) => write!(f, "unreadable: {why}"),
+        }
+    }
+}
+
+/// The outcome of a check.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Live names looked at.
+    pub checked: u64,
+    /// The CRC32 was compared too.
+    pub crc_checked: u64,
+    /// Every problem found, by logic name.
+    pub problems: Vec<(String, Problem)>,
+}
+
+/// Checks every store path of `layout`; `crc`: also read each file whose
+/// name records its CRC32 (normal and trunk files) and compare.
+pub fn check(layout: &Layout, crc: bool) -> io::Result<Report> {
+    let binlog = layout.base_path.join("data").join("sync");
+    let scratch = std::env::temp_dir().join(format!(
+        "fdfs-fsck.{}.{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let mut report = Report::default();
+    let result = (|| {
+        for (idx, store) in layout.store_paths.iter().enumerate() {
+            let names = LiveNames::split(&binlog, idx, &scratch, 0)?;
+            for k in 0..names.parts() {
+                for name in names.part(k)? {
+                    report.checked += 1;
+                    match check_one(store, layout.subdir_count, &name, crc) {
+                        Ok(true) => report.crc_checked += 1,
+                        Ok(false) => {}
+                        Err(p) => report.problems.push((name, p)),
+                    }
+                }
+            }
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result.map(|()| {
+        report.problems.sort_by(|a, b| a.0.cmp(&b.0));
+        report
+    })
+}
+
+/// `Ok(true)`: fine, CRC32 compared; `Ok(false)`: fine.
+fn check_one(store: &Path, subdir_count: u32, name: &str, crc: bool) -> Result<bool, Problem> {
+    let logic = LogicName::parse(name).map_err(|e| Problem::BadName(e.to_string()))?;
+    logic
+        .check_subdirs(subdir_count)
+        .map_err(|e| Problem::BadName(e.to_string()))?;
+    let path = store.join("data").join(logic.relative_path());
+    let unreadable = |e: io::Error| Problem::Unreadable(e.to_string());
+    if let FileKind::Trunk(slot) = logic.kind {
+        let f = match File::open(path.with_file_name(trunk::file_name(&slot))) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Problem::Missing),
+            Err(e) => return Err(unreadable(e)),
+        };
+        let len = f.metadata().map_err(unreadable)?.len();
+        let start = trunk::content_offset(&slot);
+        if start > len {
+            return Err(Problem::NotInSlot);
+        }
+        let mut h = [0u8; HEADER_LEN];
+        f.read_exact_at(&mut h, u64::from(slot.offset))
+            .map_err(unreadable)?;
+        let header = SlotHeader::decode(&h);
+        let size = u64::from(header.file_size);
+        if !header.holds(&logic) || !trunk::fits(&slot, size) || start + size > len {
+            return Err(Problem::NotInSlot);
+        }
+        if !crc {
+            return Ok(false);
+        }
+        let found = crc_of(&mut ReadAt::new(&f, start), size).map_err(unreadable)?;
+        return compare_crc(logic.info.crc32, found).map(|()| true);
+    }
+    let meta = match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => m,
+        Ok(_) => return Err(Problem::Missing),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Problem::Missing),
+        Err(e) => return Err(unreadable(e)),
+    };
+    // Appenders change size; slaves and `-m` sidecars carry their master's
+    // fields: only normal files are held to their name.
+    if logic.kind != FileKind::Normal {
+        return Ok(false);
+    }
+    let recorded = logic.info.file_size().unwrap_or(0);
+    if meta.len() != recorded {
+        return Err(Problem::Size {
+            recorded,
+            found: meta.len(),
+        });
+    }
+    if !crc {
+        return Ok(false);
+    }
+    let mut f = File::open(&path).map_err(unreadable)?;
+    let found = crc_of(&mut f, recorded).map_err(unreadable)?;
+    compare_crc(logic.info.crc32, found).map(|()| true)
+}
+
+fn compare_crc(recorded: u32, found: u32) -> Result<(), Problem> {
+    if recorded == found {
+        Ok(())
+    } else {
+        Err(Problem::Crc { recorded, found })
+    }
+}
+
+/// CRC32 of the next `len` bytes of `r`.
+fn crc_of(r: &mut impl Read, len: u64) -> io::Result<u32> {
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = r.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        h.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(h.finalize())
+}
+
+/// Reads a file from a position without moving its cursor.
+struct ReadAt<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl<'a> ReadAt<'a> {
+    fn new(file: &'a File, pos: u64) -> Self {
+        ReadAt { file, pos }
+    }
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::disk::RealDisk;
+    use crate::store::trunk::planted::plant;
+    use crate::store::{binlog, Store, StoreConfig, UploadKind};
+    use fdfs_conf::{DurableSync, ReservedSpace};
+    use fdfs_proto::storage::MetaOp;
+    use fdfs_proto::{GroupName, SourceServer};
+    use std::sync::Arc;
+
+    fn store(dir: &Path) -> Store {
+        let cfg = StoreConfig {
+            base_path: dir.to_owned(),
+            store_paths: vec![dir.join("p0"), dir.join("p1")],
+            readonly: vec![false; 2],
+            subdir_count: 4,
+            distribute_mode: 0,
+            rotate_count: 2,
+            durable: false,
+            durable_sync: DurableSync::Fsync,
+            group: GroupName::new("group1").unwrap(),
+            reserved: ReservedSpace::Bytes(0),
+            binlog_max_size: binlog::DEFAULT_MAX_SIZE,
+            journal_file_size: 1 << 20,
+        };
+        let s = Store::open(cfg, Arc::new(RealDisk)).unwrap();
+        s.set_source(SourceServer::Ip("127.0.0.1".parse().unwrap()));
+        s
+    }
+
+    fn upload(s: &Store, data: &[u8], kind: UploadKind) -> LogicName {
+        let mut u = s.begin_upload(0, data.len() as u64, "txt", kind).unwrap();
+        u.write(data).unwrap();
+        s.finish_upload(u).unwrap()
+    }
+
+    #[test]
+    fn every_kind_of_damage_is_named_and_nothing_is_changed() {
+        let d = tempfile::tempdir().unwrap();
+        let s = store(d.path());
+        let layout = Layout {
+            base_path: d.path().to_owned(),
+            store_paths: vec![d.path().join("p0"), d.path().join("p1")],
+            subdir_count: 4,
+        };
+        let fine = upload(&s, b"fine", UploadKind::Normal);
+        let gone = upload(&s, b"deleted by hand", UploadKind::Normal);
+        let cut = upload(&s, b"truncated by hand", UploadKind::Normal);
+        let flipped = upload(&s, b"one byte flipped", UploadKind::Normal);
+        let app = upload(&s, b"appender", UploadKind::Appender);
+        let deleted = upload(&s, b"deleted properly", UploadKind::Normal);
+        s.delete(&deleted).unwrap();
+        s.set_metadata(&fine, MetaOp::Overwrite, b"k\x02v").unwrap();
+        let packed = plant(&s, 1, 0, 256, b"in a slot");
+        let freed = plant(&s, 1, 256, 256, b"its slot reused");
+        let path = |n: &LogicName| s.resolve(n).unwrap();
+        std::fs::remove_file(path(&gone)).unwrap();
+        std::fs::write(path(&cut), b"truncated").unwrap();
+        std::fs::write(path(&flipped), b"one byte fliPped").unwrap();
+        std::fs::write(path(&app), b"appender, appended").unwrap();
+        // Another file's header in `freed`'s slot.
+        let trunk = path(&packed).with_file_name("000001");
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&trunk)
+            .unwrap();
+        f.write_all_at(&[0u8; 4], 256 + 9).unwrap();
+
+        let before = std::fs::read(&trunk).unwrap();
+        let r = check(&layout, false).unwrap();
+        // fine, its -m, gone, cut, flipped, app, packed, freed.
+        assert_eq!(r.checked, 8, "{r:?}");
+        let mut want = vec![
+            (gone.to_string(), Problem::Missing),
+            (
+                cut.to_string(),
+                Problem::Size {
+                    recorded: 17,
+                    found: 9,
+                },
+            ),
+            (freed.to_string(), Problem::NotInSlot),
+        ];
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(r.problems, want);
+        assert_eq!(r.crc_checked, 0);
+
+        let r = check(&layout, true).unwrap();
+        let flip = r
+            .problems
+            .iter()
+            .find(|(n, _)| *n == flipped.to_string())
+            .expect("the flipped byte is found with --crc");
+        assert_eq!(
+            flip.1,
+            Problem::Crc {
+                recorded: crc32fast::hash(b"one byte flipped"),
+                found: crc32fast::hash(b"one byte fliPped"),
+            }
+        );
+        assert_eq!(r.problems.len(), 4);
+        // fine and packed.
+        assert_eq!(r.crc_checked, 2);
+        assert_eq!(std::fs::read(&trunk).unwrap(), before, "read only");
+        assert!(std::fs::read_dir(std::env::temp_dir()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&format!("fdfs-fsck.{}.", std::process::id()))));
+    }
+}
