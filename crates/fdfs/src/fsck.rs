@@ -15,6 +15,10 @@ pub struct FsckArgs {
     /// Also read every file whose name records its CRC32 and compare.
     #[arg(long)]
     pub crc: bool,
+    /// Also list the files in the store paths that the binlog does not name
+    /// (never replicated to the group).
+    #[arg(long)]
+    pub orphans: bool,
     /// Print at most this many problems (all are counted).
     #[arg(long, default_value_t = 100)]
     pub max: usize,
@@ -40,7 +44,7 @@ fn run(args: &FsckArgs) -> anyhow::Result<bool> {
         store_paths: conf.store_paths.clone(),
         subdir_count: conf.subdir_count_per_path,
     };
-    let report = fsck::check(&layout, args.crc)
+    let report = fsck::check(&layout, args.crc, args.orphans)
         .with_context(|| format!("cannot read the binlog in {}", layout.base_path.display()))?;
     let group = if conf.group_name.is_empty() {
         String::new()
@@ -53,8 +57,13 @@ fn run(args: &FsckArgs) -> anyhow::Result<bool> {
     if report.problems.len() > args.max {
         println!("... and {} more", report.problems.len() - args.max);
     }
+    let on_disk = if args.orphans {
+        format!(", {} on disk", report.on_disk)
+    } else {
+        String::new()
+    };
     println!(
-        "{} files checked ({} with their CRC32) in {} store paths: {}",
+        "{} files checked ({} with their CRC32{on_disk}) in {} store paths: {}",
         report.checked,
         report.crc_checked,
         layout.store_paths.len(),

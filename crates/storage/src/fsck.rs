@@ -3,9 +3,12 @@
 //! with the size its name records (and, with `crc`, the CRC32), each file
 //! of a trunk slot in its slot, each `-m` sidecar present.
 //!
+//! With `orphans`, the other way round too: files in the store paths that
+//! the binlog does not list, which replication never sent to the group.
+//!
 //! It only reads, so it may run beside the storage: a file written or
 //! deleted meanwhile may show up, and the next run settles it. The file
-//! list is built like the disk recovery's ([`LiveNames`]), one part in
+//! lists are built like the disk recovery's ([`LiveNames`]), one part in
 //! memory at a time, in a scratch folder that is removed at the end.
 
 use std::fs::File;
@@ -43,6 +46,8 @@ pub enum Problem {
     /// A name no storage could hold (corrupt binlog line, subdirectory out
     /// of range).
     BadName(String),
+    /// On disk, not in the binlog: never replicated.
+    NotInBinlog,
     Unreadable(String),
 }
 
@@ -58,6 +63,7 @@ impl std::fmt::Display for Problem {
                 write!(f, "CRC32 {found:08X}, the name records {recorded:08X}")
             }
             Problem::BadName(why) => write!(f, "bad name: {why}"),
+            Problem::NotInBinlog => write!(f, "on disk but not in the binlog"),
             Problem::Unreadable(why) => write!(f, "unreadable: {why}"),
         }
     }
@@ -70,13 +76,16 @@ pub struct Report {
     pub checked: u64,
     /// The CRC32 was compared too.
     pub crc_checked: u64,
+    /// Files found on disk (with `orphans`).
+    pub on_disk: u64,
     /// Every problem found, by logic name.
     pub problems: Vec<(String, Problem)>,
 }
 
 /// Checks every store path of `layout`; `crc`: also read each file whose
-/// name records its CRC32 (normal and trunk files) and compare.
-pub fn check(layout: &Layout, crc: bool) -> io::Result<Report> {
+/// name records its CRC32 (normal and trunk files) and compare;
+/// `orphans`: also list the files on disk the binlog does not name.
+pub fn check(layout: &Layout, crc: bool, orphans: bool) -> io::Result<Report> {
     let binlog = layout.base_path.join("data").join("sync");
     let scratch = std::env::temp_dir().join(format!(
         "fdfs-fsck.{}.{:08x}",
@@ -86,9 +95,23 @@ pub fn check(layout: &Layout, crc: bool) -> io::Result<Report> {
     let mut report = Report::default();
     let result = (|| {
         for (idx, store) in layout.store_paths.iter().enumerate() {
-            let names = LiveNames::split(&binlog, idx, &scratch, 0)?;
+            let names = LiveNames::split(&binlog, idx, &scratch.join("binlog"), 0)?;
+            let disk = if orphans {
+                Some(DiskNames::list(store, idx, &names, &scratch.join("disk"))?)
+            } else {
+                None
+            };
             for k in 0..names.parts() {
-                for name in names.part(k)? {
+                let live = names.part(k)?;
+                if let Some(disk) = &disk {
+                    for name in disk.part(k)? {
+                        report.on_disk += 1;
+                        if !live.contains(&name) {
+                            report.problems.push((name, Problem::NotInBinlog));
+                        }
+                    }
+                }
+                for name in live {
                     report.checked += 1;
                     match check_one(store, layout.subdir_count, &name, crc) {
                         Ok(true) => report.crc_checked += 1,
@@ -105,6 +128,68 @@ pub fn check(layout: &Layout, crc: bool) -> io::Result<Report> {
         report.problems.sort_by(|a, b| a.0.cmp(&b.0));
         report
     })
+}
+
+/// The names of the files in a store path's `data/HH/HH/` folders, split
+/// into the parts of a [`LiveNames`] (one name per line in each part file).
+struct DiskNames {
+    dir: PathBuf,
+}
+
+impl DiskNames {
+    fn list(store: &Path, idx: usize, by: &LiveNames, dir: &Path) -> io::Result<DiskNames> {
+        use std::io::{BufWriter, Write};
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir)?;
+        let mut out: Vec<Option<BufWriter<File>>> = (0..by.parts()).map(|_| None).collect();
+        let data = store.join("data");
+        for high in hex_dirs(&data)? {
+            for low in hex_dirs(&data.join(&high))? {
+                for e in std::fs::read_dir(data.join(&high).join(&low))? {
+                    let e = e?;
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    // Trunk files hold slots, which the binlog lists.
+                    if name.bytes().all(|b| b.is_ascii_digit()) || e.file_type()?.is_dir() {
+                        continue;
+                    }
+                    let logic = format!("M{idx:02X}/{high}/{low}/{name}");
+                    let k = by.part_of(&logic);
+                    let w = match &mut out[k] {
+                        Some(w) => w,
+                        slot => slot.insert(BufWriter::new(File::create(dir.join(k.to_string()))?)),
+                    };
+                    writeln!(w, "{logic}")?;
+                }
+            }
+        }
+        for w in out.into_iter().flatten() {
+            w.into_inner().map_err(|e| e.into_error())?;
+        }
+        Ok(DiskNames {
+            dir: dir.to_owned(),
+        })
+    }
+
+    fn part(&self, k: usize) -> io::Result<Vec<String>> {
+        match std::fs::read_to_string(self.dir.join(k.to_string())) {
+            Ok(t) => Ok(t.lines().map(str::to_owned).collect()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The two-hex-digit folders of `dir` (the sub-directories of a store path).
+fn hex_dirs(dir: &Path) -> io::Result<Vec<String>> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit()) && e.file_type()?.is_dir() {
+            v.push(n);
+        }
+    }
+    Ok(v)
 }
 
 /// `Ok(true)`: fine, CRC32 compared; `Ok(false)`: fine.
@@ -281,7 +366,7 @@ mod tests {
         f.write_all_at(&[0u8; 4], 256 + 9).unwrap();
 
         let before = std::fs::read(&trunk).unwrap();
-        let r = check(&layout, false).unwrap();
+        let r = check(&layout, false, false).unwrap();
         // fine, its -m, gone, cut, flipped, app, packed, freed.
         assert_eq!(r.checked, 8, "{r:?}");
         let mut want = vec![
@@ -299,7 +384,7 @@ mod tests {
         assert_eq!(r.problems, want);
         assert_eq!(r.crc_checked, 0);
 
-        let r = check(&layout, true).unwrap();
+        let r = check(&layout, true, false).unwrap();
         let flip = r
             .problems
             .iter()
@@ -316,6 +401,26 @@ mod tests {
         // fine and packed.
         assert_eq!(r.crc_checked, 2);
         assert_eq!(std::fs::read(&trunk).unwrap(), before, "read only");
+        // A file put in a store path by hand is in no binlog.
+        let stray = path(&fine).with_file_name("stray.jpg");
+        std::fs::write(&stray, b"never replicated").unwrap();
+        let r = check(&layout, false, true).unwrap();
+        let orphan = format!(
+            "M00/{}",
+            stray
+                .strip_prefix(d.path().join("p0/data"))
+                .unwrap()
+                .display()
+        );
+        assert!(
+            r.problems.contains(&(orphan, Problem::NotInBinlog)),
+            "{:?}",
+            r.problems
+        );
+        // fine, its -m, cut, flipped, app and the stray one; not the trunk
+        // file itself, whose slots the binlog lists.
+        assert_eq!(r.on_disk, 6);
+        assert_eq!(r.problems.len(), 4, "{:?}", r.problems);
         assert!(std::fs::read_dir(std::env::temp_dir()).unwrap().all(|e| !e
             .unwrap()
             .file_name()

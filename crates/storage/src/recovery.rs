@@ -295,6 +295,11 @@ impl LiveNames {
         self.parts
     }
 
+    /// The part `name` belongs to.
+    pub fn part_of(&self, name: &str) -> usize {
+        part_of(name, self.parts)
+    }
+
     /// The live names of part `k`, sorted.
     pub fn part(&self, k: usize) -> std::io::Result<BTreeSet<String>> {
         use std::io::BufRead;
