@@ -1,6 +1,8 @@
 //! `fdfs fsck <storage.conf>`: checks a storage's files against its
-//! binlog and changes nothing (see fdfs_storage::fsck). Exit status 0 when
-//! every file is sound, 1 when some is not, 2 when the check could not run.
+//! binlog and changes nothing (see fdfs_storage::fsck); with `--repair`,
+//! fetches the damaged ones from the group. Exit status 0 when every file
+//! is sound (or was repaired), 1 when some is not, 2 when the check could
+//! not run.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +21,10 @@ pub struct FsckArgs {
     /// (never replicated to the group).
     #[arg(long)]
     pub orphans: bool,
+    /// Fetch missing and damaged files from the other servers of the group
+    /// (asked from the trackers) and put them in place.
+    #[arg(long)]
+    pub repair: bool,
     /// Print at most this many problems (all are counted).
     #[arg(long, default_value_t = 100)]
     pub max: usize,
@@ -73,5 +79,67 @@ fn run(args: &FsckArgs) -> anyhow::Result<bool> {
             n => format!("{n} problems"),
         }
     );
-    Ok(report.problems.is_empty())
+    if !args.repair || report.problems.is_empty() {
+        return Ok(report.problems.is_empty());
+    }
+    let repaired = repair(&conf, &layout, &report)?;
+    let mut left = report.problems.len();
+    for (name, r) in &repaired {
+        match r {
+            Ok(()) => {
+                left -= 1;
+                println!("{group}{name}: repaired");
+            }
+            Err(why) => println!("{group}{name}: not repaired: {why}"),
+        }
+    }
+    println!("{} repaired, {left} left", report.problems.len() - left);
+    Ok(left == 0)
+}
+
+/// Fetches the damaged files of `report` from the group's ACTIVE servers.
+fn repair(
+    conf: &fdfs_conf::StorageConf,
+    layout: &Layout,
+    report: &fsck::Report,
+) -> anyhow::Result<Vec<(String, Result<(), String>)>> {
+    use fdfs_proto::server::status;
+    let group = fdfs_proto::GroupName::new(&conf.group_name)
+        .context("--repair needs the group_name of storage.conf")?;
+    let bind = conf.daemon.bind_addr.split(',').next().unwrap_or("").trim();
+    let trackers = fdfs_storage::sync::link::Trackers {
+        list: conf.tracker_servers.clone(),
+        bind: bind.parse().ok(),
+        connect_timeout: conf.daemon.connect_timeout,
+        timeout: conf.daemon.network_timeout,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let servers = trackers
+            .list_group(&group)
+            .await
+            .map_err(|e| anyhow::anyhow!("asking the trackers for {group}: {e}"))?;
+        // This server too, if it is listed: its copies are checked against
+        // their names like any other before they are used.
+        let peers = servers
+            .iter()
+            .filter(|s| s.status == status::ACTIVE)
+            .filter_map(|s| {
+                let ip: std::net::IpAddr = s.ip_addr.parse().ok()?;
+                Some(std::net::SocketAddr::new(
+                    ip,
+                    u16::try_from(s.storage_port).ok()?,
+                ))
+            })
+            .collect();
+        let source = fsck::Source {
+            group,
+            peers,
+            connect_timeout: conf.daemon.connect_timeout,
+            network_timeout: conf.daemon.network_timeout,
+        };
+        Ok(fsck::repair(layout, report, &source).await)
+    })
 }

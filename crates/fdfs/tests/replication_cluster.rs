@@ -1024,3 +1024,72 @@ fn files_in_upstream_trunk_files_are_served_replicated_recovered_and_deleted() {
     b.stop();
     a.stop();
 }
+
+/// `fdfs fsck --crc --repair` on a server whose copies were damaged by
+/// hand: each is fetched again from the group, checked and put back.
+#[test]
+fn fsck_repairs_damaged_copies_from_the_group() {
+    let c = Cluster::new("repl-fsck");
+    let a = c.storage(11, &[]);
+    let b = c.storage(12, &[]);
+    c.wait_status(&a, status::ACTIVE, 20);
+    c.wait_status(&b, status::ACTIVE, 20);
+    let files: Vec<(LogicName, Vec<u8>)> = (0..6)
+        .map(|i| (upload(&a, &content(i), "bin"), content(i)))
+        .collect();
+    let mut body = Vec::new();
+    SetMetadataReq {
+        op: MetaOp::Overwrite,
+        group: GroupName::new("group1").unwrap(),
+        filename: files[0].0.clone(),
+        meta: metadata::encode(&[MetaPair {
+            name: b"width".to_vec(),
+            value: b"640".to_vec(),
+        }]),
+    }
+    .encode(&mut body);
+    assert_eq!(call(&a, sc::SET_METADATA, &body).0, 0);
+    for (n, data) in &files {
+        wait_content(&b, n, Some(data), 15);
+    }
+    wait(
+        "the metadata on B",
+        10,
+        || get_metadata(&b, &files[0].0).is_ok(),
+        || log_of(&b),
+    );
+    let on_b = |n: &LogicName| b.base.join("data").join(n.relative_path());
+    std::fs::remove_file(on_b(&files[1].0)).unwrap();
+    std::fs::write(on_b(&files[2].0), b"cut").unwrap();
+    let mut flipped = files[3].1.clone();
+    flipped[7] ^= 0xff;
+    std::fs::write(on_b(&files[3].0), &flipped).unwrap();
+    let sidecar = on_b(&files[0].0).with_file_name(format!("{}-m", files[0].0.name));
+    std::fs::remove_file(&sidecar).unwrap();
+
+    let fsck = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .arg("fsck")
+            .arg(&b.conf)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = fsck(&["--crc", "--repair"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("4 repaired, 0 left"), "{text}");
+    for n in [&files[1].0, &files[2].0, &files[3].0] {
+        assert!(text.contains(&format!("group1/{n}: repaired")), "{text}");
+    }
+    let (code, text) = fsck(&["--crc", "--orphans"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("all sound"), "{text}");
+    for (n, data) in &files {
+        same_bytes(&format!("{n} on B"), download(&b, n), data);
+    }
+    assert!(get_metadata(&b, &files[0].0).is_ok());
+}

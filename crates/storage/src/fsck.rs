@@ -5,6 +5,8 @@
 //!
 //! With `orphans`, the other way round too: files in the store paths that
 //! the binlog does not list, which replication never sent to the group.
+//! [`repair`] (`--repair`) fetches missing and damaged files from the group
+//! again.
 //!
 //! It only reads, so it may run beside the storage: a file written or
 //! deleted meanwhile may show up, and the next run settles it. The file
@@ -16,10 +18,13 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use fdfs_proto::trunk::{self, SlotHeader, HEADER_LEN};
-use fdfs_proto::{FileKind, LogicName};
+use std::net::SocketAddr;
+use std::time::Duration;
 
-use crate::recovery::LiveNames;
+use fdfs_proto::trunk::{self, SlotHeader, HEADER_LEN};
+use fdfs_proto::{FileKind, GroupName, LogicName};
+
+use crate::recovery::{Fetcher, LiveNames};
 
 /// Where a storage keeps its binlog and files.
 #[derive(Debug, Clone)]
@@ -128,6 +133,93 @@ pub fn check(layout: &Layout, crc: bool, orphans: bool) -> io::Result<Report> {
         report.problems.sort_by(|a, b| a.0.cmp(&b.0));
         report
     })
+}
+
+/// Where [`repair`] fetches files from.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub group: GroupName,
+    /// Servers of the group to ask, in turn.
+    pub peers: Vec<SocketAddr>,
+    pub connect_timeout: Duration,
+    pub network_timeout: Duration,
+}
+
+/// Fetches every file `report` found missing, of another size or with
+/// another CRC32 from the first of `source.peers` that has a sound copy
+/// (checked against its name where the name records size and CRC32) and
+/// puts it in place: a temporary file in the store path's `data/.tmp`,
+/// fsynced, renamed. Files of trunk slots, orphans and bad names are left.
+/// Returns, per damaged file, what became of it.
+pub async fn repair(
+    layout: &Layout,
+    report: &Report,
+    source: &Source,
+) -> Vec<(String, Result<(), String>)> {
+    let mut fetcher = Fetcher::with_timeouts(source.connect_timeout, source.network_timeout);
+    let mut out = Vec::new();
+    for (n, (name, problem)) in report.problems.iter().enumerate() {
+        if !matches!(
+            problem,
+            Problem::Missing | Problem::Size { .. } | Problem::Crc { .. }
+        ) {
+            continue;
+        }
+        let r = repair_one(layout, source, &mut fetcher, name, n).await;
+        out.push((name.clone(), r));
+    }
+    fetcher.close().await;
+    out
+}
+
+async fn repair_one(
+    layout: &Layout,
+    source: &Source,
+    fetcher: &mut Fetcher,
+    name: &str,
+    n: usize,
+) -> Result<(), String> {
+    let logic = LogicName::parse(name).map_err(|e| e.to_string())?;
+    if let FileKind::Trunk(_) = logic.kind {
+        return Err("a file of a trunk slot: left to the disk recovery".into());
+    }
+    let store = layout
+        .store_paths
+        .get(usize::from(logic.store_path))
+        .ok_or("no such store path")?;
+    let path = store.join("data").join(logic.relative_path());
+    let tmp = store
+        .join("data")
+        .join(".tmp")
+        .join(format!("fsck.{}.{n}", std::process::id()));
+    let mut why = "no server of the group has it".to_owned();
+    for peer in &source.peers {
+        let mut f = File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        match fetcher.fetch(*peer, &source.group, name, &mut f).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                why = format!("{peer}: {e}");
+                continue;
+            }
+        }
+        if logic.kind == FileKind::Normal {
+            let len = f.metadata().map_err(|e| e.to_string())?.len();
+            let recorded = logic.info.file_size().unwrap_or(0);
+            let crc = crc_of(&mut File::open(&tmp).map_err(|e| e.to_string())?, len)
+                .map_err(|e| e.to_string())?;
+            if len != recorded || crc != logic.info.crc32 {
+                why = format!("{peer}: its copy is damaged too ({len} bytes, CRC32 {crc:08X})");
+                continue;
+            }
+        }
+        f.sync_all()
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| format!("saving {}: {e}", path.display()))?;
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(&tmp);
+    Err(why)
 }
 
 /// The names of the files in a store path's `data/HH/HH/` folders, split

@@ -574,8 +574,9 @@ fn path_of(store: &Store, name: &str) -> Result<(LogicName, PathBuf), String> {
     crate::sync::apply::path_of(store, name).map_err(|e| format!("{name}: {e}"))
 }
 
-/// One worker's connections to the peers, kept alive between files.
-struct Fetcher {
+/// One worker's connections to the peers, kept alive between files (also
+/// `fdfs fsck --repair`'s).
+pub(crate) struct Fetcher {
     conns: HashMap<SocketAddr, TcpStream>,
     connect_timeout: Duration,
     /// A whole file must come within this (a stalled peer must not hang
@@ -585,10 +586,14 @@ struct Fetcher {
 
 impl Fetcher {
     fn new(conf: &RecoveryConf) -> Fetcher {
+        Fetcher::with_timeouts(conf.connect_timeout, conf.network_timeout)
+    }
+
+    pub(crate) fn with_timeouts(connect: Duration, network: Duration) -> Fetcher {
         Fetcher {
             conns: HashMap::new(),
-            connect_timeout: conf.connect_timeout,
-            per_file: conf.network_timeout.max(Duration::from_secs(1)) * 4,
+            connect_timeout: connect,
+            per_file: network.max(Duration::from_secs(1)) * 4,
         }
     }
 
@@ -639,7 +644,7 @@ impl Fetcher {
     /// Streams a file (DOWNLOAD_FILE) or, for a `-m` name, its metadata
     /// (GET_METADATA) from `peer` into `out`. A connection that failed is
     /// dropped; one that answered (even "not found") is kept.
-    async fn fetch(
+    pub(crate) async fn fetch(
         &mut self,
         peer: SocketAddr,
         group: &GroupName,
@@ -669,7 +674,7 @@ impl Fetcher {
         }
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         for (_, mut s) in self.conns {
             let _ = s
                 .write_all(&fdfs_proto::encode_frame(cmd::QUIT, 0, &[]))
