@@ -207,6 +207,22 @@ fn get_metadata(s: &StorageProc, n: &LogicName) -> Result<Vec<u8>, u8> {
     }
 }
 
+/// Sets the metadata `width=640` on `n` through `s`.
+fn set_width_640(s: &StorageProc, n: &LogicName) {
+    let mut body = Vec::new();
+    SetMetadataReq {
+        op: MetaOp::Overwrite,
+        group: GroupName::new("group1").unwrap(),
+        filename: n.clone(),
+        meta: metadata::encode(&[MetaPair {
+            name: b"width".to_vec(),
+            value: b"640".to_vec(),
+        }]),
+    }
+    .encode(&mut body);
+    assert_eq!(call(s, sc::SET_METADATA, &body).0, 0);
+}
+
 /// Polls `s` until `n` downloads as `want` (None: until it is gone).
 fn wait_content(s: &StorageProc, n: &LogicName, want: Option<&[u8]>, secs: u64) {
     wait(
@@ -700,18 +716,7 @@ fn a_replaced_disk_is_filled_again_from_the_group_before_serving() {
         .chain((30..35).map(|i| (upload_m01(&b, &content(i)), content(i))))
         .collect();
     // One with metadata, one deleted.
-    let mut body = Vec::new();
-    SetMetadataReq {
-        op: MetaOp::Overwrite,
-        group: GroupName::new("group1").unwrap(),
-        filename: files[0].0.clone(),
-        meta: metadata::encode(&[MetaPair {
-            name: b"width".to_vec(),
-            value: b"640".to_vec(),
-        }]),
-    }
-    .encode(&mut body);
-    assert_eq!(call(&a, sc::SET_METADATA, &body).0, 0);
+    set_width_640(&a, &files[0].0);
     let (deleted, _) = files.remove(5);
     let mut body = group16();
     body.extend_from_slice(deleted.to_string().as_bytes());
@@ -956,18 +961,7 @@ fn files_in_upstream_trunk_files_are_served_replicated_recovered_and_deleted() {
     let crc = crc32fast::hash(&files[0].2) as i32;
     assert_eq!(info[16..24], i64::from(crc).to_be_bytes());
     // Metadata, set now on a trunk file.
-    let mut body = Vec::new();
-    SetMetadataReq {
-        op: MetaOp::Overwrite,
-        group: GroupName::new("group1").unwrap(),
-        filename: names[1].clone(),
-        meta: metadata::encode(&[MetaPair {
-            name: b"width".to_vec(),
-            value: b"640".to_vec(),
-        }]),
-    }
-    .encode(&mut body);
-    assert_eq!(call(&a, sc::SET_METADATA, &body).0, 0);
+    set_width_640(&a, &names[1]);
     // The tracker routes a trunk file ID like any other.
     let mut body = group16();
     body.extend_from_slice(names[0].to_string().as_bytes());
@@ -1037,18 +1031,7 @@ fn fsck_repairs_damaged_copies_from_the_group() {
     let files: Vec<(LogicName, Vec<u8>)> = (0..6)
         .map(|i| (upload(&a, &content(i), "bin"), content(i)))
         .collect();
-    let mut body = Vec::new();
-    SetMetadataReq {
-        op: MetaOp::Overwrite,
-        group: GroupName::new("group1").unwrap(),
-        filename: files[0].0.clone(),
-        meta: metadata::encode(&[MetaPair {
-            name: b"width".to_vec(),
-            value: b"640".to_vec(),
-        }]),
-    }
-    .encode(&mut body);
-    assert_eq!(call(&a, sc::SET_METADATA, &body).0, 0);
+    set_width_640(&a, &files[0].0);
     for (n, data) in &files {
         wait_content(&b, n, Some(data), 15);
     }
