@@ -44,7 +44,7 @@ enum Command {
     Sandbox(sandbox::SandboxArgs),
     /// Load a FastDFS-protocol cluster and report ops/s, latency and replication lag.
     Bench(bench::BenchArgs),
-    /// Check a storage's files against its binlog (sizes, CRC32 with --crc), changing nothing.
+    /// Check a storage's files against its binlog (sizes, CRC32 with --crc); --repair fetches damaged ones from the group.
     Fsck(fsck::FsckArgs),
 }
 
