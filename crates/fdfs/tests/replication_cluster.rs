@@ -1002,6 +1002,39 @@ fn files_in_upstream_trunk_files_are_served_replicated_recovered_and_deleted() {
     let log = &whole[whole.rfind("INFO started").unwrap()..];
     assert!(log.contains("restored=4"), "{log}");
 
+    // A byte of a slot flipped on B: fsck --crc names it, --repair fills
+    // the slot again from A.
+    let trunk_b = disk1(12).join("data/00/00/000001");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&trunk_b)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"X", 256 + 24 + 5).unwrap();
+    drop(f);
+    let fsck = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .arg("fsck")
+            .arg(&b.conf)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = fsck(&["--crc"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(&format!("group1/{}: CRC32", names[1])),
+        "{text}"
+    );
+    let (code, text) = fsck(&["--crc", "--repair"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("1 repaired, 0 left"), "{text}");
+    same_bytes("the repaired slot", download(&b, &names[1]), &files[1].2);
+    assert_eq!(fsck(&["--crc", "--orphans"]).0, Some(0));
+
     // A delete frees the slot on both servers; the neighbours stay.
     let mut body = group16();
     body.extend_from_slice(names[0].to_string().as_bytes());

@@ -149,7 +149,8 @@ pub struct Source {
 /// another CRC32 from the first of `source.peers` that has a sound copy
 /// (checked against its name where the name records size and CRC32) and
 /// puts it in place: a temporary file in the store path's `data/.tmp`,
-/// fsynced, renamed. Files of trunk slots, orphans and bad names are left.
+/// fsynced, renamed; or for a file of a trunk slot, its slot filled again.
+/// Orphans and bad names are left.
 /// Returns, per damaged file, what became of it.
 pub async fn repair(
     layout: &Layout,
@@ -161,7 +162,7 @@ pub async fn repair(
     for (n, (name, problem)) in report.problems.iter().enumerate() {
         if !matches!(
             problem,
-            Problem::Missing | Problem::Size { .. } | Problem::Crc { .. }
+            Problem::Missing | Problem::Size { .. } | Problem::Crc { .. } | Problem::NotInSlot
         ) {
             continue;
         }
@@ -180,9 +181,6 @@ async fn repair_one(
     n: usize,
 ) -> Result<(), String> {
     let logic = LogicName::parse(name).map_err(|e| e.to_string())?;
-    if let FileKind::Trunk(_) = logic.kind {
-        return Err("a file of a trunk slot: left to the disk recovery".into());
-    }
     let store = layout
         .store_paths
         .get(usize::from(logic.store_path))
@@ -203,7 +201,7 @@ async fn repair_one(
                 continue;
             }
         }
-        if logic.kind == FileKind::Normal {
+        if matches!(logic.kind, FileKind::Normal | FileKind::Trunk(_)) {
             let len = f.metadata().map_err(|e| e.to_string())?.len();
             let recorded = logic.info.file_size().unwrap_or(0);
             let crc = crc_of(&mut File::open(&tmp).map_err(|e| e.to_string())?, len)
@@ -212,6 +210,18 @@ async fn repair_one(
                 why = format!("{peer}: its copy is damaged too ({len} bytes, CRC32 {crc:08X})");
                 continue;
             }
+        }
+        if let FileKind::Trunk(slot) = logic.kind {
+            // Into its slot; the slot header is written last.
+            let header = SlotHeader::for_name(&logic).ok_or("not a trunk name")?;
+            let trunk_file = path.with_file_name(trunk::file_name(&slot));
+            let src = File::open(&tmp).map_err(|e| e.to_string())?;
+            let size = src.metadata().map_err(|e| e.to_string())?.len();
+            let r = crate::store::trunk::fill_slot(&trunk_file, &header, &slot, &src, size, true);
+            let _ = std::fs::remove_file(&tmp);
+            return r
+                .map(|_| ())
+                .map_err(|e| format!("writing {}: {e}", trunk_file.display()));
         }
         f.sync_all()
             .and_then(|()| std::fs::rename(&tmp, &path))

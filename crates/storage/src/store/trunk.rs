@@ -8,7 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use fdfs_proto::file_id::TrunkSlot;
 use fdfs_proto::trunk::{self, SlotHeader, HEADER_LEN};
@@ -89,34 +89,12 @@ impl Store {
             }
         }
         let path = self.trunk_path(name, slot)?;
-        let created = !path.exists();
-        let trunk = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| StoreError::io(format!("opening the trunk file of {name}"), e))?;
-        let write = |what: &str, r: std::io::Result<()>| {
-            r.map_err(|e| StoreError::io(format!("{what} {name} in its trunk file"), e))
-        };
-        write(
-            "writing",
-            copy_range(src, size, &trunk, trunk::content_offset(slot)),
-        )?;
         let durable = self.config().durable;
-        if durable {
-            write("fsync of", trunk.sync_data())?;
-        }
-        write(
-            "writing the header of",
-            trunk.write_all_at(&header.encode(), u64::from(slot.offset)),
-        )?;
-        if durable {
-            write("fsync of", trunk.sync_data())?;
-            if created {
-                self.sync_dir(&path)
-                    .map_err(|e| StoreError::io("fsync of the directory", e))?;
-            }
+        let created = fill_slot(&path, &header, slot, src, size, durable)
+            .map_err(|e| StoreError::io(format!("writing {name} in its trunk file"), e))?;
+        if durable && created {
+            self.sync_dir(&path)
+                .map_err(|e| StoreError::io("fsync of the directory", e))?;
         }
         Ok(true)
     }
@@ -153,6 +131,35 @@ impl Store {
         }
         Ok(true)
     }
+}
+
+/// Writes `size` bytes of `src` (from offset 0) into `slot` of the trunk
+/// file at `path` (made if missing), the content first and `header` last:
+/// until then the slot reads as empty. `sync`: each is fdatasynced before
+/// the next step. Returns whether the trunk file was made.
+pub fn fill_slot(
+    path: &Path,
+    header: &SlotHeader,
+    slot: &TrunkSlot,
+    src: &File,
+    size: u64,
+    sync: bool,
+) -> std::io::Result<bool> {
+    let created = !path.exists();
+    let trunk = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    copy_range(src, size, &trunk, trunk::content_offset(slot))?;
+    if sync {
+        trunk.sync_data()?;
+    }
+    trunk.write_all_at(&header.encode(), u64::from(slot.offset))?;
+    if sync {
+        trunk.sync_data()?;
+    }
+    Ok(created)
 }
 
 /// The header of `slot`, `None` when the trunk file ends before it.
