@@ -207,6 +207,20 @@ fn get_metadata(s: &StorageProc, n: &LogicName) -> Result<Vec<u8>, u8> {
     }
 }
 
+/// `fdfs fsck <s's storage.conf> <args>`: its exit status and output.
+fn fsck(s: &StorageProc, args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(BIN)
+        .arg("fsck")
+        .arg(&s.conf)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 /// Sets the metadata `width=640` on `n` through `s`.
 fn set_width_640(s: &StorageProc, n: &LogicName) {
     let mut body = Vec::new();
@@ -1011,18 +1025,7 @@ fn files_in_upstream_trunk_files_are_served_replicated_recovered_and_deleted() {
         .unwrap();
     std::os::unix::fs::FileExt::write_all_at(&f, b"X", 256 + 24 + 5).unwrap();
     drop(f);
-    let fsck = |args: &[&str]| {
-        let out = std::process::Command::new(BIN)
-            .arg("fsck")
-            .arg(&b.conf)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let fsck = |args: &[&str]| fsck(&b, args);
     let (code, text) = fsck(&["--crc"]);
     assert_eq!(code, Some(1), "{text}");
     assert!(
@@ -1083,18 +1086,7 @@ fn fsck_repairs_damaged_copies_from_the_group() {
     let sidecar = on_b(&files[0].0).with_file_name(format!("{}-m", files[0].0.name));
     std::fs::remove_file(&sidecar).unwrap();
 
-    let fsck = |args: &[&str]| {
-        let out = std::process::Command::new(BIN)
-            .arg("fsck")
-            .arg(&b.conf)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let fsck = |args: &[&str]| fsck(&b, args);
     let (code, text) = fsck(&["--crc", "--repair"]);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("4 repaired, 0 left"), "{text}");
