@@ -66,11 +66,27 @@ fn run_gateway(args: &GatewayArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
+        reopen_on_sighup(gw.clone())?;
         tracing::info!(%listen, "gateway listening");
         gw.serve(listener, shutdown_signal()).await?;
         tracing::info!("gateway stopped");
         Ok(())
     })
+}
+
+/// SIGHUP reopens the access log, for an outside logrotate.
+fn reopen_on_sighup(gw: Gateway) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match gw.reopen_access_log() {
+                Ok(()) => tracing::info!("SIGHUP received, access log reopened"),
+                Err(e) => tracing::error!("SIGHUP received, cannot reopen the access log: {e}"),
+            }
+        }
+    });
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -169,3 +169,63 @@ fn token_prints_a_signed_url() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// The gateway's access log: a line per request; after logrotate moves
+/// the file, SIGHUP makes the gateway write to a new one at the path.
+#[test]
+fn gateway_access_log_reopens_on_sighup() {
+    let tracker = fake_tracker();
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let conf = dir.path().join("gateway.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "bind_addr = 127.0.0.1\nport = {port}\ntracker_server = {tracker}\n\
+             connect_timeout = 1s\naccess_log = {}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let child = Kill(
+        Command::new(BIN)
+            .arg("gateway")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let t0 = Instant::now();
+    while http_get(&addr, "/healthz").is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "gateway did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("\"GET /healthz HTTP/1.0\" 200 "), "{text}");
+    std::fs::rename(&log, dir.path().join("access.log.1")).unwrap();
+    // SAFETY: a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) }, 0);
+    let t0 = Instant::now();
+    loop {
+        http_get(&addr, "/healthz?after=hup");
+        if std::fs::read_to_string(&log).is_ok_and(|t| t.contains("/healthz?after=hup")) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no new access log after SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let moved = std::fs::read_to_string(dir.path().join("access.log.1")).unwrap();
+    assert!(moved.contains("\"GET /healthz HTTP/1.0\""), "{moved}");
+}

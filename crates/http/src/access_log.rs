@@ -8,7 +8,8 @@
 //!
 //! The byte count is the response's Content-Length (`-` when it has none):
 //! the line is written when the response starts, not when its body ends.
-//! The file rotates daily at midnight, through [`fdfs_runtime::logfile`].
+//! The file rotates daily at midnight, through [`fdfs_runtime::logfile`];
+//! the gateway reopens it on SIGHUP.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -47,6 +48,12 @@ impl AccessLog {
         Ok(AccessLog {
             file: LogFile::open(path, rotation)?,
         })
+    }
+
+    /// Opens the file at its path again (after an outside logrotate moved
+    /// it).
+    pub fn reopen(&self) -> std::io::Result<()> {
+        self.file.reopen()
     }
 
     /// Notes a request as it arrives.

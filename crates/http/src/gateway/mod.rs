@@ -138,6 +138,15 @@ impl Gateway {
         })
     }
 
+    /// Reopens the access log (SIGHUP, after logrotate moved it); `Ok`
+    /// without one.
+    pub fn reopen_access_log(&self) -> std::io::Result<()> {
+        match &self.inner.access_log {
+            Some(log) => log.reopen(),
+            None => Ok(()),
+        }
+    }
+
     pub fn upstreams(&self) -> &Upstreams {
         &self.inner.upstreams
     }
