@@ -58,25 +58,25 @@ fn http_get(addr: &str, path: &str) -> Option<String> {
     Some(out)
 }
 
-#[test]
-fn gateway_process_serves_healthz() {
+/// Starts `fdfs gateway` on 127.0.0.1 with a fake tracker, its conf in
+/// `dir` with `extra` lines; waits until /healthz answers. The process (killed
+/// on drop), its address and that first answer.
+fn start_gateway(dir: &std::path::Path, extra: &str) -> (Kill, String, String) {
     let tracker = fake_tracker();
     let port = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("gateway.conf");
+    let conf = dir.join("gateway.conf");
     std::fs::write(
         &conf,
         format!(
             "bind_addr = 127.0.0.1\nport = {port}\ntracker_server = {tracker}\n\
-             cache_path = {}\nconnect_timeout = 1s\n",
-            dir.path().join("cache").display()
+             connect_timeout = 1s\n{extra}"
         ),
     )
     .unwrap();
-    let _child = Kill(
+    let child = Kill(
         Command::new(BIN)
             .arg("gateway")
             .arg(&conf)
@@ -87,16 +87,23 @@ fn gateway_process_serves_healthz() {
     );
     let addr = format!("127.0.0.1:{port}");
     let t0 = Instant::now();
-    let resp = loop {
+    loop {
         if let Some(r) = http_get(&addr, "/healthz") {
-            break r;
+            return (child, addr, r);
         }
         assert!(
             t0.elapsed() < Duration::from_secs(10),
             "gateway did not start"
         );
         std::thread::sleep(Duration::from_millis(50));
-    };
+    }
+}
+
+#[test]
+fn gateway_process_serves_healthz() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = format!("cache_path = {}\n", dir.path().join("cache").display());
+    let (_child, addr, resp) = start_gateway(dir.path(), &cache);
     assert!(
         resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.1 200"),
         "{resp}"
@@ -174,41 +181,9 @@ fn token_prints_a_signed_url() {
 /// the file, SIGHUP makes the gateway write to a new one at the path.
 #[test]
 fn gateway_access_log_reopens_on_sighup() {
-    let tracker = fake_tracker();
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
-    let conf = dir.path().join("gateway.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "bind_addr = 127.0.0.1\nport = {port}\ntracker_server = {tracker}\n\
-             connect_timeout = 1s\naccess_log = {}\n",
-            log.display()
-        ),
-    )
-    .unwrap();
-    let child = Kill(
-        Command::new(BIN)
-            .arg("gateway")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let addr = format!("127.0.0.1:{port}");
-    let t0 = Instant::now();
-    while http_get(&addr, "/healthz").is_none() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "gateway did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (child, addr, _) = start_gateway(dir.path(), &format!("access_log = {}\n", log.display()));
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("\"GET /healthz HTTP/1.0\" 200 "), "{text}");
     std::fs::rename(&log, dir.path().join("access.log.1")).unwrap();
