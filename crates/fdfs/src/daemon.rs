@@ -268,13 +268,7 @@ pub fn daemon_opts(name: &str, d: &DaemonConf, foreground: bool) -> DaemonOpts {
         base_path: d.base_path.clone(),
         foreground,
         log_level: level(d.log_level),
-        log_rotation: fdfs_runtime::logfile::Rotation {
-            everyday: d.log_rotation.everyday,
-            at: u32::from(d.log_rotation.time.hour) * 3600
-                + u32::from(d.log_rotation.time.minute) * 60,
-            on_size: d.log_rotation.on_size,
-            keep_days: d.log_rotation.keep_days,
-        },
+        log_rotation: fdfs_storage::rotation(d.log_rotation),
         disabled: d.disabled,
         work_threads: d.work_threads as usize,
         run_by_group: d.run_by_group.clone(),

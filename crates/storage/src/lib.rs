@@ -181,7 +181,9 @@ pub fn prepare(mut conf: StorageConf) -> Result<Prepared, StorageError> {
     })
 }
 
-/// The runtime's rotation for a log section of the .conf.
+/// The runtime's rotation for a log section of a .conf (the storage's
+/// access log here; the daemons' own logs, the tracker's too, in the
+/// binary's wiring).
 pub fn rotation(r: fdfs_conf::LogRotation) -> fdfs_runtime::logfile::Rotation {
     fdfs_runtime::logfile::Rotation {
         everyday: r.everyday,
