@@ -101,6 +101,18 @@ pub fn content_offset(slot: &TrunkSlot) -> u64 {
     u64::from(slot.offset) + HEADER_LEN as u64
 }
 
+/// Where `name`'s content is in a trunk file of `file_len` bytes whose slot
+/// (the name's) starts with `header`: (start, size). `None` when the slot
+/// does not hold the file, or the trunk file ends before the content does.
+pub fn content_of(header: &SlotHeader, name: &LogicName, file_len: u64) -> Option<(u64, u64)> {
+    let FileKind::Trunk(slot) = name.kind else {
+        return None;
+    };
+    let size = u64::from(header.file_size);
+    let start = content_offset(&slot);
+    (header.holds(name) && fits(&slot, size) && start + size <= file_len).then_some((start, size))
+}
+
 /// True when a file of `file_size` bytes fits the slot (header included).
 pub fn fits(slot: &TrunkSlot, file_size: u64) -> bool {
     file_size + HEADER_LEN as u64 <= u64::from(slot.alloc_size)
@@ -138,6 +150,13 @@ mod tests {
         assert!(h.holds(&name));
         assert!(fits(&slot, 170));
         assert!(!fits(&slot, 233));
+        assert_eq!(content_of(&h, &name, 4096), Some((2072, 170)));
+        assert_eq!(content_of(&h, &name, 2072 + 169), None, "file ends early");
+        let too_big = SlotHeader {
+            file_size: 233,
+            ..h
+        };
+        assert_eq!(content_of(&too_big, &name, 4096), None);
     }
 
     #[test]

@@ -309,18 +309,17 @@ fn check_one(store: &Path, subdir_count: u32, name: &str, crc: bool) -> Result<b
             Err(e) => return Err(unreadable(e)),
         };
         let len = f.metadata().map_err(unreadable)?.len();
-        let start = trunk::content_offset(&slot);
-        if start > len {
+        // The header must be inside the file before it is read.
+        if trunk::content_offset(&slot) > len {
             return Err(Problem::NotInSlot);
         }
         let mut h = [0u8; HEADER_LEN];
         f.read_exact_at(&mut h, u64::from(slot.offset))
             .map_err(unreadable)?;
         let header = SlotHeader::decode(&h);
-        let size = u64::from(header.file_size);
-        if !header.holds(&logic) || !trunk::fits(&slot, size) || start + size > len {
+        let Some((start, size)) = trunk::content_of(&header, &logic, len) else {
             return Err(Problem::NotInSlot);
-        }
+        };
         if !crc {
             return Ok(false);
         }

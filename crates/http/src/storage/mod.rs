@@ -201,12 +201,9 @@ fn open_local(
             return Ok(None);
         }
         let header = trunk::SlotHeader::decode(&h);
-        let size = u64::from(header.file_size);
-        let base = trunk::content_offset(&slot);
-        let valid = header.holds(logic) && trunk::fits(&slot, size) && base + size <= md.len();
-        if !valid {
+        let Some((base, size)) = trunk::content_of(&header, logic, md.len()) else {
             return Ok(None);
-        }
+        };
         return Ok(Some((
             load(f, base, size, preload)?,
             size,

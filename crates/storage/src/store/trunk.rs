@@ -44,13 +44,11 @@ impl Store {
                 "{name}: not in its trunk slot"
             )));
         };
-        let size = u64::from(header.file_size);
-        let start = trunk::content_offset(slot);
-        if !header.holds(name) || !trunk::fits(slot, size) || start + size > len {
+        let Some((start, size)) = trunk::content_of(&header, name, len) else {
             return Err(StoreError::NotFound(format!(
                 "{name}: not in its trunk slot"
             )));
-        }
+        };
         Ok(SlotFile { file, start, size })
     }
 
@@ -118,7 +116,7 @@ impl Store {
             .map_err(|e| StoreError::io(format!("stat {name}"), e))?
             .len();
         match read_header(&trunk, slot, len, name)? {
-            Some(h) if h.holds(name) && trunk::fits(slot, u64::from(h.file_size)) => {}
+            Some(h) if trunk::content_of(&h, name, len).is_some() => {}
             _ => return Ok(false),
         }
         trunk
