@@ -111,7 +111,7 @@ pub enum FileKind {
 }
 
 /// Where a trunk-packed file lives inside its trunk file (§5.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TrunkSlot {
     pub trunk_id: u32,
     pub offset: u32,
@@ -141,6 +141,12 @@ impl NameInfo {
         } else {
             size
         }
+    }
+
+    /// The size field of a new file packed into a trunk slot (§5.3: the
+    /// randomised form with the trunk bit).
+    pub fn size_field_for_trunk(size: u32, random23: u32) -> u64 {
+        RANDOM_BIT | TRUNK_BIT | (((random23 & 0x7F_FFFF) as u64) << 32) | u64::from(size)
     }
 
     pub fn is_appender(&self) -> bool {

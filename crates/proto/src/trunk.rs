@@ -8,7 +8,10 @@
 //! | crc32 u32be | mtime u32be | formatted ext char[7]
 //! ```
 
-use crate::file_id::{FileKind, LogicName, TrunkSlot};
+use crate::codec::{put_u32, put_u8, Reader};
+use crate::common::{put_group, read_group, GROUP_LEN};
+use crate::error::DecodeError;
+use crate::file_id::{FileKind, GroupName, LogicName, TrunkSlot};
 
 /// Bytes of a slot header; the content follows it.
 pub const HEADER_LEN: usize = 24;
@@ -118,6 +121,206 @@ pub fn fits(slot: &TrunkSlot, file_size: u64) -> bool {
     file_size + HEADER_LEN as u64 <= u64::from(slot.alloc_size)
 }
 
+/// Where a trunk server put a slot (TRUNK_ALLOC_SPACE's reply, 15 bytes):
+/// the trunk file's store path and `HH/HH` directory, then the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrunkInfo {
+    pub store_path: u8,
+    pub sub_high: u8,
+    pub sub_low: u8,
+    pub slot: TrunkSlot,
+}
+
+impl TrunkInfo {
+    pub const LEN: usize = 15;
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_u8(out, self.store_path);
+        put_u8(out, self.sub_high);
+        put_u8(out, self.sub_low);
+        put_u32(out, self.slot.trunk_id);
+        put_u32(out, self.slot.offset);
+        put_u32(out, self.slot.alloc_size);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<TrunkInfo, DecodeError> {
+        Ok(TrunkInfo {
+            store_path: r.u8()?,
+            sub_high: r.u8()?,
+            sub_low: r.u8()?,
+            slot: TrunkSlot {
+                trunk_id: r.u32()?,
+                offset: r.u32()?,
+                alloc_size: r.u32()?,
+            },
+        })
+    }
+
+    pub fn decode(b: &[u8]) -> Result<TrunkInfo, DecodeError> {
+        let mut r = Reader::new("trunk info", b);
+        let info = TrunkInfo::read(&mut r)?;
+        r.finish()?;
+        Ok(info)
+    }
+
+    /// The slot of the trunk name `name`, where it lives.
+    pub fn of_name(name: &LogicName) -> Option<TrunkInfo> {
+        match name.kind {
+            FileKind::Trunk(slot) => Some(TrunkInfo {
+                store_path: name.store_path,
+                sub_high: name.sub_high,
+                sub_low: name.sub_low,
+                slot,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The trunk file, relative to its store path: `data/HH/HH/<id:06>`.
+    pub fn relative_path(&self) -> String {
+        format!(
+            "data/{:02X}/{:02X}/{}",
+            self.sub_high,
+            self.sub_low,
+            file_name(&self.slot)
+        )
+    }
+
+    /// First byte after the slot.
+    pub fn end(&self) -> u64 {
+        u64::from(self.slot.offset) + u64::from(self.slot.alloc_size)
+    }
+}
+
+/// TRUNK_ALLOC_SPACE (27): a slot of `size` bytes (header included, already
+/// aligned) in store path `store_path`. 21 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocReq {
+    pub group: GroupName,
+    pub size: u32,
+    pub store_path: u8,
+}
+
+impl AllocReq {
+    pub const LEN: usize = GROUP_LEN + 5;
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_group(out, &self.group, GROUP_LEN);
+        put_u32(out, self.size);
+        put_u8(out, self.store_path);
+    }
+
+    pub fn decode(b: &[u8]) -> Result<AllocReq, DecodeError> {
+        let mut r = Reader::new("TRUNK_ALLOC_SPACE", b);
+        let group = read_group(&mut r, GROUP_LEN, false)?;
+        let size = r.u32()?;
+        let store_path = r.u8()?;
+        r.finish()?;
+        Ok(AllocReq {
+            group,
+            size,
+            store_path,
+        })
+    }
+}
+
+/// TRUNK_ALLOC_CONFIRM (28) and TRUNK_FREE_SPACE (29): the group and a
+/// slot. 31 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotReq {
+    pub group: GroupName,
+    pub info: TrunkInfo,
+}
+
+impl SlotReq {
+    pub const LEN: usize = GROUP_LEN + TrunkInfo::LEN;
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_group(out, &self.group, GROUP_LEN);
+        self.info.encode(out);
+    }
+
+    pub fn decode(b: &[u8]) -> Result<SlotReq, DecodeError> {
+        let mut r = Reader::new("trunk slot request", b);
+        let group = read_group(&mut r, GROUP_LEN, false)?;
+        let info = TrunkInfo::read(&mut r)?;
+        r.finish()?;
+        Ok(SlotReq { group, info })
+    }
+}
+
+/// What a trunk binlog line records (§6.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpaceOp {
+    /// `A`: the slot was given out.
+    Allocated,
+    /// `D`: the slot is free again.
+    Freed,
+}
+
+/// A line of `<base_path>/data/trunk/binlog`:
+/// `<ts> <A|D> <store_path_index> <sub_high> <sub_low> <trunk_id> <offset> <size>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpaceRecord {
+    pub timestamp: u32,
+    pub op: SpaceOp,
+    pub info: TrunkInfo,
+}
+
+impl SpaceRecord {
+    /// The line, with its newline.
+    pub fn line(&self) -> String {
+        let i = &self.info;
+        format!(
+            "{} {} {} {} {} {} {} {}\n",
+            self.timestamp,
+            match self.op {
+                SpaceOp::Allocated => 'A',
+                SpaceOp::Freed => 'D',
+            },
+            i.store_path,
+            i.sub_high,
+            i.sub_low,
+            i.slot.trunk_id,
+            i.slot.offset,
+            i.slot.alloc_size
+        )
+    }
+
+    /// Parses a line (without its newline); `None` for anything else.
+    pub fn parse(line: &str) -> Option<SpaceRecord> {
+        let mut f = line.split_ascii_whitespace();
+        let timestamp = f.next()?.parse().ok()?;
+        let op = match f.next()? {
+            "A" => SpaceOp::Allocated,
+            "D" => SpaceOp::Freed,
+            _ => return None,
+        };
+        let mut n = || f.next().and_then(|v| v.parse::<u32>().ok());
+        let store_path = u8::try_from(n()?).ok()?;
+        let sub_high = u8::try_from(n()?).ok()?;
+        let sub_low = u8::try_from(n()?).ok()?;
+        let slot = TrunkSlot {
+            trunk_id: n()?,
+            offset: n()?,
+            alloc_size: n()?,
+        };
+        if f.next().is_some() || slot.alloc_size == 0 {
+            return None;
+        }
+        Some(SpaceRecord {
+            timestamp,
+            op,
+            info: TrunkInfo {
+                store_path,
+                sub_high,
+                sub_low,
+                slot,
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +393,95 @@ mod tests {
         let normal = LogicName::parse("M00/00/00/wKgLU17CB62ADy-HAAAAqoZV9hQ128.zip").unwrap();
         assert!(SlotHeader::for_name(&normal).is_none());
         assert!(!h.holds(&normal));
+    }
+
+    #[test]
+    fn trunk_commands_round_trip_to_their_sizes() {
+        let group = GroupName::new("group1").unwrap();
+        let info = TrunkInfo {
+            store_path: 1,
+            sub_high: 0x0A,
+            sub_low: 0xFF,
+            slot: TrunkSlot {
+                trunk_id: 7,
+                offset: 4096,
+                alloc_size: 512,
+            },
+        };
+        let mut b = Vec::new();
+        info.encode(&mut b);
+        assert_eq!(
+            b,
+            [1, 0x0A, 0xFF, 0, 0, 0, 7, 0, 0, 0x10, 0, 0, 0, 2, 0],
+            "store path, HH, HH, id, offset, size"
+        );
+        assert_eq!(TrunkInfo::decode(&b).unwrap(), info);
+        assert!(TrunkInfo::decode(&b[..14]).is_err());
+        assert_eq!(info.relative_path(), "data/0A/FF/000007");
+        assert_eq!(info.end(), 4608);
+
+        let alloc = AllocReq {
+            group: group.clone(),
+            size: 300,
+            store_path: 0,
+        };
+        let mut b = Vec::new();
+        alloc.encode(&mut b);
+        assert_eq!(b.len(), AllocReq::LEN);
+        assert_eq!(&b[..7], b"group1\0");
+        assert_eq!(&b[16..], &[0, 0, 1, 44, 0]);
+        assert_eq!(AllocReq::decode(&b).unwrap(), alloc);
+        assert!(AllocReq::decode(&b[..20]).is_err());
+
+        let slot = SlotReq { group, info };
+        let mut b = Vec::new();
+        slot.encode(&mut b);
+        assert_eq!(b.len(), 31);
+        assert_eq!(SlotReq::decode(&b).unwrap(), slot);
+        b.push(0);
+        assert!(SlotReq::decode(&b).is_err());
+
+        let name = LogicName::parse(EXAMPLE).unwrap();
+        let of = TrunkInfo::of_name(&name).unwrap();
+        assert_eq!((of.store_path, of.sub_high, of.sub_low), (0, 0, 0));
+        assert_eq!(of.slot.offset, 2048);
+    }
+
+    #[test]
+    fn space_records_are_the_documented_lines() {
+        let rec = SpaceRecord {
+            timestamp: 1_700_000_000,
+            op: SpaceOp::Allocated,
+            info: TrunkInfo {
+                store_path: 0,
+                sub_high: 3,
+                sub_low: 4,
+                slot: TrunkSlot {
+                    trunk_id: 12,
+                    offset: 256,
+                    alloc_size: 1024,
+                },
+            },
+        };
+        assert_eq!(rec.line(), "1700000000 A 0 3 4 12 256 1024\n");
+        assert_eq!(SpaceRecord::parse(rec.line().trim_end()), Some(rec));
+        let freed = SpaceRecord::parse("1700000001 D 0 3 4 12 256 1024").unwrap();
+        assert_eq!(freed.op, SpaceOp::Freed);
+        for bad in [
+            "",
+            "1700000001 X 0 3 4 12 256 1024",
+            "1700000001 D 0 3 4 12 256",
+            "1700000001 D 0 3 4 12 256 1024 9",
+            "1700000001 D 256 3 4 12 256 1024",
+            "1700000001 D 0 3 4 12 256 0",
+        ] {
+            assert_eq!(SpaceRecord::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn trunk_size_field_reads_back_as_a_trunk_file() {
+        let f = crate::file_id::NameInfo::size_field_for_trunk(170, 0x0f2f87);
+        assert_eq!(f, 0x880f2f87000000aa, "PROTOCOL.md §5.3's example field");
     }
 }
