@@ -66,6 +66,12 @@ pub struct Storage {
     pub needs_group_list: bool,
     /// An IP_CHANGED record: the id the server has now ("" otherwise).
     pub moved_to: String,
+    /// Free trunk space in MB, as this server last reported it while it was
+    /// its group's trunk server (REPORT_TRUNK_FREE); 0 otherwise.
+    pub trunk_free_mb: i64,
+    /// The group's trunk server changed (or this server joined) since it
+    /// was last told who it is (change flag 2). Only with use_trunk_file.
+    pub needs_trunk_server: bool,
 }
 
 impl Storage {
@@ -93,6 +99,8 @@ impl Storage {
             changelog_offset: 0,
             needs_group_list: true,
             moved_to: String::new(),
+            trunk_free_mb: 0,
+            needs_trunk_server: false,
         }
     }
 
@@ -116,6 +124,15 @@ impl Storage {
     /// In the writable list: ACTIVE with write permission.
     pub fn writable(&self) -> bool {
         self.is_active() && self.rw_mode & RW_WRITE != 0
+    }
+
+    /// May keep the trunk role it holds: takes writes and is connected.
+    /// ONLINE counts: a trunk server that JOINs again while its session is
+    /// still open passes through ONLINE until its next beat, and handing
+    /// the role to another server for that moment would make the group
+    /// switch trunk binlogs twice.
+    fn keeps_trunk_role(&self) -> bool {
+        matches!(self.status, status::ONLINE | status::ACTIVE) && self.rw_mode & RW_WRITE != 0
     }
 
     fn addr(&self) -> ServerAddr {
@@ -145,6 +162,23 @@ pub struct Group {
     pub storages: BTreeMap<String, Storage>,
     pub current_write_server: usize,
     pub current_read_server: usize,
+    /// Key (id, or IP without storage ids) of the group's trunk server; ""
+    /// when none. Only set with use_trunk_file; elected among writable
+    /// (ACTIVE, rw_mode W) members and kept while ONLINE or ACTIVE with
+    /// rw_mode W: see [`Cluster::check_trunk_server`].
+    pub trunk_server: String,
+    /// The server that held the trunk role most recently (kept when the
+    /// role falls to none); preferred at the next election, since its
+    /// trunk binlog is the most complete.
+    pub last_trunk_server: String,
+    /// The highest trunk file id the trunk server reported (72/73).
+    pub current_trunk_file_id: u32,
+    /// No election for now: the group lost its trunk server with nobody
+    /// to take over (or this tracker just loaded its state), and
+    /// `last_trunk_server` gets [`TRUNK_HOLD_SECS`] to come back. Not saved.
+    pub trunk_hold: bool,
+    /// When [`Cluster::check_active`] first saw the hold (None = not yet).
+    pub trunk_hold_since: Option<i64>,
 }
 
 impl Group {
@@ -157,6 +191,11 @@ impl Group {
             storages: BTreeMap::new(),
             current_write_server: 0,
             current_read_server: 0,
+            trunk_server: String::new(),
+            last_trunk_server: String::new(),
+            current_trunk_file_id: 0,
+            trunk_hold: false,
+            trunk_hold_since: None,
         }
     }
 
@@ -233,6 +272,13 @@ impl Group {
         }
     }
 }
+
+/// How long a group without a trunk server waits for the last one to come
+/// back before electing another. Another server's trunk binlog may lack its
+/// latest allocations (upstream compares binlog sizes; we cannot), so
+/// waiting a little beats risking two owners of one slot. 30 s covers a
+/// storage restart and the reconnections after a tracker restart.
+pub const TRUNK_HOLD_SECS: i64 = 30;
 
 /// `rw_mode` bits of StorageStat: may serve downloads / take uploads.
 const RW_READ: u8 = 4;
@@ -329,7 +375,225 @@ impl Cluster {
         s.status = new;
         self.group_mut(group)?.members_changed();
         self.state_version += 1;
+        self.check_trunk_server(group);
         Ok(true)
+    }
+
+    // ----- the trunk server (use_trunk_file; PROTOCOL.md §5.5, §6.1) -----
+    //
+    // Upstream, only the leader tracker elects trunk servers. Trackers here
+    // elect no leader (DESIGN.md "Trackers without a leader"), so each one
+    // acts as its own leader, as it does for GET_LEADER: the rule below is
+    // a deterministic function of the storages' reports, so trackers fed
+    // the same reports name the same server.
+
+    fn trunk_enabled(&self) -> Result<(), TrackerError> {
+        if self.settings.use_trunk_file {
+            Ok(())
+        } else {
+            Err(TrackerError::NotSupported(
+                "trunk files are off (use_trunk_file = false)".into(),
+            ))
+        }
+    }
+
+    /// Elects `group`'s trunk server when it has none or the one it has
+    /// may no longer keep the role (gone OFFLINE, deleted, read-only):
+    /// `last_trunk_server` if it is writable, else (unless the group is
+    /// holding the role for it, see [`Group::trunk_hold`]) the first
+    /// writable server in key order, else none. Called on every status
+    /// change and JOIN. Upstream asks each candidate for the size of its
+    /// trunk binlog (TRUNK_GET_BINLOG_SIZE) and prefers the largest; we do
+    /// not: the last holder of the role is the one whose binlog is complete.
+    pub fn check_trunk_server(&mut self, group: &str) {
+        if !self.settings.use_trunk_file {
+            return;
+        }
+        let Some(g) = self.groups.get(group) else {
+            return;
+        };
+        if g.storages
+            .get(&g.trunk_server)
+            .is_some_and(Storage::keeps_trunk_role)
+        {
+            return;
+        }
+        let last = g.storages.get(&g.last_trunk_server);
+        let pick = match last.filter(|s| s.writable()) {
+            Some(l) => Some(l),
+            // A removed server will not come back: no point waiting.
+            None if g.trunk_hold
+                && last
+                    .is_some_and(|l| !matches!(l.status, status::DELETED | status::IP_CHANGED)) =>
+            {
+                None
+            }
+            None => g.storages.values().find(|s| s.writable()),
+        };
+        let pick = pick.map(|s| s.id.clone()).unwrap_or_default();
+        self.set_trunk(group, pick);
+    }
+
+    /// Ends the holds of [`Group::trunk_hold`] older than
+    /// [`TRUNK_HOLD_SECS`] and elects. Run from [`Cluster::check_active`]
+    /// (every second): a hold starts counting at its first tick.
+    fn expire_trunk_holds(&mut self, now: i64) {
+        let mut expired = Vec::new();
+        for g in self.groups.values_mut().filter(|g| g.trunk_hold) {
+            match g.trunk_hold_since {
+                None => g.trunk_hold_since = Some(now),
+                Some(t) if now - t >= TRUNK_HOLD_SECS => {
+                    g.trunk_hold = false;
+                    g.trunk_hold_since = None;
+                    expired.push(g.name.clone());
+                }
+                Some(_) => {}
+            }
+        }
+        for name in expired {
+            tracing::info!(group = %name, "the last trunk server did not come back, electing another");
+            self.check_trunk_server(&name);
+        }
+    }
+
+    /// Makes `id` ("" = none) the trunk server of `group`; on a change,
+    /// every member is told in its next change-flags reply (flag 2).
+    fn set_trunk(&mut self, group: &str, id: String) {
+        let Some(g) = self.groups.get_mut(group) else {
+            return;
+        };
+        if g.trunk_server == id {
+            return;
+        }
+        let old = std::mem::replace(&mut g.trunk_server, id.clone());
+        // Free trunk space is the trunk server's allocator state: a value
+        // from another stint in the role would be stale.
+        for k in [&old, &id] {
+            if let Some(s) = g.storages.get_mut(k) {
+                s.trunk_free_mb = 0;
+            }
+        }
+        if !id.is_empty() {
+            g.last_trunk_server = id.clone();
+            g.trunk_hold = false;
+            g.trunk_hold_since = None;
+        } else if !g.last_trunk_server.is_empty() {
+            g.trunk_hold = true;
+            g.trunk_hold_since = None;
+        }
+        for s in g.storages.values_mut() {
+            s.needs_trunk_server = true;
+        }
+        self.state_version += 1;
+        if id.is_empty() {
+            tracing::warn!(group, old = %old, "group has no trunk server now");
+        } else {
+            tracing::info!(group, old = %old, new = %id, "trunk server elected");
+        }
+    }
+
+    /// SERVER_SET_TRUNK_SERVER (94): `id` = None keeps the current trunk
+    /// server or elects one; Some names the new one, refused while another
+    /// holds the role. Returns the trunk server's id.
+    pub fn set_trunk_server(
+        &mut self,
+        group: &str,
+        id: Option<&str>,
+    ) -> Result<String, TrackerError> {
+        self.trunk_enabled()?;
+        let Some(id) = id else {
+            self.check_trunk_server(group);
+            let g = self.group(group)?;
+            if g.trunk_server.is_empty() {
+                return Err(TrackerError::NoWritable(format!(
+                    " in group {group} to become its trunk server"
+                )));
+            }
+            return Ok(g.trunk_server.clone());
+        };
+        let g = self.group(group)?;
+        // By key; without storage ids the key is the IP anyway.
+        let target = g.storages.get(id).ok_or_else(|| TrackerError::NoStorage {
+            group: group.to_owned(),
+            id: id.to_owned(),
+        })?;
+        if g.trunk_server == target.id {
+            return Err(TrackerError::AlreadyTrunk(target.id.clone()));
+        }
+        if let Some(cur) = g
+            .storages
+            .get(&g.trunk_server)
+            .filter(|s| s.keeps_trunk_role())
+        {
+            return Err(TrackerError::Exists(format!(
+                "group {group} already has trunk server {}",
+                cur.id
+            )));
+        }
+        if !target.is_active() {
+            return Err(TrackerError::NotActive(target.id.clone()));
+        }
+        if !target.writable() {
+            return Err(TrackerError::ReadOnly(target.id.clone()));
+        }
+        let id = target.id.clone();
+        self.set_trunk(group, id.clone());
+        Ok(id)
+    }
+
+    /// STORAGE_FETCH_TRUNK_FID (72): the group's current trunk file id.
+    pub fn trunk_file_id(&self, group: &str) -> Result<u32, TrackerError> {
+        self.trunk_enabled()?;
+        Ok(self.group(group)?.current_trunk_file_id)
+    }
+
+    /// STORAGE_REPORT_TRUNK_FID (73): the trunk server made trunk file
+    /// `fid`. The id only grows: a late report from a former trunk server
+    /// must not make the next one reuse a file number.
+    pub fn report_trunk_file_id(
+        &mut self,
+        group: &str,
+        id: &str,
+        fid: u32,
+    ) -> Result<(), TrackerError> {
+        self.trunk_enabled()?;
+        self.storage(group, id)?;
+        let g = self.group_mut(group)?;
+        if fid > g.current_trunk_file_id {
+            g.current_trunk_file_id = fid;
+            self.state_version += 1;
+        }
+        Ok(())
+    }
+
+    /// STORAGE_REPORT_TRUNK_FREE (74): free trunk space of `id`, in MB.
+    pub fn report_trunk_free(
+        &mut self,
+        group: &str,
+        id: &str,
+        mb: i64,
+    ) -> Result<(), TrackerError> {
+        self.trunk_enabled()?;
+        if mb < 0 {
+            return Err(TrackerError::Invalid(format!("trunk free space {mb} MB")));
+        }
+        self.storage_mut(group, id)?.trunk_free_mb = mb;
+        self.stats_version += 1;
+        Ok(())
+    }
+
+    /// Free trunk space of the group's trunk server (0 without one).
+    fn trunk_free_mb(&self, g: &Group) -> i64 {
+        if !self.settings.use_trunk_file {
+            return 0;
+        }
+        g.storages
+            .get(&g.trunk_server)
+            .map_or(0, |s| s.trunk_free_mb)
+    }
+
+    fn is_trunk_server(&self, g: &Group, s: &Storage) -> bool {
+        self.settings.use_trunk_file && !g.trunk_server.is_empty() && g.trunk_server == s.id
     }
 
     // ----- storage sessions (§6.2) -----
@@ -370,6 +634,7 @@ impl Cluster {
             }
         }
         let changelog_end = self.changelog.len() as u64;
+        let use_trunk = self.settings.use_trunk_file;
         let g = self
             .groups
             .entry(gname.clone())
@@ -427,6 +692,8 @@ impl Cluster {
         s.version = req.version.clone();
         s.last_heartbeat = now;
         s.needs_group_list = true;
+        // A new session starts knowing no trunk server (flag 2).
+        s.needs_trunk_server = use_trunk;
         if s.paths.len() != req.store_path_count as usize {
             s.paths = vec![(0, 0); req.store_path_count as usize];
         }
@@ -437,6 +704,8 @@ impl Cluster {
             self.state_version += 1;
         }
         self.set_status(&gname, &id, new_status)?;
+        // Without a status change: its rw mode may have changed.
+        self.check_trunk_server(&gname);
         self.stats_version += 1;
         tracing::info!(group = %gname, id = %id, ip = peer_ip, new = is_new, status = status::name(new_status), "storage joined");
         Ok((
@@ -504,28 +773,30 @@ impl Cluster {
         })
     }
 
-    /// The change-flags reply for `id`: the group list when something in
-    /// the group changed since it last got one (see DESIGN.md "Trackers
-    /// without a leader": flags 1 and 2 are never set).
+    /// The change-flags reply for `id`: the group's trunk server (flag 2,
+    /// all zero = none) when it changed or `id` joined since it was last
+    /// told, and the group list (flag 4) when something in the group
+    /// changed since it last got one. Flag 1 is never set (DESIGN.md
+    /// "Trackers without a leader").
     fn change_flags(&mut self, group: &str, id: &str) -> ChangeFlags {
+        let use_trunk = self.settings.use_trunk_file;
         let Some(g) = self.groups.get_mut(group) else {
             return ChangeFlags::default();
         };
-        let needs = g
-            .storages
-            .get(id)
-            .map(|s| s.needs_group_list)
-            .unwrap_or(false);
-        if !needs {
+        let Some(me) = g.storages.get_mut(id) else {
             return ChangeFlags::default();
-        }
-        let list = g.storages.values().map(Storage::brief).collect();
-        if let Some(s) = g.storages.get_mut(id) {
-            s.needs_group_list = false;
-        }
+        };
+        let needs_list = std::mem::take(&mut me.needs_group_list);
+        let needs_trunk = std::mem::take(&mut me.needs_trunk_server) && use_trunk;
         ChangeFlags {
-            group_servers: Some(list),
-            ..ChangeFlags::default()
+            leader: None,
+            trunk_server: needs_trunk.then(|| {
+                g.storages
+                    .get(&g.trunk_server)
+                    .map(Storage::brief)
+                    .unwrap_or_default()
+            }),
+            group_servers: needs_list.then(|| g.storages.values().map(Storage::brief).collect()),
         }
     }
 
@@ -777,6 +1048,7 @@ impl Cluster {
             tracing::warn!(group = %g, id = %id, "no heartbeat within check_active_interval, storage is now OFFLINE");
             let _ = self.set_status(g, id, status::OFFLINE);
         }
+        self.expire_trunk_holds(now);
         stale
     }
 
@@ -858,7 +1130,16 @@ impl Cluster {
         old.sync_until = 0;
         old.synced.clear();
         g.storages.insert(new_ip.to_owned(), moved);
+        // Same machine, new key: it keeps its place in trunk elections.
+        if g.last_trunk_server == old_ip {
+            g.last_trunk_server = new_ip.to_owned();
+        }
+        let was_trunk = g.trunk_server == old_ip;
+        if was_trunk {
+            g.trunk_server = new_ip.to_owned();
+        }
         for other in g.storages.values_mut() {
+            other.needs_trunk_server |= was_trunk;
             if let Some(v) = other.synced.remove(old_ip) {
                 other.synced.insert(new_ip.to_owned(), v);
             }
@@ -871,6 +1152,7 @@ impl Cluster {
             format!("{now} {group} {old_ip} {} {new_ip}\n", status::IP_CHANGED).as_bytes(),
         );
         self.state_version += 1;
+        self.check_trunk_server(group);
         tracing::info!(group, old = old_ip, new = new_ip, "storage IP changed");
         Ok(())
     }
@@ -1197,7 +1479,7 @@ impl Cluster {
             total_mb: total,
             free_mb: free,
             reserved_mb: self.reserved_mb(total),
-            trunk_free_mb: 0,
+            trunk_free_mb: self.trunk_free_mb(g),
             storage_count: g.storages.len() as i64,
             storage_port: i64::from(g.port),
             readable_server_count: g.readable().len() as i64,
@@ -1205,8 +1487,12 @@ impl Cluster {
             current_write_server: g.current_write_server as i64,
             store_path_count: i64::from(g.store_path_count),
             subdir_count_per_path: i64::from(g.subdir_count),
-            // -1: no trunk file (golden list_groups_storages).
-            current_trunk_file_id: -1,
+            // -1: trunk files off (golden list_groups_storages).
+            current_trunk_file_id: if self.settings.use_trunk_file {
+                i64::from(g.current_trunk_file_id)
+            } else {
+                -1
+            },
         }
     }
 
@@ -1292,7 +1578,7 @@ impl Cluster {
                 current_write_path: i64::from(s.current_write_path),
                 storage_port: i64::from(s.port),
                 stat,
-                if_trunk_server: false,
+                if_trunk_server: self.is_trunk_server(g, s),
                 ip_size: self.settings.ip_size,
             }
         };
@@ -1326,19 +1612,20 @@ impl Cluster {
         let storages = self
             .groups
             .values()
-            .flat_map(|g| g.storages.values())
-            .filter(|_| by & 1 == 0 || trunk == 0)
-            .filter(|s| {
+            .flat_map(|g| g.storages.values().map(move |s| (g, s)))
+            .filter(|(g, s)| by & 1 == 0 || self.is_trunk_server(g, s) == (trunk != 0))
+            .map(|(g, s)| (self.is_trunk_server(g, s), s))
+            .filter(|(_, s)| {
                 by & 2 == 0
                     || match op {
                         b'!' => s.status != st,
                         _ => s.status == st,
                     }
             })
-            .map(|s| StorageClusterInfo {
+            .map(|(is_trunk_server, s)| StorageClusterInfo {
                 id: s.id.clone(),
                 host: format!("{}:{}", s.ip, s.port),
-                is_trunk_server: false,
+                is_trunk_server,
                 status: s.status,
                 connections: [
                     s.stat.connection_alloc_count,
@@ -1366,15 +1653,23 @@ impl Cluster {
             .map(|g| {
                 let (total, free) = g.space();
                 let reserved = self.reserved_mb(total);
+                let is_disk_available = self.group_has_space(g);
+                let trunk_free_mb = self.trunk_free_mb(g);
+                // Small files can be packed when the group has a trunk
+                // server and it has free slots, or disk room to create the
+                // next trunk file (it makes one when its slots run out).
+                let is_trunk_available = self.settings.use_trunk_file
+                    && !g.trunk_server.is_empty()
+                    && (trunk_free_mb > 0 || is_disk_available);
                 VolumeInfo {
                     group_name: g.name.clone(),
                     total_mb: total,
                     free_mb: free,
                     reserved_mb: reserved,
                     avail_mb: (free - reserved).max(0),
-                    trunk_free_mb: 0,
-                    is_disk_available: self.group_has_space(g),
-                    is_trunk_available: false,
+                    trunk_free_mb,
+                    is_disk_available,
+                    is_trunk_available,
                 }
             })
             .filter(|v| by & 1 == 0 || v.is_disk_available == (disk != 0))
@@ -1394,9 +1689,15 @@ impl Cluster {
         self.settings.ip_size
     }
 
-    /// After loading saved state: nobody is connected yet.
+    /// After loading saved state: nobody is connected yet, so no server
+    /// holds the trunk role; the saved one is preferred when it is back.
     pub fn mark_all_offline(&mut self) {
         for g in self.groups.values_mut() {
+            if !g.trunk_server.is_empty() {
+                g.last_trunk_server = std::mem::take(&mut g.trunk_server);
+            }
+            g.trunk_hold = self.settings.use_trunk_file && !g.last_trunk_server.is_empty();
+            g.trunk_hold_since = None;
             for s in g.storages.values_mut() {
                 if matches!(s.status, status::ACTIVE | status::ONLINE) {
                     s.status = status::OFFLINE;

@@ -1159,3 +1159,288 @@ fn an_ip_change_moves_the_record_and_tells_the_group() {
         EOPNOTSUPP
     );
 }
+
+// ----- trunk server (use_trunk_file) -----
+
+fn trunk_cluster() -> Cluster {
+    cluster(|s| s.use_trunk_file = true)
+}
+
+fn trunk_of(c: &Cluster, g: &str) -> String {
+    c.groups[g].trunk_server.clone()
+}
+
+/// Flag 2 of a beat reply: the trunk server's id ("" = the all-zero brief
+/// of "none"), or None when flag 2 is not set.
+fn beat_trunk(c: &mut Cluster, g: &str, id: &str, now: i64) -> Option<String> {
+    let f = c.beat(g, id, None, now).unwrap();
+    f.trunk_server.map(|b| {
+        if b.id.is_empty() {
+            assert_eq!(b, StorageBrief::default(), "none is an all-zero brief");
+        }
+        b.id
+    })
+}
+
+#[test]
+fn trunk_server_is_elected_moved_and_announced_once() {
+    let mut c = trunk_cluster();
+    c.join("127.0.0.12", &join_req("g1", 23000, 1, false), T0)
+        .unwrap();
+    c.join("127.0.0.11", &join_req("g1", 23000, 1, false), T0)
+        .unwrap();
+    assert_eq!(trunk_of(&c, "g1"), "", "nobody ACTIVE yet");
+    // 12 is the first ACTIVE server: it is elected, and its beat reply
+    // says so with its brief.
+    let f = c.beat("g1", "127.0.0.12", None, T0).unwrap();
+    assert_eq!(f.flags(), 2 | 4);
+    let b = f.trunk_server.unwrap();
+    assert_eq!(
+        (b.id.as_str(), b.ip.as_str(), b.port, b.status),
+        ("127.0.0.12", "127.0.0.12", 23000, status::ACTIVE)
+    );
+    assert_eq!(beat_trunk(&mut c, "g1", "127.0.0.12", T0), None, "once");
+    // 11 comes first by id but the role stays; 11 learns it once (it
+    // joined since the last announcement).
+    assert_eq!(
+        beat_trunk(&mut c, "g1", "127.0.0.11", T0).as_deref(),
+        Some("127.0.0.12")
+    );
+    assert_eq!(beat_trunk(&mut c, "g1", "127.0.0.11", T0), None);
+    assert_eq!(trunk_of(&c, "g1"), "127.0.0.12");
+    // The listings name it.
+    let l = c.storage_stats("g1", None).unwrap();
+    assert_eq!(
+        l.iter().map(|s| s.if_trunk_server).collect::<Vec<_>>(),
+        [false, true]
+    );
+    let st = c.storage_cluster_stat([1, 0, 0, 1]);
+    assert_eq!(st.storages.len(), 1);
+    assert_eq!(st.storages[0].id, "127.0.0.12");
+    assert!(st.storages[0].is_trunk_server);
+    let st = c.storage_cluster_stat([1, 0, 0, 0]);
+    assert_eq!(st.storages.len(), 1);
+    assert_eq!(st.storages[0].id, "127.0.0.11");
+    // Its session closes: 11 takes over and hears it once.
+    c.disconnect("g1", "127.0.0.12");
+    assert_eq!(trunk_of(&c, "g1"), "127.0.0.11");
+    assert_eq!(
+        beat_trunk(&mut c, "g1", "127.0.0.11", T0).as_deref(),
+        Some("127.0.0.11")
+    );
+    assert_eq!(beat_trunk(&mut c, "g1", "127.0.0.11", T0), None);
+    // 12 back: told about 11 after its JOIN.
+    c.join("127.0.0.12", &join_req("g1", 23000, 1, false), T0 + 1)
+        .unwrap();
+    assert_eq!(
+        beat_trunk(&mut c, "g1", "127.0.0.12", T0 + 1).as_deref(),
+        Some("127.0.0.11")
+    );
+    // Missed heartbeats count as gone too.
+    c.beat("g1", "127.0.0.12", None, T0 + 4).unwrap();
+    c.check_active(T0 + 4);
+    assert_eq!(
+        c.storage("g1", "127.0.0.11").unwrap().status,
+        status::OFFLINE
+    );
+    assert_eq!(trunk_of(&c, "g1"), "127.0.0.12");
+    assert_eq!(
+        beat_trunk(&mut c, "g1", "127.0.0.12", T0 + 4).as_deref(),
+        Some("127.0.0.12")
+    );
+    // Nobody left: the role is empty, last_trunk_server remembers.
+    c.disconnect("g1", "127.0.0.12");
+    assert_eq!(trunk_of(&c, "g1"), "");
+    assert_eq!(c.groups["g1"].last_trunk_server, "127.0.0.12");
+    // 11 comes back first: the group waits TRUNK_HOLD_SECS for 12 (its
+    // JOIN still brings flag 2, naming nobody)...
+    c.join("127.0.0.11", &join_req("g1", 23000, 1, false), T0 + 10)
+        .unwrap();
+    assert_eq!(
+        beat_trunk(&mut c, "g1", "127.0.0.11", T0 + 10).as_deref(),
+        Some("")
+    );
+    c.check_active(T0 + 10);
+    c.beat("g1", "127.0.0.11", None, T0 + 10 + TRUNK_HOLD_SECS - 1)
+        .unwrap();
+    c.check_active(T0 + 10 + TRUNK_HOLD_SECS - 1);
+    assert_eq!(trunk_of(&c, "g1"), "");
+    // ...then elects another.
+    c.beat("g1", "127.0.0.11", None, T0 + 10 + TRUNK_HOLD_SECS)
+        .unwrap();
+    c.check_active(T0 + 10 + TRUNK_HOLD_SECS);
+    assert_eq!(trunk_of(&c, "g1"), "127.0.0.11");
+    assert_eq!(
+        beat_trunk(&mut c, "g1", "127.0.0.11", T0 + 10 + TRUNK_HOLD_SECS).as_deref(),
+        Some("127.0.0.11")
+    );
+}
+
+#[test]
+fn trunk_state_persists_and_the_last_trunk_server_is_preferred() {
+    let mut c = trunk_cluster();
+    active(&mut c, "g1", "127.0.0.11", &[500]);
+    active(&mut c, "g1", "127.0.0.12", &[500]);
+    assert_eq!(trunk_of(&c, "g1"), "127.0.0.11");
+    // Move the role to 12 (11 restarts).
+    c.disconnect("g1", "127.0.0.11");
+    active(&mut c, "g1", "127.0.0.11", &[500]);
+    assert_eq!(trunk_of(&c, "g1"), "127.0.0.12");
+    // 73 only grows; 74 is the trunk server's free space.
+    c.report_trunk_file_id("g1", "127.0.0.12", 7).unwrap();
+    c.report_trunk_file_id("g1", "127.0.0.12", 5).unwrap();
+    assert_eq!(c.trunk_file_id("g1").unwrap(), 7);
+    c.report_trunk_free("g1", "127.0.0.12", 300).unwrap();
+    c.report_trunk_free("g1", "127.0.0.11", 99).unwrap();
+    assert_eq!(
+        c.report_trunk_free("g1", "127.0.0.12", -1)
+            .unwrap_err()
+            .errno(),
+        fdfs_proto::errno::EINVAL
+    );
+    assert_eq!(
+        c.report_trunk_file_id("g1", "127.0.0.99", 9)
+            .unwrap_err()
+            .errno(),
+        fdfs_proto::errno::ENOENT
+    );
+    let g = &c.group_stats(Some("g1")).unwrap()[0];
+    assert_eq!((g.trunk_free_mb, g.current_trunk_file_id), (300, 7));
+    let v = &c.volume_stat([2, 0, 1, 0]).volumes;
+    assert_eq!(v.len(), 1, "filtered by trunk available");
+    assert_eq!(v[0].trunk_free_mb, 300);
+    assert!(c.volume_stat([0; 4]).use_trunk_file);
+
+    // The file keeps the three group keys.
+    let text = crate::persist::render(&c);
+    assert!(text.contains(
+        "trunk_server=127.0.0.12\nlast_trunk_server=127.0.0.12\ncurrent_trunk_file_id=7\n"
+    ));
+    let back = crate::persist::parse(&text, c.settings.clone(), std::path::Path::new("x")).unwrap();
+    let bg = &back.groups["g1"];
+    assert_eq!(
+        (
+            bg.trunk_server.as_str(),
+            bg.last_trunk_server.as_str(),
+            bg.current_trunk_file_id
+        ),
+        ("127.0.0.12", "127.0.0.12", 7)
+    );
+    assert_eq!(crate::persist::render(&back), text);
+
+    // Loaded: nobody is connected, so nobody is trunk server yet; 11
+    // comes back first but the group waits for 12, the last holder.
+    let dir = tempfile::tempdir().unwrap();
+    crate::persist::save(dir.path(), &c).unwrap();
+    let mut loaded = crate::persist::load(dir.path(), c.settings.clone())
+        .unwrap()
+        .unwrap();
+    assert_eq!(trunk_of(&loaded, "g1"), "");
+    assert_eq!(loaded.groups["g1"].last_trunk_server, "127.0.0.12");
+    assert_eq!(loaded.trunk_file_id("g1").unwrap(), 7);
+    let mut c2 = loaded.clone();
+    active(&mut loaded, "g1", "127.0.0.11", &[500]);
+    assert_eq!(trunk_of(&loaded, "g1"), "");
+    assert_eq!(loaded.group_stats(None).unwrap()[0].trunk_free_mb, 0);
+    active(&mut loaded, "g1", "127.0.0.12", &[500]);
+    assert_eq!(trunk_of(&loaded, "g1"), "127.0.0.12");
+    // When 12 is deleted meanwhile there is nobody to wait for.
+    c2.delete_storage("g1", "127.0.0.12", T0).unwrap();
+    active(&mut c2, "g1", "127.0.0.11", &[500]);
+    assert_eq!(trunk_of(&c2, "g1"), "127.0.0.11");
+}
+
+#[test]
+fn set_trunk_server_answers_per_spec() {
+    use fdfs_proto::errno::*;
+    let code = |r: Result<String, TrackerError>| r.unwrap_err().errno();
+    let mut c = trunk_cluster();
+    assert_eq!(code(c.set_trunk_server("g1", None)), ENOENT, "no group");
+    active(&mut c, "g1", "127.0.0.11", &[500]);
+    active(&mut c, "g1", "127.0.0.13", &[500]);
+    c.join("127.0.0.12", &join_req("g1", 23000, 1, true), T0)
+        .unwrap();
+    assert_eq!(c.set_trunk_server("g1", None).unwrap(), "127.0.0.11");
+    assert_eq!(code(c.set_trunk_server("g1", Some("127.0.0.99"))), ENOENT);
+    assert_eq!(code(c.set_trunk_server("g1", Some("127.0.0.11"))), EALREADY);
+    assert_eq!(code(c.set_trunk_server("g1", Some("127.0.0.13"))), EEXIST);
+    // 13 turns read-only; 11 goes: nobody may take the role.
+    c.groups
+        .get_mut("g1")
+        .unwrap()
+        .storages
+        .get_mut("127.0.0.13")
+        .unwrap()
+        .rw_mode = RW_READ;
+    c.disconnect("g1", "127.0.0.11");
+    assert_eq!(trunk_of(&c, "g1"), "");
+    assert_eq!(code(c.set_trunk_server("g1", None)), ENOENT);
+    assert_eq!(
+        code(c.set_trunk_server("g1", Some("127.0.0.12"))),
+        ENONET,
+        "INIT"
+    );
+    assert_eq!(code(c.set_trunk_server("g1", Some("127.0.0.13"))), EACCES);
+    // The admin may name a server while the group waits for 11.
+    c.sync_notify("g1", "127.0.0.12", &SyncInfo::default())
+        .unwrap();
+    c.beat("g1", "127.0.0.12", None, T0).unwrap();
+    assert_eq!(trunk_of(&c, "g1"), "", "held for 11");
+    assert_eq!(
+        c.set_trunk_server("g1", Some("127.0.0.12")).unwrap(),
+        "127.0.0.12"
+    );
+    assert!(!c.groups["g1"].trunk_hold);
+    assert_eq!(
+        beat_trunk(&mut c, "g1", "127.0.0.13", T0).as_deref(),
+        Some("127.0.0.12")
+    );
+}
+
+#[test]
+fn trunk_off_keeps_the_old_answers() {
+    use fdfs_proto::errno::*;
+    let mut c = cluster(|_| {});
+    c.join("127.0.0.11", &join_req("g1", 23000, 1, false), T0)
+        .unwrap();
+    let f = c.beat("g1", "127.0.0.11", None, T0).unwrap();
+    assert_eq!(f.flags(), 4, "no flag 2");
+    assert_eq!(trunk_of(&c, "g1"), "");
+    assert_eq!(
+        c.set_trunk_server("g1", None).unwrap_err().errno(),
+        EOPNOTSUPP
+    );
+    assert_eq!(c.trunk_file_id("g1").unwrap_err().errno(), EOPNOTSUPP);
+    assert_eq!(
+        c.report_trunk_file_id("g1", "127.0.0.11", 3)
+            .unwrap_err()
+            .errno(),
+        EOPNOTSUPP
+    );
+    assert_eq!(
+        c.report_trunk_free("g1", "127.0.0.11", 3)
+            .unwrap_err()
+            .errno(),
+        EOPNOTSUPP
+    );
+    let g = &c.group_stats(None).unwrap()[0];
+    assert_eq!((g.trunk_free_mb, g.current_trunk_file_id), (0, -1));
+    assert!(!c.storage_stats("g1", None).unwrap()[0].if_trunk_server);
+    let v = &c.volume_stat([0; 4]).volumes[0];
+    assert_eq!((v.trunk_free_mb, v.is_trunk_available), (0, false));
+    // Filter "trunk server = 0": everybody; "= 1": nobody.
+    assert_eq!(c.storage_cluster_stat([1, 0, 0, 0]).storages.len(), 1);
+    assert!(c.storage_cluster_stat([1, 0, 0, 1]).storages.is_empty());
+}
+
+#[test]
+fn an_ip_change_carries_the_trunk_role_over() {
+    let mut c = trunk_cluster();
+    active(&mut c, "g1", "127.0.0.11", &[500]);
+    c.ip_changed("g1", "127.0.0.11", "127.0.0.14", "127.0.0.14", T0)
+        .unwrap();
+    // Still ACTIVE on its old session: it keeps the role under its new key.
+    assert_eq!(trunk_of(&c, "g1"), "127.0.0.14");
+    assert_eq!(c.groups["g1"].last_trunk_server, "127.0.0.14");
+    assert!(c.storage("g1", "127.0.0.14").unwrap().needs_trunk_server);
+}

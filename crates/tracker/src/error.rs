@@ -30,6 +30,12 @@ pub enum TrackerError {
     UnknownId(String),
     #[error("storage command before JOIN")]
     NotJoined,
+    #[error("storage {0} is already the trunk server")]
+    AlreadyTrunk(String),
+    #[error("storage {0} is not ACTIVE")]
+    NotActive(String),
+    #[error("storage {0} does not take writes")]
+    ReadOnly(String),
 }
 
 impl TrackerError {
@@ -45,9 +51,10 @@ impl TrackerError {
             TrackerError::Invalid(_) => errno::EINVAL,
             TrackerError::Exists(_) => errno::EEXIST,
             TrackerError::Busy(_) => errno::EBUSY,
-            TrackerError::AlreadyDeleted(_) => errno::EALREADY,
+            TrackerError::AlreadyDeleted(_) | TrackerError::AlreadyTrunk(_) => errno::EALREADY,
+            TrackerError::NotActive(_) => errno::ENONET,
             TrackerError::NotSupported(_) => errno::EOPNOTSUPP,
-            TrackerError::NotJoined => errno::EACCES,
+            TrackerError::NotJoined | TrackerError::ReadOnly(_) => errno::EACCES,
         }
     }
 }

@@ -20,6 +20,9 @@
 //!   subdir_count=256
 //!   current_write_server=0
 //!   current_read_server=0
+//!   trunk_server=127.0.0.11      # key of the trunk server; empty = none
+//!   last_trunk_server=127.0.0.11 # the last holder of the role
+//!   current_trunk_file_id=3      # the three keys upstream's storage_groups_new.dat has
 //!
 //!   [storage]
 //!   group=group1            # must name a [group] that came before
@@ -52,8 +55,9 @@
 //!   CHANGELOG_REQ.
 //!
 //! Loading marks every ONLINE/ACTIVE storage OFFLINE (nobody is connected
-//! to a tracker that just started); groups, join times and sync sources are
-//! kept.
+//! to a tracker that just started) and so demotes each group's trunk server
+//! to `last_trunk_server`; groups, join times, sync sources and trunk file
+//! ids are kept.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -97,6 +101,9 @@ pub fn render(c: &Cluster) -> String {
         let _ = writeln!(o, "subdir_count={}", g.subdir_count);
         let _ = writeln!(o, "current_write_server={}", g.current_write_server);
         let _ = writeln!(o, "current_read_server={}", g.current_read_server);
+        let _ = writeln!(o, "trunk_server={}", g.trunk_server);
+        let _ = writeln!(o, "last_trunk_server={}", g.last_trunk_server);
+        let _ = writeln!(o, "current_trunk_file_id={}", g.current_trunk_file_id);
         for s in g.storages.values() {
             let _ = writeln!(o, "\n[storage]");
             let _ = writeln!(o, "group={}", g.name);
@@ -223,6 +230,13 @@ pub fn parse(text: &str, settings: Settings, path: &Path) -> Result<Cluster, Per
                 "subdir_count" => g.subdir_count = num(v)? as u32,
                 "current_write_server" => g.current_write_server = num(v)?.max(0) as usize,
                 "current_read_server" => g.current_read_server = num(v)?.max(0) as usize,
+                "trunk_server" => g.trunk_server = v.to_owned(),
+                "last_trunk_server" => g.last_trunk_server = v.to_owned(),
+                "current_trunk_file_id" => {
+                    g.current_trunk_file_id = u32::try_from(num(v)?).map_err(|_| {
+                        err(n, format!("current_trunk_file_id: {v:?} is out of range"))
+                    })?
+                }
                 _ => {}
             },
             Rec::Storage(group, s) => match k {

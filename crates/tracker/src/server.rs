@@ -87,7 +87,8 @@ pub async fn run(
     r
 }
 
-/// Checks heartbeats every second and saves counters periodically.
+/// Checks heartbeats (and trunk election holds) every second and saves
+/// counters periodically.
 async fn background(tracker: Arc<Tracker>, shutdown: Shutdown) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -97,10 +98,10 @@ async fn background(tracker: Arc<Tracker>, shutdown: Shutdown) {
             _ = tick.tick() => {}
             _ = shutdown.wait() => return,
         }
-        let gone = tracker.cluster().check_active(now());
-        if !gone.is_empty() {
-            tracker.persist(false).await;
-        }
+        // Also ends trunk election holds; persist(false) saves only when
+        // the membership, a status or the trunk server changed.
+        tracker.cluster().check_active(now());
+        tracker.persist(false).await;
         if last_stats_save.elapsed() >= STATS_SAVE_INTERVAL {
             last_stats_save = tokio::time::Instant::now();
             tracker.persist(true).await;

@@ -429,12 +429,26 @@ impl Tracker {
                 empty(body)?;
                 ok(Vec::new())
             }
-            t::SERVER_SET_TRUNK_SERVER
-            | t::STORAGE_FETCH_TRUNK_FID
+            t::SERVER_SET_TRUNK_SERVER => {
+                // group16 + optional id (0..15 bytes): the 92 request shape.
+                let req = ListStorageReq::decode(body);
+                let mut c = self.cluster();
+                // Trunk off answers EOPNOTSUPP whatever the body.
+                if !c.settings.use_trunk_file {
+                    return Err(TrackerError::NotSupported(
+                        "trunk files are off (use_trunk_file = false)".into(),
+                    ));
+                }
+                let req = req?;
+                let id = c.set_trunk_server(req.group.as_str(), req.storage_id.as_deref())?;
+                // The id with its trailing NUL (PROTOCOL.md §3.3).
+                let mut out = id.into_bytes();
+                out.push(0);
+                ok(out)
+            }
+            t::STORAGE_FETCH_TRUNK_FID
             | t::STORAGE_REPORT_TRUNK_FID
-            | t::STORAGE_REPORT_TRUNK_FREE => Err(TrackerError::NotSupported(
-                "trunk files are not supported by this tracker".into(),
-            )),
+            | t::STORAGE_REPORT_TRUNK_FREE => ok(self.trunk_cmd(session, c, body)?),
             t::STORAGE_REPORT_IP_CHANGED => {
                 let req = IpChangedReq::decode(body)?;
                 self.cluster().ip_changed(
@@ -460,6 +474,43 @@ impl Tracker {
         }
     }
 
+    /// 72/73/74, from the trunk server's session (after JOIN).
+    fn trunk_cmd(&self, session: &Session, c: u8, body: &[u8]) -> Result<Vec<u8>, TrackerError> {
+        let mut cl = self.cluster();
+        if !cl.settings.use_trunk_file {
+            return Err(TrackerError::NotSupported(
+                "trunk files are off (use_trunk_file = false)".into(),
+            ));
+        }
+        let j = joined(session)?;
+        let (g, id) = (j.group.as_str(), j.id.as_str());
+        let want = match c {
+            t::STORAGE_FETCH_TRUNK_FID => 0,
+            t::STORAGE_REPORT_TRUNK_FID => 4,
+            _ => 8,
+        };
+        if body.len() != want {
+            return Err(TrackerError::Invalid(format!(
+                "{} body of {} bytes, expected {want}",
+                cmd::name(c),
+                body.len()
+            )));
+        }
+        match c {
+            t::STORAGE_FETCH_TRUNK_FID => Ok(cl.trunk_file_id(g)?.to_be_bytes().to_vec()),
+            t::STORAGE_REPORT_TRUNK_FID => {
+                let fid = u32::from_be_bytes(body.try_into().expect("length checked"));
+                cl.report_trunk_file_id(g, id, fid)?;
+                Ok(Vec::new())
+            }
+            _ => {
+                let mb = i64::from_be_bytes(body.try_into().expect("length checked"));
+                cl.report_trunk_free(g, id, mb)?;
+                Ok(Vec::new())
+            }
+        }
+    }
+
     /// Commands of a joined storage's session.
     fn storage_cmd(
         &self,
@@ -471,10 +522,14 @@ impl Tracker {
     ) -> Result<Vec<u8>, TrackerError> {
         let (g, id) = (j.group.as_str(), j.id.as_str());
         let mut out = Vec::new();
-        // Change flags carry the group list, its addresses chosen for `peer`.
+        // Change flags carry the trunk server and the group list, their
+        // addresses chosen for `peer`.
         let flags = |mut f: ChangeFlags, cl: &Cluster, out: &mut Vec<u8>| {
             if let Some(list) = f.group_servers.as_mut() {
                 cl.localize_briefs(list, peer);
+            }
+            if let Some(trunk) = f.trunk_server.as_mut() {
+                cl.localize_briefs(std::slice::from_mut(trunk), peer);
             }
             f.encode(out);
         };
