@@ -150,7 +150,6 @@ fn run_tracker(args: &DaemonArgs) -> anyhow::Result<()> {
         serve: serve.clone(),
     };
     let bind = listen_addr(d)?;
-    let use_trunk_file = conf.use_trunk_file;
     rt::run_prepared(
         daemon_opts("trackerd", d, args.foreground),
         args.action,
@@ -163,15 +162,6 @@ fn run_tracker(args: &DaemonArgs) -> anyhow::Result<()> {
             Ok((listener, tracker, metrics))
         },
         move |(listener, tracker, metrics), shutdown| async move {
-            if use_trunk_file {
-                // docs/deploy.md, "Trunk files": what a group that packed
-                // small files keeps and what changes.
-                tracing::warn!(
-                    "use_trunk_file = true: files already in trunk files are served, replicated \
-                     and deleted in their slots; new uploads are stored as whole files (no trunk \
-                     server is elected)"
-                );
-            }
             if let Some(l) = metrics {
                 spawn_metrics(l, TrackerPages(tracker.clone()), shutdown.clone());
             }

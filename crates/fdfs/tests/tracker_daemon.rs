@@ -173,24 +173,6 @@ fn the_log_rotates_on_size_and_reopens_on_sighup() {
     assert_eq!(list_groups(tr.addr).len(), 0);
 }
 
-/// A tracker.conf of a group that packed small files says what we keep
-/// of it (docs/deploy.md, "Trunk files").
-#[test]
-fn use_trunk_file_is_explained_in_the_log() {
-    let dir = TestDir::new("tr-trunk");
-    let tr = tracker(&dir, &["use_trunk_file = true"]);
-    assert!(
-        wait_until(Duration::from_secs(5), || {
-            std::fs::read_to_string(tr.log_file()).is_ok_and(|l| {
-                l.contains("use_trunk_file = true")
-                    && l.contains("new uploads are stored as whole files")
-            })
-        }),
-        "{}",
-        std::fs::read_to_string(tr.log_file()).unwrap_or_default()
-    );
-}
-
 #[test]
 fn background_start_under_the_fastdfs_name_restart_and_stop() {
     let dir = TestDir::new("tr-bg");

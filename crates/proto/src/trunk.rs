@@ -94,6 +94,18 @@ impl SlotHeader {
     }
 }
 
+impl SlotHeader {
+    /// True when these bytes, read at the start of a slot with `room`
+    /// bytes left in its trunk file, are the header of a file or a link.
+    /// Bytes of an old file's content, where a free extent was split, are
+    /// all but never a consistent header.
+    pub fn is_used(&self, room: u64) -> bool {
+        matches!(self.file_type, TYPE_FILE | TYPE_LINK)
+            && u64::from(self.alloc_size) <= room
+            && u64::from(self.file_size) + HEADER_LEN as u64 <= u64::from(self.alloc_size)
+    }
+}
+
 /// The file name of trunk `trunk_id` inside its `HH/HH` directory.
 pub fn file_name(slot: &TrunkSlot) -> String {
     format!("{:06}", slot.trunk_id)
@@ -477,6 +489,34 @@ mod tests {
         ] {
             assert_eq!(SpaceRecord::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_used_slot_header_is_consistent() {
+        let name = LogicName::parse(EXAMPLE).unwrap();
+        let h = SlotHeader::for_name(&name).unwrap();
+        assert!(h.is_used(256));
+        assert!(SlotHeader {
+            file_type: TYPE_LINK,
+            ..h
+        }
+        .is_used(256));
+        assert!(!h.is_used(255), "the slot would pass the end of the file");
+        assert!(!SlotHeader {
+            file_type: TYPE_FREE,
+            ..h
+        }
+        .is_used(256));
+        assert!(!SlotHeader {
+            file_type: b'x',
+            ..h
+        }
+        .is_used(256));
+        assert!(!SlotHeader {
+            file_size: 233,
+            ..h
+        }
+        .is_used(256));
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod service;
 pub mod state;
 pub mod store;
 pub mod sync;
+pub mod trunk;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -318,7 +319,18 @@ pub async fn serve_observed(
         servers: conf.write_quorum as usize,
         timeout: conf.write_quorum_timeout.max(Duration::from_millis(100)),
     });
+    let trunk = Arc::new(trunk::Trunk::new(
+        store.clone(),
+        reporter.state.clone(),
+        trunk::TrunkConf {
+            bind_ip: reporter.conf.bind_ip,
+            connect_timeout: conf.daemon.connect_timeout,
+            network_timeout: conf.daemon.network_timeout,
+            base_path: conf.daemon.base_path.clone(),
+        },
+    ));
     let svc = Arc::new(Service {
+        trunk,
         quorum,
         store: store.clone(),
         sync: Arc::new(replication.receiver()),

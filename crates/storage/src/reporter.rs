@@ -86,6 +86,8 @@ pub struct ReporterState {
     /// The trackers' `storage_ip_changed_auto_adjust`: follow their
     /// changelog (CHANGELOG_REQ) to carry marks over peers' IP changes.
     pub follow_changelog: std::sync::atomic::AtomicBool,
+    /// The trunk server and the trunk settings (`use_trunk_file`).
+    pub trunk: crate::trunk::TrunkState,
 }
 
 impl ReporterState {
@@ -310,6 +312,7 @@ impl Reporter {
         let sync_every = Duration::from_secs(1).min(hb);
         let mut next_sync = Instant::now() + sync_every;
         let mut first_beat = true;
+        let mut trunk_told = (0u32, -1i64);
         loop {
             let wake = next_beat.min(next_disk).min(next_sync);
             tokio::select! {
@@ -331,6 +334,7 @@ impl Reporter {
             }
             if n >= next_sync {
                 self.sync_report(&mut c).await?;
+                self.report_trunk(&mut c, &mut trunk_told).await?;
                 next_sync = n + sync_every;
             }
         }
@@ -394,6 +398,24 @@ impl Reporter {
             why: e.to_string(),
         })?;
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let trunk = crate::trunk::TrunkParams::from_params(|k| get(k).map(str::to_owned));
+        let was = std::mem::replace(
+            &mut *self
+                .state
+                .trunk
+                .params
+                .write()
+                .unwrap_or_else(|e| e.into_inner()),
+            trunk,
+        );
+        if trunk.enabled && !was.enabled {
+            info!(
+                slot_min_size = trunk.slot_min_size,
+                slot_max_size = trunk.slot_max_size,
+                trunk_file_size = trunk.file_size,
+                "trackers use trunk files: small files are packed"
+            );
+        }
         if let Some(v) = get("reserved_storage_space") {
             match fdfs_conf::value::parse_reserved(v) {
                 Ok(r) => self.store.set_reserved(r),
@@ -740,7 +762,82 @@ impl Reporter {
         {
             self.follow_changelog(c).await?;
         }
+        if let Some(t) = &f.trunk_server {
+            self.take_trunk_server(c, t).await;
+        }
         self.apply_flags(f);
+        Ok(())
+    }
+
+    /// Flag 2: the group's trunk server changed (all zero: none). When it
+    /// is us, the tracker's trunk file id is where our new ids start.
+    async fn take_trunk_server(&self, c: &mut TrackerConn, t: &StorageBrief) {
+        let brief = (!t.ip.is_empty() && t.port != 0).then(|| t.clone());
+        let me = brief
+            .as_ref()
+            .is_some_and(|b| b.port == self.conf.port as u32 && self.is_me(b));
+        info!(
+            trunk_server = brief
+                .as_ref()
+                .map_or("none".to_owned(), |b| format!("{}:{}", b.ip, b.port)),
+            us = me,
+            "the group's trunk server"
+        );
+        if !self.state.trunk.set_server(brief, me) {
+            return;
+        }
+        match c
+            .request("FETCH_TRUNK_FID", tc::STORAGE_FETCH_TRUNK_FID, &[])
+            .await
+        {
+            Ok((0, b)) if b.len() == 4 => {
+                let id = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                self.state.trunk.id_floor.fetch_max(id, Ordering::SeqCst);
+            }
+            Ok((st, _)) => debug!("FETCH_TRUNK_FID answered status {st}"),
+            Err(e) => warn!("FETCH_TRUNK_FID: {e}"),
+        }
+    }
+
+    /// While we are trunk server: our newest trunk file id and free trunk
+    /// space, to each tracker when they change.
+    async fn report_trunk(
+        &self,
+        c: &mut TrackerConn,
+        told: &mut (u32, i64),
+    ) -> Result<(), SessionError> {
+        let t = &self.state.trunk;
+        if !t.serving.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let id = t.last_id.load(Ordering::SeqCst);
+        if id > told.0 {
+            let (st, _) = c
+                .request(
+                    "REPORT_TRUNK_FID",
+                    tc::STORAGE_REPORT_TRUNK_FID,
+                    &id.to_be_bytes(),
+                )
+                .await?;
+            if st != 0 {
+                debug!("REPORT_TRUNK_FID answered status {st}");
+            }
+            told.0 = id;
+        }
+        let free = t.free_mb.load(Ordering::Relaxed);
+        if free >= 0 && free != told.1 {
+            let (st, _) = c
+                .request(
+                    "REPORT_TRUNK_FREE",
+                    tc::STORAGE_REPORT_TRUNK_FREE,
+                    &free.to_be_bytes(),
+                )
+                .await?;
+            if st != 0 {
+                debug!("REPORT_TRUNK_FREE answered status {st}");
+            }
+            told.1 = free;
+        }
         Ok(())
     }
 

@@ -75,6 +75,8 @@ pub struct Service {
     pub quorum: Option<crate::sync::quorum::Quorum>,
     /// `[access-log] enabled`: a line per client request.
     pub access_log: Option<AccessLog>,
+    /// Trunk slots for small files, and the trunk server's role.
+    pub trunk: Arc<crate::trunk::Trunk>,
 }
 
 /// Work on files up to this size (or chunks up to it) runs inline: it hits
@@ -259,6 +261,12 @@ impl Session<'_> {
             s::SET_METADATA => self.set_metadata(h).await,
             s::GET_METADATA => self.get_metadata(h).await,
             s::QUERY_FILE_INFO => self.query_file_info(h).await,
+            s::TRUNK_ALLOC_SPACE => self.trunk_alloc(h).await,
+            s::TRUNK_ALLOC_CONFIRM | s::TRUNK_FREE_SPACE => self.trunk_slot(h).await,
+            s::TRUNK_SYNC_BINLOG
+            | s::TRUNK_GET_BINLOG_SIZE
+            | s::TRUNK_DELETE_BINLOG_MARKS
+            | s::TRUNK_TRUNCATE_BINLOG_FILE => self.trunk_binlog(h).await,
             cmd::ACTIVE_TEST => {
                 if h.pkg_len != 0 {
                     return self
@@ -436,17 +444,23 @@ impl Session<'_> {
         kind: UploadKind,
     ) -> Result<Result<LogicName, StoreError>, ConnError> {
         let store = self.svc.store.clone();
-        let mut up =
-            match maybe_blocking(size <= SMALL, || store.begin_upload(path, size, ext, kind)) {
-                Ok(u) => u,
-                Err(e) => {
-                    if e.status() != errno::EINVAL {
-                        // Keep the connection in step: read past the content.
-                        self.conn.discard(size).await?;
-                    }
-                    return Ok(Err(e));
+        let slot = match kind {
+            UploadKind::Normal => self.svc.trunk.slot_for(size),
+            _ => None,
+        };
+        let mut up = match maybe_blocking(size <= SMALL, || match slot {
+            Some(_) => store.begin_slot_upload(path, size, ext),
+            None => store.begin_upload(path, size, ext, kind),
+        }) {
+            Ok(u) => u,
+            Err(e) => {
+                if e.status() != errno::EINVAL {
+                    // Keep the connection in step: read past the content.
+                    self.conn.discard(size).await?;
                 }
-            };
+                return Ok(Err(e));
+            }
+        };
         // A broken connection drops `up`, which removes the temporary file.
         if let Err(e) = self.stream_in(size, |c| up.write(c)).await? {
             return Ok(Err(e));
@@ -456,9 +470,34 @@ impl Session<'_> {
         // append may wait for a checkpoint).
         let inline = !store.config().durable || (up.journaled() && !store.journal_may_wait());
         let small = size <= SMALL && inline;
-        let done = match maybe_blocking(small, || store.finish_upload_deferred(up)) {
-            Ok(d) => d,
-            Err(e) => return Ok(Err(e)),
+        let mut packed = None;
+        if let Some(need) = slot {
+            let trunk = &self.svc.trunk;
+            if let Some(info) = trunk.alloc(Store::upload_path(&up) as u8, need).await {
+                match blocking(|| store.finish_upload_in_slot(&mut up, info)) {
+                    Ok(d) => {
+                        trunk.confirm(info, errno::OK).await;
+                        packed = Some(d);
+                    }
+                    Err(StoreError::Exists(why)) => {
+                        // Kept taken on the trunk server; this one is
+                        // stored whole.
+                        warn!("trunk: {why}; the file is stored whole");
+                        trunk.confirm(info, errno::EEXIST).await;
+                    }
+                    Err(e) => {
+                        trunk.confirm(info, errno::EIO).await;
+                        return Ok(Err(e));
+                    }
+                }
+            }
+        }
+        let done = match packed {
+            Some(d) => d,
+            None => match maybe_blocking(small, || store.finish_upload_deferred(up)) {
+                Ok(d) => d,
+                Err(e) => return Ok(Err(e)),
+            },
         };
         if let Some(wait) = done.wait {
             if let Err(e) = store.journaled(wait).await {
@@ -492,8 +531,9 @@ impl Session<'_> {
                     "write quorum not reached: the upload fails and the file is deleted"
                 );
                 let store = self.svc.store.clone();
-                if let Err(e) = locked(&store, &name, |s| s.delete(&name)).await {
-                    warn!(file = %name, "deleting the file of a failed quorum: {e}");
+                match locked(&store, &name, |s| s.delete(&name)).await {
+                    Ok(()) => self.freed(&name).await,
+                    Err(e) => warn!(file = %name, "deleting the file of a failed quorum: {e}"),
                 }
                 Err(StoreError::Quorum(format!(
                     "{} of {} servers hold {name} after {:?}",
@@ -863,8 +903,112 @@ impl Session<'_> {
         self.note_file(&name);
         let store = self.svc.store.clone();
         let res = locked(&store, &name, |s| s.delete(&name)).await;
+        if res.is_ok() {
+            self.freed(&name).await;
+        }
         self.stats_op(idx::TOTAL_DELETE, res.is_ok(), None);
         self.reply_empty(h, res).await
+    }
+
+    /// After a delete here: a packed file's slot goes back to the trunk
+    /// server (peers only zero their copy of the slot).
+    async fn freed(&self, name: &LogicName) {
+        if let Some(info) = fdfs_proto::trunk::TrunkInfo::of_name(name) {
+            if self.svc.trunk.packing() {
+                self.svc.trunk.free(info).await;
+            }
+        }
+    }
+
+    // ---- the trunk commands (§6.6) ----
+
+    /// TRUNK_ALLOC_SPACE (27), from a storage of our group.
+    async fn trunk_alloc(&mut self, h: Header) -> Res {
+        let Some(body) = self.small_body(h).await? else {
+            return Ok(Flow::Close);
+        };
+        let req = match fdfs_proto::trunk::AllocReq::decode(&body) {
+            Ok(r) if self.group_ok(&r.group) => r,
+            Ok(r) => {
+                return self
+                    .refuse(h, errno::EINVAL, &format!("group {}", r.group))
+                    .await
+            }
+            Err(e) => return self.refuse(h, errno::EINVAL, &e.to_string()).await,
+        };
+        match self.svc.trunk.serve_alloc(req.store_path, req.size).await {
+            Ok(info) => {
+                let mut out = Vec::with_capacity(fdfs_proto::trunk::TrunkInfo::LEN);
+                info.encode(&mut out);
+                self.conn.send(errno::OK, &out).await?;
+                Ok(Flow::Continue)
+            }
+            Err(e) => self.refuse(h, e.status(), &e.to_string()).await,
+        }
+    }
+
+    /// TRUNK_ALLOC_CONFIRM (28) and TRUNK_FREE_SPACE (29).
+    async fn trunk_slot(&mut self, h: Header) -> Res {
+        let Some(body) = self.small_body(h).await? else {
+            return Ok(Flow::Close);
+        };
+        let req = match fdfs_proto::trunk::SlotReq::decode(&body) {
+            Ok(r) if self.group_ok(&r.group) => r,
+            Ok(r) => {
+                return self
+                    .refuse(h, errno::EINVAL, &format!("group {}", r.group))
+                    .await
+            }
+            Err(e) => return self.refuse(h, errno::EINVAL, &e.to_string()).await,
+        };
+        let trunk = &self.svc.trunk;
+        let r = match (h.cmd, h.status) {
+            (cmd::storage::TRUNK_FREE_SPACE, _) => trunk.serve_free(req.info).await,
+            (_, errno::OK) => trunk.serve_confirm(req.info, true).await,
+            // The slot held a file on the writer's disk: it stays taken.
+            (_, errno::EEXIST) => trunk.serve_confirm(req.info, true).await,
+            _ => trunk.serve_confirm(req.info, false).await,
+        };
+        match r {
+            Ok(()) => {
+                self.conn.send_status(errno::OK).await?;
+                Ok(Flow::Continue)
+            }
+            Err(e) => self.refuse(h, e.status(), &e.to_string()).await,
+        }
+    }
+
+    /// TRUNK_SYNC_BINLOG (30), TRUNK_GET_BINLOG_SIZE (31),
+    /// TRUNK_DELETE_BINLOG_MARKS (32), TRUNK_TRUNCATE_BINLOG_FILE (33).
+    async fn trunk_binlog(&mut self, h: Header) -> Res {
+        use cmd::storage as s;
+        let Some(body) = self.small_body(h).await? else {
+            return Ok(Flow::Close);
+        };
+        let trunk = self.svc.trunk.clone();
+        let r = match h.cmd {
+            s::TRUNK_SYNC_BINLOG => blocking(|| trunk.append_binlog(&body)).map(|()| Vec::new()),
+            s::TRUNK_GET_BINLOG_SIZE if body.is_empty() => {
+                Ok((trunk.binlog_size() as i64).to_be_bytes().to_vec())
+            }
+            // We keep no per-peer marks of the trunk binlog.
+            s::TRUNK_DELETE_BINLOG_MARKS if body.is_empty() => Ok(Vec::new()),
+            s::TRUNK_TRUNCATE_BINLOG_FILE if body.is_empty() => {
+                blocking(|| trunk.truncate_binlog()).map(|()| Vec::new())
+            }
+            _ => Err(crate::trunk::TrunkError::Invalid(format!(
+                "{} with a body of {} bytes",
+                cmd::name(h.cmd),
+                body.len()
+            ))),
+        };
+        match r {
+            Ok(out) => {
+                self.conn.send(errno::OK, &out).await?;
+                Ok(Flow::Continue)
+            }
+            Err(e) => self.refuse(h, e.status(), &e.to_string()).await,
+        }
     }
 
     // ---- SET_METADATA (13) ----

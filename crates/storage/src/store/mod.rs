@@ -62,6 +62,7 @@ use fdfs_conf::{DurableSync, ReservedSpace};
 use fdfs_proto::binlog::{BinlogOp, BinlogRecord};
 use fdfs_proto::file_id::{ext_part, validate_ext, EXT_PART_LEN};
 use fdfs_proto::storage::MetaOp;
+use fdfs_proto::trunk::TrunkInfo;
 use fdfs_proto::{metadata, FileKind, GroupName, LogicName, NameInfo, SourceServer};
 
 use binlog::Binlog;
@@ -721,6 +722,91 @@ impl Store {
             disk: self.disk.clone(),
             done: false,
         })
+    }
+
+    /// [`Store::begin_upload`] of a file that may go into a trunk slot:
+    /// its content is staged in a named temporary file, never journaled,
+    /// so that it can be copied into the slot, or named whole when no slot
+    /// comes.
+    pub fn begin_slot_upload(&self, requested_path: i8, size: u64, ext: &str) -> Result<Upload> {
+        let mut up = self.begin_upload(requested_path, size, ext, UploadKind::Normal)?;
+        up.image = None;
+        if up.tmp.is_none() {
+            // The unnamed staging file goes with its descriptor.
+            let (tmp, file) = self.new_named_tmp(up.path_idx, "")?;
+            up.tmp = Some(tmp);
+            up.file = Some(file);
+        }
+        Ok(up)
+    }
+
+    /// Gives a complete upload from [`Store::begin_slot_upload`] its name
+    /// in the trunk slot `info` and records it. [`StoreError::Exists`]
+    /// when the slot holds a file on our disk: `up` is left as it was, to
+    /// be stored whole.
+    pub fn finish_upload_in_slot(&self, up: &mut Upload, info: TrunkInfo) -> Result<Finished> {
+        if up.written != up.size {
+            return Err(StoreError::Invalid(format!(
+                "upload ended after {} of {} bytes",
+                up.written, up.size
+            )));
+        }
+        let size = u32::try_from(up.size)
+            .map_err(|_| StoreError::Invalid(format!("{} bytes for a trunk slot", up.size)))?;
+        if usize::from(info.store_path) != up.path_idx {
+            return Err(StoreError::Invalid(format!(
+                "trunk slot {info:?} is not in store path {}",
+                up.path_idx
+            )));
+        }
+        if self.slot_in_use(&info)? {
+            return Err(StoreError::Exists(format!(
+                "trunk slot {info:?} holds a file"
+            )));
+        }
+        let tmp = up
+            .tmp
+            .clone()
+            .ok_or_else(|| StoreError::Invalid("a slot upload is staged in a named file".into()))?;
+        let src = File::open(&tmp).map_err(|e| StoreError::io("reopening the upload", e))?;
+        let ni = NameInfo {
+            source: self.source(),
+            timestamp: now(),
+            size_field: NameInfo::size_field_for_trunk(size, rand::random()),
+            crc32: up.crc.clone().finalize(),
+        };
+        let ext =
+            ext_part(&up.ext, rand::random()).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let name = LogicName::build(
+            info.store_path,
+            info.sub_high,
+            info.sub_low,
+            ni,
+            Some(info.slot),
+            &ext,
+        );
+        self.write_slot(&name, &info.slot, &src, up.size)?;
+        // The staged copy goes when `up` is dropped.
+        let (seq, binlog_end) =
+            self.append_record_with_image(BinlogOp::Create, &name.to_string(), None)?;
+        if let Some(j) = &self.journal {
+            return Ok(Finished {
+                name,
+                wait: Some(JournalWait(j.ticket())),
+                binlog_end,
+            });
+        }
+        self.commit_names(Some(seq), &[])?;
+        Ok(Finished {
+            name,
+            wait: None,
+            binlog_end,
+        })
+    }
+
+    /// The store path a started upload goes to.
+    pub fn upload_path(up: &Upload) -> usize {
+        up.path_idx
     }
 
     /// Gives a complete upload its name, records it and returns the name.

@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use fdfs_proto::file_id::TrunkSlot;
-use fdfs_proto::trunk::{self, SlotHeader, HEADER_LEN};
+use fdfs_proto::trunk::{self, SlotHeader, TrunkInfo, HEADER_LEN};
 use fdfs_proto::LogicName;
 
 use super::{Result, Store, StoreError};
@@ -95,6 +95,36 @@ impl Store {
                 .map_err(|e| StoreError::io("fsync of the directory", e))?;
         }
         Ok(true)
+    }
+
+    /// True when the slot `info` starts with the header of a file (or a
+    /// link) in our copy of its trunk file.
+    pub fn slot_in_use(&self, info: &TrunkInfo) -> Result<bool> {
+        let idx = usize::from(info.store_path);
+        if idx >= self.path_count() {
+            return Err(StoreError::Invalid(format!("{info:?}: no such store path")));
+        }
+        let path = self
+            .data_dir(idx)
+            .join(&info.relative_path()["data/".len()..]);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(StoreError::io(format!("opening {}", path.display()), e)),
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| StoreError::io(format!("stat {}", path.display()), e))?
+            .len();
+        let Some(room) = len.checked_sub(u64::from(info.slot.offset)) else {
+            return Ok(false);
+        };
+        let mut h = [0u8; HEADER_LEN];
+        match file.read_exact_at(&mut h, u64::from(info.slot.offset)) {
+            Ok(()) => Ok(SlotHeader::decode(&h).is_used(room)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(StoreError::io(format!("reading {}", path.display()), e)),
+        }
     }
 
     /// Frees the slot of `name` (its header zeroed). `Ok(false)`: the slot
