@@ -1,0 +1,307 @@
+//! Small files packed into trunk files (`use_trunk_file = true`), with
+//! real processes: a tracker that elects the group's trunk server and two
+//! storages of group1 on their own loopback addresses.
+//!
+//! Covers: small uploads on either server get slots from the trunk server
+//! and never overlapping ones; the files replicate into the same slots; a
+//! big file is stored whole; deletes free slots that later uploads reuse;
+//! a restarted trunk server rebuilds its map and still never hands out a
+//! slot of a live file.
+
+mod storage_support;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use fdfs_proto::cmd::storage as sc;
+use fdfs_proto::trunk::TrunkInfo;
+use fdfs_proto::{errno, LogicName};
+use storage_support::*;
+
+/// A /24 of our own and a port free on both storage addresses.
+fn net_and_port() -> (u8, u16) {
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
+    let net = 20 + (seed % 60) as u8;
+    loop {
+        let p = fdfs_testkit::free_port(Ipv4Addr::new(127, 0, net, 11));
+        if std::net::TcpListener::bind((Ipv4Addr::new(127, 0, net, 12), p)).is_ok() {
+            return (net, p);
+        }
+    }
+}
+
+fn start(dir: &std::path::Path, tracker: &TrackerProc, ip: Ipv4Addr, port: u16) -> StorageProc {
+    StorageProc::start_at(
+        BIN,
+        dir,
+        ip,
+        port,
+        "group1",
+        &[tracker.addr],
+        &["sync_wait_msec = 50", "write_mark_file_freq = 10"],
+        &[],
+    )
+}
+
+/// Deterministic content of `len` bytes for file `k`.
+fn content(k: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 + k * 7 + 3) as u8).collect()
+}
+
+fn slot_of(name: &str) -> TrunkInfo {
+    TrunkInfo::of_name(&LogicName::parse(name).unwrap())
+        .unwrap_or_else(|| panic!("{name} is not in a trunk slot"))
+}
+
+/// No two live files share bytes of a trunk file.
+fn assert_disjoint(live: &BTreeMap<String, Vec<u8>>) {
+    // (store path, trunk id) → (start, end, name) of each slot.
+    type Slots<'a> = BTreeMap<(u8, u32), Vec<(u64, u64, &'a str)>>;
+    let mut by_file: Slots = BTreeMap::new();
+    for name in live.keys() {
+        let i = slot_of(name);
+        by_file
+            .entry((i.store_path, i.slot.trunk_id))
+            .or_default()
+            .push((u64::from(i.slot.offset), i.end(), name));
+    }
+    for slots in by_file.values_mut() {
+        slots.sort();
+        for w in slots.windows(2) {
+            assert!(w[0].1 <= w[1].0, "{} and {} overlap", w[0].2, w[1].2);
+        }
+    }
+}
+
+/// Every live file reads back, byte for byte, from both servers.
+fn assert_everywhere(servers: &[&StorageProc], live: &BTreeMap<String, Vec<u8>>) {
+    for s in servers {
+        wait_until(
+            &format!("every file readable on {}", s.addr),
+            Duration::from_secs(30),
+            || {
+                let mut c = Client::connect(s.addr);
+                live.iter()
+                    .all(|(n, data)| download(&mut c, n, 0, 0).is_ok_and(|got| got == *data))
+            },
+        );
+    }
+}
+
+/// Uploads a small file to each server until it comes back packed (the
+/// server has learnt the trunk server from a tracker); the packed ones
+/// join `live`.
+fn wait_for_packing(servers: &[&StorageProc], live: &mut BTreeMap<String, Vec<u8>>, k: &mut usize) {
+    for s in servers {
+        wait_until(
+            &format!("a packed upload on {}", s.addr),
+            Duration::from_secs(30),
+            || {
+                *k += 1;
+                let data = content(*k, 100);
+                let mut c = Client::connect(s.addr);
+                let name = upload(&mut c, sc::UPLOAD_FILE, &data, "txt").unwrap();
+                let packed = LogicName::parse(&name).unwrap().info.is_trunk();
+                if packed {
+                    live.insert(name, data);
+                } else {
+                    // Stored whole until the trunk server is known.
+                    assert_eq!(name.len(), 44, "{name}");
+                    let (st, _) = c.call(sc::DELETE_FILE, &name_body(&name));
+                    assert_eq!(st, errno::OK);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                packed
+            },
+        );
+    }
+}
+
+#[test]
+fn small_files_are_packed_replicated_freed_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let tracker = start_tracker(
+        dir.path(),
+        &[
+            "use_trunk_file = true",
+            "slot_min_size = 256",
+            "slot_max_size = 16384",
+            "trunk_file_size = 4194304",
+        ],
+    );
+    let (net, port) = net_and_port();
+    let mut a = start(dir.path(), &tracker, Ipv4Addr::new(127, 0, net, 11), port);
+    let mut b = start(dir.path(), &tracker, Ipv4Addr::new(127, 0, net, 12), port);
+
+    // Both servers know the trunk server once an upload on each is packed.
+    let mut live: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut k = 0;
+    wait_for_packing(&[&a, &b], &mut live, &mut k);
+
+    // Small files of many sizes on both servers; one too big for a slot.
+    for round in 0..40 {
+        let s = if round % 2 == 0 { &a } else { &b };
+        k += 1;
+        let data = content(k, 1 + (round * 397) % 16000);
+        let mut c = Client::connect(s.addr);
+        let name = upload(&mut c, sc::UPLOAD_FILE, &data, "bin").unwrap();
+        assert_eq!(name.len(), 60, "{name} (of {} bytes) is packed", data.len());
+        live.insert(name, data);
+    }
+    let big = content(0, 16384);
+    let big_name = upload(&mut Client::connect(a.addr), sc::UPLOAD_FILE, &big, "big").unwrap();
+    assert!(!LogicName::parse(&big_name).unwrap().info.is_trunk());
+    assert_disjoint(&live);
+    assert_everywhere(&[&a, &b], &live);
+    assert_eq!(
+        download(&mut Client::connect(b.addr), &big_name, 0, 0),
+        Ok(big)
+    );
+    // On disk: trunk files, not one file per upload.
+    for s in [&a, &b] {
+        for name in live.keys() {
+            let i = slot_of(name);
+            assert!(s.base.join(i.relative_path()).is_file(), "{name}");
+            assert!(!s.base.join("data").join(&name[4..]).exists(), "{name}");
+        }
+    }
+    // A range inside a packed file.
+    let (n0, d0) = live.iter().find(|(_, d)| d.len() > 100).unwrap();
+    assert_eq!(
+        download(&mut Client::connect(a.addr), n0, 10, 50),
+        Ok(d0[10..60].to_vec())
+    );
+
+    // Deletes on both servers free their slots everywhere.
+    let doomed: Vec<String> = live.keys().step_by(2).cloned().collect();
+    for (i, name) in doomed.iter().enumerate() {
+        let s = if i % 2 == 0 { &a } else { &b };
+        let (st, _) = Client::connect(s.addr).call(sc::DELETE_FILE, &name_body(name));
+        assert_eq!(st, errno::OK, "delete {name}");
+        live.remove(name);
+    }
+    for s in [&a, &b] {
+        wait_until("deletes replicated", Duration::from_secs(30), || {
+            let mut c = Client::connect(s.addr);
+            doomed
+                .iter()
+                .all(|n| download(&mut c, n, 0, 0) == Err(errno::ENOENT))
+        });
+    }
+    // Freed slots wait until the delete reached the trunk server's copy
+    // (checked at most once a second).
+    std::thread::sleep(Duration::from_millis(1500));
+    let freed: Vec<(u8, u32, u32)> = doomed
+        .iter()
+        .map(|n| {
+            let i = slot_of(n);
+            (i.store_path, i.slot.trunk_id, i.slot.offset)
+        })
+        .collect();
+    let mut reused = 0;
+    for round in 0..20 {
+        let s = if round % 2 == 0 { &a } else { &b };
+        k += 1;
+        let data = content(k, 50 + round * 10);
+        let name = upload(&mut Client::connect(s.addr), sc::UPLOAD_FILE, &data, "new").unwrap();
+        let i = slot_of(&name);
+        if freed.contains(&(i.store_path, i.slot.trunk_id, i.slot.offset)) {
+            reused += 1;
+        }
+        live.insert(name, data);
+    }
+    assert!(reused > 0, "no freed slot was given out again");
+    assert_disjoint(&live);
+    assert_everywhere(&[&a, &b], &live);
+
+    // Both restart (one of them is the trunk server): the map comes back
+    // from the trunk binlog and the live files; no live slot is reused.
+    a.restart();
+    b.restart();
+    wait_for_packing(&[&a, &b], &mut live, &mut k);
+    let before = live.len();
+    for round in 0..40 {
+        let s = if round % 2 == 0 { &a } else { &b };
+        k += 1;
+        let data = content(k, 300 + round * 5);
+        let mut c = Client::connect(s.addr);
+        let name = upload(&mut c, sc::UPLOAD_FILE, &data, "re").unwrap();
+        assert_eq!(name.len(), 60, "{name} is packed");
+        live.insert(name, data);
+    }
+    assert_eq!(live.len(), before + 40);
+    assert_disjoint(&live);
+    assert_everywhere(&[&a, &b], &live);
+    // The rebuilt map knows the trunk files: their free space is used
+    // again rather than a new file started.
+    let ids = |live: &BTreeMap<String, Vec<u8>>| {
+        live.keys()
+            .map(|n| slot_of(n).slot.trunk_id)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(ids(&live).len(), 1, "one trunk file holds them all");
+
+    // The trunk server goes away: the tracker elects the other, which
+    // rebuilds the map from the files its binlog lists (its own trunk
+    // binlog is empty) and packs around every live file.
+    let (mut server, other) =
+        if storage_log(&a).contains("this storage is the group's trunk server") {
+            (a, b)
+        } else {
+            (b, a)
+        };
+    server.stop();
+    wait_for_packing(&[&other], &mut live, &mut k);
+    for round in 0..30 {
+        k += 1;
+        let data = content(k, 200 + round * 37);
+        let name = upload(
+            &mut Client::connect(other.addr),
+            sc::UPLOAD_FILE,
+            &data,
+            "f",
+        )
+        .unwrap();
+        assert_eq!(name.len(), 60, "{name} is packed");
+        live.insert(name, data);
+    }
+    assert_disjoint(&live);
+    assert_eq!(
+        ids(&live).len(),
+        1,
+        "the new trunk server reuses the trunk file"
+    );
+    assert!(storage_log(&other).contains("this storage is the group's trunk server"));
+    server.restart();
+    assert_everywhere(&[&server, &other], &live);
+
+    // fdfs_monitor shows the trunk server and keeps it when asked to
+    // (re)elect one while it is ACTIVE.
+    let monitor = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .arg("monitor")
+            .arg(&other.conf)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let other_ip = other.addr.ip().to_string();
+    let set = monitor(&["set_trunk_server", "group1"]);
+    assert_eq!(
+        set,
+        format!("set trunk server group1::{other_ip} success\n")
+    );
+    let list = monitor(&["list", "group1"]);
+    let flagged: Vec<&str> = list
+        .lines()
+        .filter(|l| l.contains("if_trunk_server = 1"))
+        .collect();
+    assert_eq!(flagged.len(), 1, "{list}");
+}
