@@ -203,6 +203,44 @@ impl Client {
             (None, false, None) => unreachable!("at least one tracker"),
         }
     }
+
+    /// Makes `storage_id` (or, with `None`, the current or a newly elected
+    /// server) the group's trunk server (94) on every tracker; the id of
+    /// the trunk server the first tracker that agreed names.
+    pub async fn set_trunk_server(&self, group: &str, storage_id: Option<&str>) -> Result<String> {
+        let mut body = Vec::new();
+        GroupReq {
+            group: parse_group(group)?,
+        }
+        .encode(&mut body);
+        if let Some(id) = storage_id {
+            body.extend_from_slice(check_storage_id(id)?.as_bytes());
+        }
+        let mut named = None;
+        let mut first_err = None;
+        for &tracker in &self.inner.trackers {
+            match self
+                .call(tracker, t::SERVER_SET_TRUNK_SERVER, 0, &body, false)
+                .await
+            {
+                Ok(reply) => {
+                    let id = String::from_utf8_lossy(&reply)
+                        .trim_end_matches('\0')
+                        .to_owned();
+                    named.get_or_insert(id);
+                }
+                Err(e) => {
+                    tracing::debug!(%tracker, error = %e, "set trunk server");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match (named, first_err) {
+            (Some(id), _) => Ok(id),
+            (None, Some(e)) => Err(e),
+            (None, None) => unreachable!("at least one tracker"),
+        }
+    }
 }
 
 /// The request body naming a group (16 bytes), or none.

@@ -1,5 +1,5 @@
 //! fdfs_monitor: list groups and storage servers as a tracker sees them,
-//! or delete a storage server from a group.
+//! delete a storage server from a group, or set a group's trunk server.
 
 use std::fmt::Write as _;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -10,7 +10,8 @@ use fdfs_client::proto::server::status;
 use fdfs_client::proto::tracker::StatBuff;
 use fdfs_client::{Client, GroupStat, StorageStat};
 
-/// `fdfs_monitor <conf> [-h tracker_host:port] [list [group] | delete <group> <storage_id>]`
+/// `fdfs_monitor <conf> [-h tracker_host:port] [list [group] | delete <group> <storage_id> |
+/// set_trunk_server <group> [storage_id]]`
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Print help
@@ -21,7 +22,8 @@ pub struct Args {
     pub tracker: Option<String>,
     /// client.conf, or storage.conf: any file with tracker_server lines
     pub conf: PathBuf,
-    /// `list [group]` (the default) or `delete <group> <storage_id>`
+    /// `list [group]` (the default), `delete <group> <storage_id>` or
+    /// `set_trunk_server <group> [storage_id]`
     #[arg(value_name = "ACTION")]
     pub action: Vec<String>,
 }
@@ -29,6 +31,7 @@ pub struct Args {
 enum Action {
     List(Option<String>),
     Delete(String, String),
+    SetTrunkServer(String, Option<String>),
 }
 
 fn parse_action(v: &[String]) -> anyhow::Result<Action> {
@@ -36,8 +39,13 @@ fn parse_action(v: &[String]) -> anyhow::Result<Action> {
         [] | ["list"] => Ok(Action::List(None)),
         ["list", g] => Ok(Action::List(Some(g.to_owned()))),
         ["delete", g, id] => Ok(Action::Delete(g.to_owned(), id.to_owned())),
+        ["set_trunk_server", g] => Ok(Action::SetTrunkServer(g.to_owned(), None)),
+        ["set_trunk_server", g, id] => {
+            Ok(Action::SetTrunkServer(g.to_owned(), Some(id.to_owned())))
+        }
         _ => Err(super::invalid(format!(
-            "unknown action {:?}: expected `list [group]` or `delete <group> <storage_id>`",
+            "unknown action {:?}: expected `list [group]`, `delete <group> <storage_id>` \
+             or `set_trunk_server <group> [storage_id]`",
             v.join(" ")
         ))),
     }
@@ -228,6 +236,14 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("deleting storage server {g}::{id}"))?;
             super::emit(&format!("delete storage server {g}::{id} success\n"))
         }
+        Action::SetTrunkServer(g, id) => {
+            let client = Client::new(trackers, opts)?;
+            let now = client
+                .set_trunk_server(&g, id.as_deref())
+                .await
+                .with_context(|| format!("setting the trunk server of {g}"))?;
+            super::emit(&format!("set trunk server {g}::{now} success\n"))
+        }
         Action::List(group) => {
             // The first tracker that answers is the one reported on.
             let n = trackers.len();
@@ -279,6 +295,13 @@ mod tests {
             matches!(parse_action(&v("delete group1 s1")).unwrap(), Action::Delete(g, s) if g == "group1" && s == "s1")
         );
         assert!(parse_action(&v("delete group1")).is_err());
+        assert!(
+            matches!(parse_action(&v("set_trunk_server group1")).unwrap(), Action::SetTrunkServer(g, None) if g == "group1")
+        );
+        assert!(
+            matches!(parse_action(&v("set_trunk_server group1 s2")).unwrap(), Action::SetTrunkServer(g, Some(s)) if s == "s2" && g == "group1")
+        );
+        assert!(parse_action(&v("set_trunk_server")).is_err());
         assert_eq!(parse_tracker("127.0.0.1").unwrap().port(), 22122);
         assert_eq!(parse_tracker("127.0.0.1:9").unwrap().port(), 9);
     }
