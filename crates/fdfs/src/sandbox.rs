@@ -65,6 +65,10 @@ pub struct SandboxArgs {
     /// docs/deploy.md).
     #[arg(long, default_value = "journal", value_parser = ["fsync", "syncfs", "journal"])]
     pub durable_sync: String,
+    /// `use_trunk_file` of tracker.conf: pack small files into trunk files
+    /// (a new sandbox folder only; edit tracker.conf to change an old one).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub use_trunk_file: bool,
     /// `subdir_count_per_path` of every storage.conf.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub subdirs: u16,
@@ -222,7 +226,8 @@ fn layout(args: &SandboxArgs) -> Result<Layout> {
             "# fastdfs-rs sandbox tracker (written by `fdfs sandbox`; edits are kept)\n\
              bind_addr = {tracker_ip}\nport = {port}\nbase_path = {base}\n\
              store_lookup = 0\nreserved_storage_space = 1%\ncheck_active_interval = 30\n\
-             work_threads = {threads}\nmetrics_port = {metrics}\n",
+             work_threads = {threads}\nmetrics_port = {metrics}\nuse_trunk_file = {trunk}\n",
+            trunk = args.use_trunk_file,
             port = args.tracker_port,
             metrics = args.metrics_port,
             base = tdir.display()

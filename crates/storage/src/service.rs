@@ -476,7 +476,9 @@ impl Session<'_> {
             if let Some(info) = trunk.alloc(Store::upload_path(&up) as u8, need).await {
                 match blocking(|| store.finish_upload_in_slot(&mut up, info)) {
                     Ok(d) => {
-                        trunk.confirm(info, errno::OK).await;
+                        // Nothing to wait for: the slot is ours already.
+                        let trunk = trunk.clone();
+                        tokio::spawn(async move { trunk.confirm(info, errno::OK).await });
                         packed = Some(d);
                     }
                     Err(StoreError::Exists(why)) => {
@@ -532,7 +534,7 @@ impl Session<'_> {
                 );
                 let store = self.svc.store.clone();
                 match locked(&store, &name, |s| s.delete(&name)).await {
-                    Ok(()) => self.freed(&name).await,
+                    Ok(()) => self.freed(&name),
                     Err(e) => warn!(file = %name, "deleting the file of a failed quorum: {e}"),
                 }
                 Err(StoreError::Quorum(format!(
@@ -904,7 +906,7 @@ impl Session<'_> {
         let store = self.svc.store.clone();
         let res = locked(&store, &name, |s| s.delete(&name)).await;
         if res.is_ok() {
-            self.freed(&name).await;
+            self.freed(&name);
         }
         self.stats_op(idx::TOTAL_DELETE, res.is_ok(), None);
         self.reply_empty(h, res).await
@@ -912,10 +914,13 @@ impl Session<'_> {
 
     /// After a delete here: a packed file's slot goes back to the trunk
     /// server (peers only zero their copy of the slot).
-    async fn freed(&self, name: &LogicName) {
+    fn freed(&self, name: &LogicName) {
         if let Some(info) = fdfs_proto::trunk::TrunkInfo::of_name(name) {
             if self.svc.trunk.packing() {
-                self.svc.trunk.free(info).await;
+                // The client need not wait for it: at worst (a crash before
+                // it is sent) the slot stays taken.
+                let trunk = self.svc.trunk.clone();
+                tokio::spawn(async move { trunk.free(info).await });
             }
         }
     }

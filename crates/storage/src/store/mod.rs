@@ -434,8 +434,23 @@ impl Store {
         }
         for (name, (op, image)) in last {
             let logic = LogicName::parse(&name).map_err(|e| e.to_string());
-            // Trunk slots were synced when written: nothing to redo.
-            if matches!(&logic, Ok(l) if matches!(l.kind, FileKind::Trunk(_))) {
+            if let Ok(
+                l @ LogicName {
+                    kind: FileKind::Trunk(slot),
+                    ..
+                },
+            ) = &logic
+            {
+                // A packed upload's content is journaled (the slot was not
+                // synced); a delete only zeroes the header if the slot
+                // still holds that file (it may hold a newer one).
+                match (op, image) {
+                    (_, Some(content)) => self.restore_slot(l, content)?,
+                    (BinlogOp::Delete, None) => {
+                        self.free_slot(l, slot)?;
+                    }
+                    _ => {}
+                }
                 continue;
             }
             let path = match logic.and_then(|l| self.resolve(&l).map_err(|e| e.to_string())) {
@@ -725,12 +740,11 @@ impl Store {
     }
 
     /// [`Store::begin_upload`] of a file that may go into a trunk slot:
-    /// its content is staged in a named temporary file, never journaled,
-    /// so that it can be copied into the slot, or named whole when no slot
-    /// comes.
+    /// its content is staged in a named temporary file, so that it can be
+    /// copied into the slot, or named whole when no slot comes (and kept
+    /// in memory too when it is to be journaled).
     pub fn begin_slot_upload(&self, requested_path: i8, size: u64, ext: &str) -> Result<Upload> {
         let mut up = self.begin_upload(requested_path, size, ext, UploadKind::Normal)?;
-        up.image = None;
         if up.tmp.is_none() {
             // The unnamed staging file goes with its descriptor.
             let (tmp, file) = self.new_named_tmp(up.path_idx, "")?;
@@ -785,10 +799,17 @@ impl Store {
             Some(info.slot),
             &ext,
         );
-        self.write_slot(&name, &info.slot, &src, up.size)?;
+        // Journaled: the slot is written unsynced, the journal brings it
+        // back after a crash.
+        let journaled = up.image.is_some();
+        let sync = self.config().durable && !journaled;
+        self.write_slot_synced(&name, &info.slot, &src, up.size, sync)?;
         // The staged copy goes when `up` is dropped.
-        let (seq, binlog_end) =
-            self.append_record_with_image(BinlogOp::Create, &name.to_string(), None)?;
+        let (seq, binlog_end) = self.append_record_with_image(
+            BinlogOp::Create,
+            &name.to_string(),
+            up.image.as_deref(),
+        )?;
         if let Some(j) = &self.journal {
             return Ok(Finished {
                 name,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use fdfs_proto::file_id::TrunkSlot;
 use fdfs_proto::trunk::{self, SlotHeader, TrunkInfo, HEADER_LEN};
-use fdfs_proto::LogicName;
+use fdfs_proto::{FileKind, LogicName};
 
 use super::{Result, Store, StoreError};
 
@@ -71,6 +71,19 @@ impl Store {
         src: &File,
         size: u64,
     ) -> Result<bool> {
+        self.write_slot_synced(name, slot, src, size, self.config().durable)
+    }
+
+    /// [`Store::write_slot`], fdatasynced or not (`sync = false` in
+    /// durable mode: the content is in the journal, which brings it back).
+    pub(crate) fn write_slot_synced(
+        &self,
+        name: &LogicName,
+        slot: &TrunkSlot,
+        src: &File,
+        size: u64,
+        durable: bool,
+    ) -> Result<bool> {
         let header = SlotHeader::for_name(name)
             .ok_or_else(|| StoreError::Invalid(format!("{name} is not a trunk name")))?;
         if Some(size) != name.info.file_size() || !trunk::fits(slot, size) {
@@ -87,7 +100,6 @@ impl Store {
             }
         }
         let path = self.trunk_path(name, slot)?;
-        let durable = self.config().durable;
         let created = fill_slot(&path, &header, slot, src, size, durable)
             .map_err(|e| StoreError::io(format!("writing {name} in its trunk file"), e))?;
         if durable && created {
@@ -127,6 +139,36 @@ impl Store {
         }
     }
 
+    /// Crash recovery: puts the journaled `content` of `name` back in its
+    /// slot (content, then header), synced.
+    pub(crate) fn restore_slot(&self, name: &LogicName, content: &[u8]) -> Result<()> {
+        let FileKind::Trunk(slot) = name.kind else {
+            return Err(StoreError::Invalid(format!("{name} is not a trunk name")));
+        };
+        let header = SlotHeader::for_name(name)
+            .ok_or_else(|| StoreError::Invalid(format!("{name} is not a trunk name")))?;
+        if Some(content.len() as u64) != name.info.file_size()
+            || !trunk::fits(&slot, content.len() as u64)
+        {
+            return Err(StoreError::Invalid(format!(
+                "{name}: journaled content of {} bytes does not fit",
+                content.len()
+            )));
+        }
+        let path = self.trunk_path(name, &slot)?;
+        let io = || -> std::io::Result<()> {
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)?;
+            f.write_all_at(content, trunk::content_offset(&slot))?;
+            f.write_all_at(&header.encode(), u64::from(slot.offset))?;
+            f.sync_data()
+        };
+        io().map_err(|e| StoreError::io(format!("restoring {name} in its trunk file"), e))
+    }
+
     /// Frees the slot of `name` (its header zeroed). `Ok(false)`: the slot
     /// did not hold it.
     pub fn free_slot(&self, name: &LogicName, slot: &TrunkSlot) -> Result<bool> {
@@ -152,7 +194,9 @@ impl Store {
         trunk
             .write_all_at(&[0u8; HEADER_LEN], u64::from(slot.offset))
             .map_err(|e| StoreError::io(format!("freeing {name} in its trunk file"), e))?;
-        if self.config().durable {
+        // With a journal, the delete's record is journaled before it is
+        // acknowledged and its redo zeroes the header again.
+        if self.config().durable && self.journal.is_none() {
             trunk
                 .sync_data()
                 .map_err(|e| StoreError::io(format!("fsync of the trunk file of {name}"), e))?;

@@ -200,7 +200,7 @@ pub struct TrunkConf {
 /// The trunk server's state while we serve.
 struct Served {
     map: SpaceMap,
-    binlog: File,
+    binlog: Arc<File>,
     /// The last trunk file id used; the next file gets the one after.
     last_id: u32,
     /// Slots freed by a peer whose delete has not reached our copy yet.
@@ -214,13 +214,20 @@ pub struct Trunk {
     reporter: Arc<crate::reporter::ReporterState>,
     conf: TrunkConf,
     served: tokio::sync::Mutex<Option<Served>>,
-    /// A kept-alive connection to the trunk server.
-    remote: tokio::sync::Mutex<Option<(SocketAddr, Link)>>,
+    /// Idle kept-alive connections to the trunk server.
+    remote: std::sync::Mutex<Vec<(SocketAddr, Link)>>,
+    /// How much of the trunk binlog is written, and how much of that is
+    /// on disk: concurrent requests share one fdatasync.
+    binlog_written: std::sync::atomic::AtomicU64,
+    binlog_synced: std::sync::Mutex<u64>,
 }
 
 /// Most slots the allocator skips (found holding a file on disk) in one
 /// request before it gives up.
 const MAX_SKIPS: usize = 64;
+
+/// Most idle connections kept to the trunk server.
+const MAX_IDLE_LINKS: usize = 16;
 
 /// Most freed slots that wait for their delete to reach the trunk server.
 const MAX_PENDING: usize = 1 << 20;
@@ -236,7 +243,9 @@ impl Trunk {
             reporter,
             conf,
             served: tokio::sync::Mutex::new(None),
-            remote: tokio::sync::Mutex::new(None),
+            remote: std::sync::Mutex::new(Vec::new()),
+            binlog_written: std::sync::atomic::AtomicU64::new(0),
+            binlog_synced: std::sync::Mutex::new(0),
         }
     }
 
@@ -359,8 +368,9 @@ impl Trunk {
         }
     }
 
-    /// One request on the kept-alive connection to the trunk server; a new
-    /// connection when the server changed or the old one failed.
+    /// One request on a kept-alive connection to the trunk server (one per
+    /// concurrent request, up to [`MAX_IDLE_LINKS`] kept); a new connection
+    /// when the server changed or a kept one failed.
     async fn call(
         &self,
         addr: SocketAddr,
@@ -368,11 +378,16 @@ impl Trunk {
         status: u8,
         body: &[u8],
     ) -> io::Result<(u8, Vec<u8>)> {
-        let mut slot = self.remote.lock().await;
         for attempt in 0..2 {
-            let mut link = match slot.take() {
-                Some((a, l)) if a == addr => l,
-                _ => {
+            let kept = {
+                let mut idle = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+                idle.retain(|(a, _)| *a == addr);
+                idle.pop()
+            };
+            let fresh = kept.is_none();
+            let mut link = match kept {
+                Some((_, l)) => l,
+                None => {
                     Link::connect(
                         addr,
                         self.conf.bind_ip,
@@ -388,19 +403,24 @@ impl Trunk {
             }
             .await;
             match r {
-                // EINVAL closes the connection (§1.2).
                 Ok((st, b)) => {
+                    // EINVAL closes the connection (§1.2).
                     if st != errno::EINVAL {
-                        *slot = Some((addr, link));
+                        let mut idle = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+                        if idle.len() < MAX_IDLE_LINKS {
+                            idle.push((addr, link));
+                        }
                     }
                     return Ok((st, b));
                 }
                 // A kept connection the server closed meanwhile: once more.
-                Err(e) if attempt == 0 => debug!("trunk: connection to {addr}: {e}; again"),
+                Err(e) if attempt == 0 && !fresh => {
+                    debug!("trunk: connection to {addr}: {e}; again")
+                }
                 Err(e) => return Err(e),
             }
         }
-        unreachable!("the second attempt returns")
+        unreachable!("a fresh connection's error returns")
     }
 
     // ---- the trunk server's side ----
@@ -437,8 +457,10 @@ impl Trunk {
         });
         let free = served.map.free_bytes() / (1024 * 1024);
         self.state().free_mb.store(free as i64, Ordering::Relaxed);
-        if served.last_id != before {
-            let id = served.last_id;
+        let new_id = (served.last_id != before).then_some(served.last_id);
+        let binlog = served.binlog.clone();
+        drop(guard);
+        if let Some(id) = new_id {
             self.state().last_id.fetch_max(id, Ordering::SeqCst);
             let mut init = self.reporter.init.lock().await;
             init.other.retain(|(k, _)| k != "current_trunk_file_id");
@@ -447,6 +469,23 @@ impl Trunk {
             if let Err(e) = init.save(&self.conf.base_path) {
                 warn!("trunk: saving current_trunk_file_id: {e}");
             }
+        }
+        // Durable mode: what the reply tells of is on disk first (a slot
+        // given out is never given again after a crash). Requests that
+        // wrote meanwhile share one fdatasync.
+        if self.store.config().durable {
+            let upto = self.binlog_written.load(Ordering::SeqCst);
+            crate::service::blocking(|| {
+                let mut synced = self.binlog_synced.lock().unwrap_or_else(|e| e.into_inner());
+                if *synced < upto {
+                    let now = self.binlog_written.load(Ordering::SeqCst);
+                    binlog
+                        .sync_data()
+                        .map_err(|e| TrunkError::io("fdatasync of the trunk binlog", e))?;
+                    *synced = now;
+                }
+                Ok::<(), TrunkError>(())
+            })?;
         }
         r
     }
@@ -657,8 +696,8 @@ impl Trunk {
         ))
     }
 
-    /// Appends a change to the trunk binlog (synced in durable mode: a
-    /// slot given out must not be given again after a crash).
+    /// Appends a change to the trunk binlog; [`Trunk::with_served`] syncs
+    /// it before the reply.
     fn record(&self, s: &mut Served, op: SpaceOp, info: TrunkInfo) -> Result<(), TrunkError> {
         let line = SpaceRecord {
             timestamp: crate::store::now(),
@@ -666,14 +705,10 @@ impl Trunk {
             info,
         }
         .line();
-        s.binlog
+        (&*s.binlog)
             .write_all(line.as_bytes())
             .map_err(|e| TrunkError::io("writing the trunk binlog", e))?;
-        if self.store.config().durable {
-            s.binlog
-                .sync_data()
-                .map_err(|e| TrunkError::io("fdatasync of the trunk binlog", e))?;
-        }
+        self.binlog_written.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
@@ -754,7 +789,7 @@ impl Trunk {
         );
         Ok(Served {
             map,
-            binlog,
+            binlog: Arc::new(binlog),
             last_id,
             pending: Vec::new(),
             checked: std::time::Instant::now(),
