@@ -255,6 +255,13 @@ fn small_files_are_packed_replicated_freed_and_reused() {
         } else {
             (b, a)
         };
+    // The trunk server keeps the other's copy of its trunk binlog whole.
+    let trunk_binlog =
+        |s: &StorageProc| std::fs::read(s.base.join("data/trunk/binlog")).unwrap_or_default();
+    wait_until("the trunk binlog copied", Duration::from_secs(20), || {
+        let theirs = trunk_binlog(&server);
+        !theirs.is_empty() && trunk_binlog(&other) == theirs
+    });
     server.stop();
     wait_for_packing(&[&other], &mut live, &mut k);
     for round in 0..30 {

@@ -329,6 +329,7 @@ pub async fn serve_observed(
             base_path: conf.daemon.base_path.clone(),
         },
     ));
+    let trunk_pusher = tokio::spawn(trunk.clone().push_binlog(shutdown.clone()));
     let svc = Arc::new(Service {
         trunk,
         quorum,
@@ -354,6 +355,7 @@ pub async fn serve_observed(
         let _ = w.await;
     }
     let _ = sync_manager.await;
+    let _ = trunk_pusher.await;
     let _ = stat_worker.await;
     if let Err(e) = store.save_stats() {
         warn!("saving storage_stat.dat: {e}");

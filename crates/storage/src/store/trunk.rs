@@ -139,6 +139,27 @@ impl Store {
         }
     }
 
+    /// True when the slot of `name` holds another file, created after
+    /// `name` was: `name` was deleted and its slot given out again before
+    /// its own create reached us, so that create is stale.
+    pub fn slot_holds_newer(&self, name: &LogicName, slot: &TrunkSlot) -> Result<bool> {
+        let path = self.trunk_path(name, slot)?;
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(StoreError::io(format!("opening {}", path.display()), e)),
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| StoreError::io(format!("stat {name}"), e))?
+            .len();
+        let Some(h) = read_header(&file, slot, len, name)? else {
+            return Ok(false);
+        };
+        let room = len - u64::from(slot.offset);
+        Ok(h.is_used(room) && !h.holds(name) && h.mtime > name.info.timestamp)
+    }
+
     /// Crash recovery: puts the journaled `content` of `name` back in its
     /// slot (content, then header), synced.
     pub(crate) fn restore_slot(&self, name: &LogicName, content: &[u8]) -> Result<()> {

@@ -323,6 +323,12 @@ impl Incoming {
             if existed && !self.update {
                 return Ok(Outcome::AlreadyThere);
             }
+            // Never over a newer file: this one was deleted and its slot
+            // given out again before its create reached us.
+            if !existed && store.slot_holds_newer(logic, slot)? {
+                tracing::info!(file = %self.name, "trunk: its slot holds a newer file; the stale create is skipped");
+                return Ok(Outcome::AlreadyThere);
+            }
             let tmp = self.tmp.as_ref().expect("trunk content is in a named file");
             let src = File::open(tmp)
                 .map_err(|e| StoreError::io(format!("reopening {}", self.name), e))?;

@@ -661,6 +661,39 @@ async fn trunk_files_replicate_into_the_peers_slots() {
     h.await.unwrap();
 }
 
+/// A file deleted and its slot given out again before its create reached
+/// this server: the stale create must not overwrite the newer file.
+#[test]
+fn a_stale_create_never_overwrites_a_newer_file_in_its_slot() {
+    use crate::store::trunk::planted::plant;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (
+        store(da.path(), [127, 0, 0, 2]),
+        store(db.path(), [127, 0, 0, 3]),
+    );
+    // The old file (made in 2020) as its source has it.
+    let old = plant(&a, 1, 0, 256, b"old, deleted since");
+    // The newer file in the same slot, here.
+    let mut up = b.begin_slot_upload(0, 5, "txt").unwrap();
+    up.write(b"newer").unwrap();
+    let info = fdfs_proto::trunk::TrunkInfo::of_name(&old).unwrap();
+    let newer = b.finish_upload_in_slot(&mut up, info).unwrap().name;
+    drop(up);
+    let mut f = apply::begin_file(&b, &old.to_string(), 18, false).unwrap();
+    f.write(b"old, deleted since").unwrap();
+    assert_eq!(f.finish(&b, 1_589_774_253).unwrap(), Outcome::AlreadyThere);
+    assert_eq!(served(&b, &newer).unwrap(), b"newer");
+    assert!(served(&b, &old).is_none());
+    // In an empty slot the same create applies.
+    let mut f = apply::begin_file(&a, &old.to_string(), 18, false).unwrap();
+    f.write(b"old, deleted since").unwrap();
+    assert_eq!(f.finish(&a, 1_589_774_253).unwrap(), Outcome::AlreadyThere);
+    a.delete(&old).unwrap();
+    let mut f = apply::begin_file(&a, &old.to_string(), 18, false).unwrap();
+    f.write(b"old, deleted since").unwrap();
+    assert_eq!(f.finish(&a, 1_589_774_253).unwrap(), Outcome::Applied);
+}
+
 #[test]
 fn apply_tolerates_reordering_and_resends() {
     let d = tempfile::tempdir().unwrap();

@@ -226,6 +226,11 @@ pub struct Trunk {
 /// request before it gives up.
 const MAX_SKIPS: usize = 64;
 
+/// How often the trunk server sends new trunk binlog lines to its peers.
+const PUSH_EVERY: Duration = Duration::from_millis(500);
+/// Most trunk binlog bytes in one TRUNK_SYNC_BINLOG.
+const PUSH_CHUNK: usize = 64 * 1024;
+
 /// Most idle connections kept to the trunk server.
 const MAX_IDLE_LINKS: usize = 16;
 
@@ -718,12 +723,14 @@ impl Trunk {
         let params = self.state().params();
         let mut map = SpaceMap::new();
         let path = self.binlog_path();
+        // Trunk files are made whole (`trunk_file_size`); a copy made by
+        // replication may be shorter, one made under a bigger setting longer.
         let len_of = |t: &Trunk, i: &TrunkInfo| {
             t.trunk_path(i)
                 .ok()
                 .and_then(|p| fs::metadata(p).ok())
                 .map_or(params.file_size, |m| {
-                    m.len().min(u64::from(u32::MAX)) as u32
+                    (m.len().min(u64::from(u32::MAX)) as u32).max(params.file_size)
                 })
         };
         let mut records = 0u64;
@@ -797,6 +804,106 @@ impl Trunk {
     }
 
     // ---- the trunk binlog of other storages (TRUNK_SYNC_BINLOG & co) ----
+
+    /// While we are trunk server: keeps every ONLINE or ACTIVE peer's copy
+    /// of the trunk binlog equal to ours (truncated, then sent from the
+    /// start, when we take the role or lose track of a peer), so that the
+    /// next trunk server knows which slots were given out even before the
+    /// files reach it.
+    pub async fn push_binlog(self: Arc<Self>, shutdown: fdfs_runtime::Shutdown) {
+        use std::collections::HashMap;
+        let mut sent: HashMap<SocketAddr, u64> = HashMap::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(PUSH_EVERY) => {}
+                _ = shutdown.wait() => return,
+            }
+            let st = self.state();
+            if !st.serving.load(Ordering::Relaxed) {
+                sent.clear();
+                continue;
+            }
+            let me = st.server_addr();
+            let peers: Vec<SocketAddr> = self
+                .reporter
+                .group_servers
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .filter(|b| {
+                    matches!(
+                        b.status,
+                        fdfs_proto::server::status::ACTIVE | fdfs_proto::server::status::ONLINE
+                    )
+                })
+                .filter_map(|b| {
+                    let ip: IpAddr = b.ip.parse().ok()?;
+                    Some(SocketAddr::new(ip, u16::try_from(b.port).ok()?))
+                })
+                .filter(|a| Some(*a) != me)
+                .collect();
+            sent.retain(|a, _| peers.contains(a));
+            let size = self.binlog_size();
+            for peer in peers {
+                let from = sent.get(&peer).copied();
+                if from == Some(size) {
+                    continue;
+                }
+                match self.push_to(peer, from, size).await {
+                    Ok(upto) => {
+                        sent.insert(peer, upto);
+                    }
+                    Err(e) => {
+                        // Started over (truncate first) next time.
+                        debug!(%peer, "trunk: sending the trunk binlog: {e}");
+                        sent.remove(&peer);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends our trunk binlog from `from` (`None`: truncate the peer's
+    /// first, then from the start) up to `size`, in whole lines.
+    async fn push_to(&self, peer: SocketAddr, from: Option<u64>, size: u64) -> io::Result<u64> {
+        let mut link = Link::connect(
+            peer,
+            self.conf.bind_ip,
+            self.conf.connect_timeout,
+            self.conf.network_timeout,
+        )
+        .await?;
+        let refused = |what: &str, st: u8| {
+            io::Error::other(format!("{what} answered {}", errno::describe(st).0))
+        };
+        let mut at = match from {
+            Some(o) => o,
+            None => {
+                let (st, _) = link.call(sc::TRUNK_TRUNCATE_BINLOG_FILE, &[]).await?;
+                if st != 0 {
+                    return Err(refused("TRUNK_TRUNCATE_BINLOG_FILE", st));
+                }
+                0
+            }
+        };
+        let file = File::open(self.binlog_path())?;
+        let mut buf = vec![0u8; PUSH_CHUNK];
+        while at < size {
+            let want = ((size - at) as usize).min(PUSH_CHUNK);
+            file.read_exact_at(&mut buf[..want], at)?;
+            // Whole lines only: the rest goes with the next chunk.
+            let Some(end) = buf[..want].iter().rposition(|&b| b == b'\n') else {
+                break;
+            };
+            let (st, _) = link.call(sc::TRUNK_SYNC_BINLOG, &buf[..=end]).await?;
+            if st != 0 {
+                return Err(refused("TRUNK_SYNC_BINLOG", st));
+            }
+            at += end as u64 + 1;
+        }
+        link.quit().await;
+        Ok(at)
+    }
 
     /// TRUNK_SYNC_BINLOG: lines the trunk server sends; kept for the day we
     /// take its role.
