@@ -312,3 +312,106 @@ fn small_files_are_packed_replicated_freed_and_reused() {
         .collect();
     assert_eq!(flagged.len(), 1, "{list}");
 }
+
+/// The trunk commands refuse what is malformed or out of place, and a
+/// peer that frees a slot still holding a file does not get it reused.
+#[test]
+fn trunk_commands_refuse_hostile_requests() {
+    use fdfs_proto::trunk::{AllocReq, SlotReq};
+    let (_dir, _tracker, s) = start_cluster(
+        &[
+            "use_trunk_file = true",
+            "slot_max_size = 16384",
+            "trunk_file_size = 4194304",
+        ],
+        StorageOpts::on([127, 0, 0, 14]),
+    );
+    let mut live = BTreeMap::new();
+    let mut k = 0;
+    wait_for_packing(&[&s], &mut live, &mut k);
+    let group = fdfs_proto::GroupName::new("group1").unwrap();
+    let alloc = |size: u32, store_path: u8, group: &str| {
+        let mut b = Vec::new();
+        AllocReq {
+            group: fdfs_proto::GroupName::new(group).unwrap(),
+            size,
+            store_path,
+        }
+        .encode(&mut b);
+        b
+    };
+    let refused = |code: u8, body: &[u8], what: &str| {
+        let mut c = Client::connect(s.addr);
+        assert_eq!(c.call(code, body).0, errno::EINVAL, "{what}");
+        assert!(c.closed(), "{what}: connection kept");
+    };
+    refused(
+        sc::TRUNK_ALLOC_SPACE,
+        &alloc(300, 0, "group2"),
+        "another group",
+    );
+    refused(
+        sc::TRUNK_ALLOC_SPACE,
+        &alloc(300, 0, "group1")[..20],
+        "short",
+    );
+    refused(
+        sc::TRUNK_ALLOC_SPACE,
+        &alloc(300, 7, "group1"),
+        "no such path",
+    );
+    refused(
+        sc::TRUNK_ALLOC_SPACE,
+        &alloc(u32::MAX, 0, "group1"),
+        "too big",
+    );
+    let (name, data) = live
+        .iter()
+        .next()
+        .map(|(n, d)| (n.clone(), d.clone()))
+        .unwrap();
+    let mut bogus = slot_of(&name);
+    bogus.slot.trunk_id = 999;
+    let free = |info| {
+        let mut b = Vec::new();
+        SlotReq {
+            group: group.clone(),
+            info,
+        }
+        .encode(&mut b);
+        b
+    };
+    refused(sc::TRUNK_FREE_SPACE, &free(bogus), "no such trunk file");
+    refused(
+        sc::TRUNK_SYNC_BINLOG,
+        b"1 A 0 0 0 1 0 256\n",
+        "binlog lines to the trunk server",
+    );
+    refused(sc::TRUNK_GET_BINLOG_SIZE, b"x", "a body");
+    let mut c = Client::connect(s.addr);
+    let (st, size) = c.call(sc::TRUNK_GET_BINLOG_SIZE, &[]);
+    assert_eq!(st, 0);
+    let on_disk = std::fs::metadata(s.base.join("data/trunk/binlog"))
+        .unwrap()
+        .len();
+    assert_eq!(size, (on_disk as i64).to_be_bytes());
+    // A real allocation, given back by a failed confirm.
+    let (st, got) = c.call(sc::TRUNK_ALLOC_SPACE, &alloc(300, 0, "group1"));
+    assert_eq!(st, 0);
+    let info = fdfs_proto::trunk::TrunkInfo::decode(&got).unwrap();
+    assert!(info.slot.alloc_size >= 300);
+    c.send(sc::TRUNK_ALLOC_CONFIRM, errno::EIO, &free(info));
+    assert_eq!(c.read_reply().unwrap().0, 0);
+    // Freeing the slot of a live file: answered, but the slot stays taken.
+    let (st, _) = c.call(sc::TRUNK_FREE_SPACE, &free(slot_of(&name)));
+    assert_eq!(st, 0);
+    for round in 0..30 {
+        k += 1;
+        let d = content(k, 100 + round * 50);
+        let n = upload(&mut c, sc::UPLOAD_FILE, &d, "x").unwrap();
+        live.insert(n, d);
+    }
+    assert_disjoint(&live);
+    assert_eq!(download(&mut c, &name, 0, 0), Ok(data));
+    assert!(c.alive());
+}

@@ -204,7 +204,7 @@ struct Served {
     /// The last trunk file id used; the next file gets the one after.
     last_id: u32,
     /// Slots freed by a peer whose delete has not reached our copy yet.
-    pending: Vec<TrunkInfo>,
+    pending: std::collections::BTreeSet<TrunkInfo>,
     checked: std::time::Instant,
 }
 
@@ -234,8 +234,9 @@ const PUSH_CHUNK: usize = 64 * 1024;
 /// Most idle connections kept to the trunk server.
 const MAX_IDLE_LINKS: usize = 16;
 
-/// Most freed slots that wait for their delete to reach the trunk server.
-const MAX_PENDING: usize = 1 << 20;
+/// Most freed slots that wait for their delete to reach the trunk server
+/// (each is looked at once a second while it waits).
+const MAX_PENDING: usize = 1 << 16;
 
 impl Trunk {
     pub fn new(
@@ -575,7 +576,7 @@ impl Trunk {
                 // that no replica still holding the old file gets a new
                 // one's content in its place.
                 if s.pending.len() < MAX_PENDING {
-                    s.pending.push(info);
+                    s.pending.insert(info);
                 } else {
                     warn!("trunk: {MAX_PENDING} slots wait for their delete; {info:?} stays taken");
                 }
@@ -597,7 +598,7 @@ impl Trunk {
         let pending = std::mem::take(&mut s.pending);
         for info in pending {
             if self.occupied(&info).is_some() {
-                s.pending.push(info);
+                s.pending.insert(info);
                 continue;
             }
             s.map.give(&info);
@@ -798,7 +799,7 @@ impl Trunk {
             map,
             binlog: Arc::new(binlog),
             last_id,
-            pending: Vec::new(),
+            pending: std::collections::BTreeSet::new(),
             checked: std::time::Instant::now(),
         })
     }
