@@ -1,0 +1,413 @@
+//! The trunk server's side: the free-space map, the trunk binlog, new
+//! trunk files, and the rebuild when the role arrives.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, Write};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fdfs_proto::file_id::TrunkSlot;
+use fdfs_proto::trunk::{SlotHeader, SpaceOp, SpaceRecord, TrunkInfo, HEADER_LEN};
+use fdfs_proto::{FileKind, LogicName};
+use tracing::{info, warn};
+
+use super::space::{SpaceMap, TrunkFile};
+use super::{Trunk, TrunkError, TrunkParams};
+use crate::recovery::LiveNames;
+
+/// Most slots the allocator skips (found holding a file on disk) in one
+/// request before it gives up.
+const MAX_SKIPS: usize = 64;
+
+/// Most freed slots that wait for their delete to reach the trunk server
+/// (each is looked at once a second while it waits).
+const MAX_PENDING: usize = 1 << 16;
+
+/// The trunk server's state while we serve.
+pub(super) struct Served {
+    map: SpaceMap,
+    binlog: Arc<File>,
+    /// The last trunk file id used; the next file gets the one after.
+    last_id: u32,
+    /// Slots freed by a peer whose delete has not reached our copy yet.
+    pending: std::collections::BTreeSet<TrunkInfo>,
+    checked: std::time::Instant,
+}
+
+impl Trunk {
+    /// Runs `f` on the trunk server's state, loading it first when we just
+    /// became trunk server.
+    async fn with_served<T>(
+        &self,
+        f: impl FnOnce(&Trunk, &mut Served) -> Result<T, TrunkError>,
+    ) -> Result<T, TrunkError> {
+        let mut guard = self.served.lock().await;
+        if !self.state().serving.load(Ordering::SeqCst) {
+            // Another server took over: what we knew is stale.
+            *guard = None;
+            return Err(TrunkError::NotServer);
+        }
+        if guard.is_none() {
+            let persisted = {
+                let init = self.reporter.init.lock().await;
+                init.other
+                    .iter()
+                    .find(|(k, _)| k == "current_trunk_file_id")
+                    .and_then(|(_, v)| v.parse::<u32>().ok())
+                    .unwrap_or(0)
+            };
+            let served = crate::service::blocking(|| self.load(persisted))?;
+            *guard = Some(served);
+        }
+        let served = guard.as_mut().expect("loaded above");
+        let before = served.last_id;
+        let r = crate::service::blocking(|| {
+            self.settle_pending(served);
+            f(self, served)
+        });
+        let free = served.map.free_bytes() / (1024 * 1024);
+        self.state().free_mb.store(free as i64, Ordering::Relaxed);
+        let new_id = (served.last_id != before).then_some(served.last_id);
+        let binlog = served.binlog.clone();
+        drop(guard);
+        if let Some(id) = new_id {
+            self.state().last_id.fetch_max(id, Ordering::SeqCst);
+            let mut init = self.reporter.init.lock().await;
+            init.other.retain(|(k, _)| k != "current_trunk_file_id");
+            init.other
+                .push(("current_trunk_file_id".into(), id.to_string()));
+            if let Err(e) = init.save(&self.conf.base_path) {
+                warn!("trunk: saving current_trunk_file_id: {e}");
+            }
+        }
+        // Durable mode: what the reply tells of is on disk first (a slot
+        // given out is never given again after a crash). Requests that
+        // wrote meanwhile share one fdatasync.
+        if self.store.config().durable {
+            let upto = self.binlog_written.load(Ordering::SeqCst);
+            crate::service::blocking(|| {
+                let mut synced = self.binlog_synced.lock().unwrap_or_else(|e| e.into_inner());
+                if *synced < upto {
+                    let now = self.binlog_written.load(Ordering::SeqCst);
+                    binlog
+                        .sync_data()
+                        .map_err(|e| TrunkError::io("fdatasync of the trunk binlog", e))?;
+                    *synced = now;
+                }
+                Ok::<(), TrunkError>(())
+            })?;
+        }
+        r
+    }
+
+    /// TRUNK_ALLOC_SPACE: a slot of `need` bytes in store path `store_path`.
+    pub async fn serve_alloc(&self, store_path: u8, need: u32) -> Result<TrunkInfo, TrunkError> {
+        let params = self.state().params();
+        if usize::from(store_path) >= self.store.path_count() {
+            return Err(TrunkError::Invalid(format!(
+                "store path {store_path} (this server has {})",
+                self.store.path_count()
+            )));
+        }
+        let mut need = need.max(params.slot_min_size);
+        if params.alignment > 1 {
+            need = need.div_ceil(params.alignment) * params.alignment;
+        }
+        if need > params.file_size || need <= HEADER_LEN as u32 {
+            return Err(TrunkError::Invalid(format!(
+                "a slot of {need} bytes (trunk files have {})",
+                params.file_size
+            )));
+        }
+        self.with_served(|t, s| t.alloc_in(s, store_path, need, &params))
+            .await
+    }
+
+    fn alloc_in(
+        &self,
+        s: &mut Served,
+        store_path: u8,
+        need: u32,
+        params: &TrunkParams,
+    ) -> Result<TrunkInfo, TrunkError> {
+        for _ in 0..MAX_SKIPS {
+            let info = match s.map.alloc(store_path, need, params.slot_min_size) {
+                Some(i) => i,
+                None => {
+                    self.new_trunk_file(s, store_path, params)?;
+                    continue;
+                }
+            };
+            if let Some(held) = self.occupied(&info) {
+                // The map did not know this slot: learn it, try the next.
+                warn!("trunk: {info:?} holds a file on disk; the free space map missed it");
+                s.map.take(&held, params.file_size);
+                s.map.give(&TrunkInfo {
+                    slot: TrunkSlot {
+                        offset: held.slot.offset.saturating_add(held.slot.alloc_size),
+                        alloc_size: info.end().saturating_sub(held.end()) as u32,
+                        ..info.slot
+                    },
+                    ..info
+                });
+                continue;
+            }
+            self.record(s, SpaceOp::Allocated, info)?;
+            return Ok(info);
+        }
+        Err(TrunkError::NoSpace(format!(
+            "{MAX_SKIPS} slots in a row were found holding files"
+        )))
+    }
+
+    /// TRUNK_ALLOC_CONFIRM: a failed upload gives its slot back.
+    pub async fn serve_confirm(&self, info: TrunkInfo, ok: bool) -> Result<(), TrunkError> {
+        if ok {
+            return self.with_served(|_, _| Ok(())).await;
+        }
+        self.serve_free(info).await
+    }
+
+    /// TRUNK_FREE_SPACE, and a failed upload's confirm.
+    pub async fn serve_free(&self, info: TrunkInfo) -> Result<(), TrunkError> {
+        self.with_served(|t, s| {
+            if s.map.file(info.store_path, info.slot.trunk_id).is_none() {
+                return Err(TrunkError::Invalid(format!("{info:?}: no such trunk file")));
+            }
+            if t.occupied(&info).is_some() {
+                // Our copy still holds the file: the delete has not reached
+                // us yet. The slot is given out again only once it has, so
+                // that no replica still holding the old file gets a new
+                // one's content in its place.
+                if s.pending.len() < MAX_PENDING {
+                    s.pending.insert(info);
+                } else {
+                    warn!("trunk: {MAX_PENDING} slots wait for their delete; {info:?} stays taken");
+                }
+                return Ok(());
+            }
+            s.map.give(&info);
+            t.record(s, SpaceOp::Freed, info)
+        })
+        .await
+    }
+
+    /// Frees the slots whose delete has reached our disk since they were
+    /// freed (at most once a second).
+    fn settle_pending(&self, s: &mut Served) {
+        if s.pending.is_empty() || s.checked.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        s.checked = std::time::Instant::now();
+        let pending = std::mem::take(&mut s.pending);
+        for info in pending {
+            if self.occupied(&info).is_some() {
+                s.pending.insert(info);
+                continue;
+            }
+            s.map.give(&info);
+            if let Err(e) = self.record(s, SpaceOp::Freed, info) {
+                warn!("trunk: {e}");
+            }
+        }
+    }
+
+    /// The slot (from its header) when `info`'s first bytes hold a file on
+    /// our disk.
+    fn occupied(&self, info: &TrunkInfo) -> Option<TrunkInfo> {
+        let path = self.trunk_path(info).ok()?;
+        let f = File::open(path).ok()?;
+        let room = f
+            .metadata()
+            .ok()?
+            .len()
+            .checked_sub(u64::from(info.slot.offset))?;
+        let mut h = [0u8; HEADER_LEN];
+        f.read_exact_at(&mut h, u64::from(info.slot.offset)).ok()?;
+        let h = SlotHeader::decode(&h);
+        h.is_used(room).then_some(TrunkInfo {
+            slot: TrunkSlot {
+                alloc_size: h.alloc_size,
+                ..info.slot
+            },
+            ..*info
+        })
+    }
+
+    fn trunk_path(&self, info: &TrunkInfo) -> Result<PathBuf, TrunkError> {
+        let idx = usize::from(info.store_path);
+        if idx >= self.store.path_count() {
+            return Err(TrunkError::Invalid(format!("{info:?}: no such store path")));
+        }
+        let data = self.store.data_dir(idx);
+        Ok(data
+            .join(format!("{:02X}", info.sub_high))
+            .join(format!("{:02X}", info.sub_low))
+            .join(fdfs_proto::trunk::file_name(&info.slot)))
+    }
+
+    /// Creates the next trunk file in store path `store_path`.
+    fn new_trunk_file(
+        &self,
+        s: &mut Served,
+        store_path: u8,
+        params: &TrunkParams,
+    ) -> Result<(), TrunkError> {
+        let sc = self.store.config().subdir_count.max(1);
+        for _ in 0..1024 {
+            let id = s
+                .last_id
+                .checked_add(1)
+                .ok_or_else(|| TrunkError::NoSpace("trunk file ids exhausted".into()))?;
+            s.last_id = id;
+            // Spread over the sub-directories, deterministically.
+            let info = TrunkInfo {
+                store_path,
+                sub_high: ((id / sc) % sc) as u8,
+                sub_low: (id % sc) as u8,
+                slot: TrunkSlot {
+                    trunk_id: id,
+                    offset: 0,
+                    alloc_size: params.file_size,
+                },
+            };
+            let path = self.trunk_path(&info)?;
+            if let Some(d) = path.parent() {
+                fs::create_dir_all(d)
+                    .map_err(|e| TrunkError::io(format!("creating {}", d.display()), e))?;
+            }
+            let f = match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(f) => f,
+                // An id a former trunk server used: the next one.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(TrunkError::io(format!("creating {}", path.display()), e)),
+            };
+            f.set_len(u64::from(params.file_size))
+                .map_err(|e| TrunkError::io(format!("sizing {}", path.display()), e))?;
+            if self.store.config().durable {
+                self.store
+                    .sync_dir(&path)
+                    .map_err(|e| TrunkError::io("fsync of the directory", e))?;
+            }
+            s.map.add_file(
+                store_path,
+                id,
+                TrunkFile {
+                    sub_high: info.sub_high,
+                    sub_low: info.sub_low,
+                    len: params.file_size,
+                },
+            );
+            info!(trunk_file = %path.display(), "trunk: new trunk file");
+            return Ok(());
+        }
+        Err(TrunkError::NoSpace(
+            "1024 trunk file ids in a row already exist".into(),
+        ))
+    }
+
+    /// Appends a change to the trunk binlog; [`Trunk::with_served`] syncs
+    /// it before the reply.
+    fn record(&self, s: &mut Served, op: SpaceOp, info: TrunkInfo) -> Result<(), TrunkError> {
+        let line = SpaceRecord {
+            timestamp: crate::store::now(),
+            op,
+            info,
+        }
+        .line();
+        (&*s.binlog)
+            .write_all(line.as_bytes())
+            .map_err(|e| TrunkError::io("writing the trunk binlog", e))?;
+        self.binlog_written.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The trunk server's state, rebuilt from the trunk binlog and the
+    /// trunk files our binlog says are alive.
+    fn load(&self, persisted_id: u32) -> Result<Served, TrunkError> {
+        let params = self.state().params();
+        let mut map = SpaceMap::new();
+        let path = self.binlog_path();
+        // Trunk files are made whole (`trunk_file_size`); a copy made by
+        // replication may be shorter, one made under a bigger setting longer.
+        let len_of = |t: &Trunk, i: &TrunkInfo| {
+            t.trunk_path(i)
+                .ok()
+                .and_then(|p| fs::metadata(p).ok())
+                .map_or(params.file_size, |m| {
+                    (m.len().min(u64::from(u32::MAX)) as u32).max(params.file_size)
+                })
+        };
+        let mut records = 0u64;
+        match File::open(&path) {
+            Ok(f) => {
+                for line in io::BufReader::new(f).lines() {
+                    let line = line.map_err(|e| TrunkError::io("reading the trunk binlog", e))?;
+                    let Some(r) = SpaceRecord::parse(&line) else {
+                        continue;
+                    };
+                    records += 1;
+                    match r.op {
+                        SpaceOp::Allocated => map.take(&r.info, len_of(self, &r.info)),
+                        SpaceOp::Freed => map.give(&r.info),
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(TrunkError::io("opening the trunk binlog", e)),
+        }
+        let mut live = 0u64;
+        let work = self.conf.base_path.join("data").join(".trunk-load");
+        for idx in 0..self.store.path_count() {
+            let names = LiveNames::split(self.store.binlog().dir(), idx, &work, 0)
+                .map_err(|e| TrunkError::io("reading the binlog", e))?;
+            for k in 0..names.parts() {
+                let part = names
+                    .part(k)
+                    .map_err(|e| TrunkError::io("reading the binlog", e))?;
+                for name in part {
+                    let Ok(n) = LogicName::parse(&name) else {
+                        continue;
+                    };
+                    if let (FileKind::Trunk(_), Some(info)) = (n.kind, TrunkInfo::of_name(&n)) {
+                        map.take(&info, len_of(self, &info));
+                        live += 1;
+                    }
+                }
+            }
+            names.remove();
+        }
+        if let Some(d) = path.parent() {
+            fs::create_dir_all(d)
+                .map_err(|e| TrunkError::io(format!("creating {}", d.display()), e))?;
+        }
+        let binlog = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| TrunkError::io(format!("opening {}", path.display()), e))?;
+        let st = self.state();
+        let last_id = map
+            .max_id()
+            .max(persisted_id)
+            .max(st.id_floor.load(Ordering::SeqCst))
+            .max(st.last_id.load(Ordering::SeqCst));
+        info!(
+            binlog_records = records,
+            live_packed_files = live,
+            free_mb = map.free_bytes() / (1024 * 1024),
+            last_trunk_id = last_id,
+            "trunk: this storage is the group's trunk server"
+        );
+        Ok(Served {
+            map,
+            binlog: Arc::new(binlog),
+            last_id,
+            pending: std::collections::BTreeSet::new(),
+            checked: std::time::Instant::now(),
+        })
+    }
+}
