@@ -480,9 +480,12 @@ impl Store {
     /// to be journaled whole (no fsync of its own): `durable_sync =
     /// journal`, not an appender, small. `None` otherwise.
     pub(crate) fn journal_image(&self, kind: FileKind, size: u64) -> Option<Vec<u8>> {
-        // Trunk slots are synced in place when written (`write_slot`).
+        // A journaled trunk slot is written unsynced; the redo refills it.
         let journaled = self.journal.is_some()
-            && matches!(kind, FileKind::Normal | FileKind::Slave)
+            && matches!(
+                kind,
+                FileKind::Normal | FileKind::Slave | FileKind::Trunk(_)
+            )
             && size <= journal::IMAGE_MAX;
         journaled.then(|| Vec::with_capacity(size as usize))
     }

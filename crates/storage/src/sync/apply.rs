@@ -202,7 +202,7 @@ pub fn begin_file(store: &Store, name: &str, size: u64, update: bool) -> Result<
         }
         let (tmp, file) = store.new_named_tmp(idx, "sync.")?;
         return Ok(Incoming {
-            image: None,
+            image: store.journal_image(logic.kind, size),
             name: name.to_owned(),
             path,
             tmp: Some(tmp),
@@ -332,7 +332,9 @@ impl Incoming {
             let tmp = self.tmp.as_ref().expect("trunk content is in a named file");
             let src = File::open(tmp)
                 .map_err(|e| StoreError::io(format!("reopening {}", self.name), e))?;
-            if !store.write_slot(logic, slot, &src, self.size)? {
+            // Journaled: written unsynced, the journal's redo refills it.
+            let sync = store.config().durable && self.image.is_none();
+            if !store.write_slot_synced(logic, slot, &src, self.size, sync)? {
                 return Ok(Outcome::AlreadyThere);
             }
             let op = if existed {
@@ -341,7 +343,7 @@ impl Incoming {
                 BinlogOp::Create
             };
             // The temporary file goes when `self` is dropped.
-            record_unsynced(store, op, &self.name, ts, None, unsynced)?;
+            record_unsynced(store, op, &self.name, ts, self.image.as_deref(), unsynced)?;
             return Ok(Outcome::Applied);
         }
         let durable = store.config().durable;
