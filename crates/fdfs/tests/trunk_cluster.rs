@@ -203,11 +203,14 @@ fn small_files_are_packed_replicated_freed_and_reused() {
             (i.store_path, i.slot.trunk_id, i.slot.offset)
         })
         .collect();
+    // Enough to use up the range the trunk server set aside before the
+    // deletes (at most an eighth of a trunk file), then freed space is
+    // given out again.
     let mut reused = 0;
-    for round in 0..20 {
+    for round in 0..70 {
         let s = if round % 2 == 0 { &a } else { &b };
         k += 1;
-        let data = content(k, 50 + round * 10);
+        let data = content(k, 4000 + (round * 1193) % 9000);
         let name = upload(&mut Client::connect(s.addr), sc::UPLOAD_FILE, &data, "new").unwrap();
         let i = slot_of(&name);
         if freed.contains(&(i.store_path, i.slot.trunk_id, i.slot.offset)) {

@@ -22,6 +22,10 @@ use crate::recovery::LiveNames;
 /// request before it gives up.
 const MAX_SKIPS: usize = 64;
 
+/// Most bytes the trunk server sets aside at once for slots it hands out
+/// without a binlog write each.
+const RESERVE: u32 = 1024 * 1024;
+
 /// Most freed slots that wait for their delete to reach the trunk server
 /// (each is looked at once a second while it waits).
 const MAX_PENDING: usize = 1 << 16;
@@ -29,6 +33,8 @@ const MAX_PENDING: usize = 1 << 16;
 /// The trunk server's state while we serve.
 pub(super) struct Served {
     map: SpaceMap,
+    /// Ranges recorded as given out and not handed out yet.
+    pool: SpaceMap,
     binlog: Arc<File>,
     /// The last trunk file id used; the next file gets the one after.
     last_id: u32,
@@ -68,7 +74,7 @@ impl Trunk {
             self.settle_pending(served);
             f(self, served)
         });
-        let free = served.map.free_bytes() / (1024 * 1024);
+        let free = (served.map.free_bytes() + served.pool.free_bytes()) / (1024 * 1024);
         self.state().free_mb.store(free as i64, Ordering::Relaxed);
         let new_id = (served.last_id != before).then_some(served.last_id);
         let binlog = served.binlog.clone();
@@ -134,10 +140,10 @@ impl Trunk {
         params: &TrunkParams,
     ) -> Result<TrunkInfo, TrunkError> {
         for _ in 0..MAX_SKIPS {
-            let info = match s.map.alloc(store_path, need, params.slot_min_size) {
+            let info = match s.pool.alloc(store_path, need, params.slot_min_size) {
                 Some(i) => i,
                 None => {
-                    self.new_trunk_file(s, store_path, params)?;
+                    self.reserve(s, store_path, need, params)?;
                     continue;
                 }
             };
@@ -145,7 +151,8 @@ impl Trunk {
                 // The map did not know this slot: learn it, try the next.
                 warn!("trunk: {info:?} holds a file on disk; the free space map missed it");
                 s.map.take(&held, params.file_size);
-                s.map.give(&TrunkInfo {
+                s.pool.take(&held, params.file_size);
+                s.pool.give(&TrunkInfo {
                     slot: TrunkSlot {
                         offset: held.slot.offset.saturating_add(held.slot.alloc_size),
                         alloc_size: info.end().saturating_sub(held.end()) as u32,
@@ -155,12 +162,39 @@ impl Trunk {
                 });
                 continue;
             }
-            self.record(s, SpaceOp::Allocated, info)?;
             return Ok(info);
         }
         Err(TrunkError::NoSpace(format!(
             "{MAX_SKIPS} slots in a row were found holding files"
         )))
+    }
+
+    /// Moves a range of at least `need` bytes (up to [`RESERVE`], the best
+    /// fit first, so freed space is used again before the rest) from the
+    /// map to the pool, recorded as given out: slots of the pool are then
+    /// handed out with no binlog write of their own. A crash loses at most
+    /// what is left of the pool (it stays taken), never a slot given twice.
+    fn reserve(
+        &self,
+        s: &mut Served,
+        store_path: u8,
+        need: u32,
+        params: &TrunkParams,
+    ) -> Result<(), TrunkError> {
+        let most = RESERVE.min(params.file_size / 8).max(need);
+        let Some(range) = s
+            .map
+            .alloc_upto(store_path, need, most, params.slot_min_size)
+        else {
+            return self.new_trunk_file(s, store_path, params);
+        };
+        self.record(s, SpaceOp::Allocated, range)?;
+        let len = s
+            .map
+            .file(store_path, range.slot.trunk_id)
+            .map_or(params.file_size, |f| f.len);
+        s.pool.add_free(&range, len);
+        Ok(())
     }
 
     /// TRUNK_ALLOC_CONFIRM: a failed upload gives its slot back.
@@ -404,6 +438,7 @@ impl Trunk {
         );
         Ok(Served {
             map,
+            pool: SpaceMap::new(),
             binlog: Arc::new(binlog),
             last_id,
             pending: std::collections::BTreeSet::new(),

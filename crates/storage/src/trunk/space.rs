@@ -42,6 +42,19 @@ impl SpaceMap {
         }
     }
 
+    /// Knows the range of `info` as free; its file, if unknown, is added
+    /// `len` long with nothing else free.
+    pub fn add_free(&mut self, info: &TrunkInfo, len: u32) {
+        self.files
+            .entry((info.store_path, info.slot.trunk_id))
+            .or_insert(TrunkFile {
+                sub_high: info.sub_high,
+                sub_low: info.sub_low,
+                len,
+            });
+        self.give(info);
+    }
+
     pub fn file(&self, store_path: u8, trunk_id: u32) -> Option<TrunkFile> {
         self.files.get(&(store_path, trunk_id)).copied()
     }
@@ -60,17 +73,30 @@ impl SpaceMap {
     /// bytes: its start, `size` long, or all of it when what would be left
     /// is under `min_slot` (a remainder no file could use).
     pub fn alloc(&mut self, store_path: u8, size: u32, min_slot: u32) -> Option<TrunkInfo> {
+        self.alloc_upto(store_path, size, size, min_slot)
+    }
+
+    /// Like [`SpaceMap::alloc`], the smallest free extent that holds `size`
+    /// bytes, but takes up to `most` of it.
+    pub fn alloc_upto(
+        &mut self,
+        store_path: u8,
+        size: u32,
+        most: u32,
+        min_slot: u32,
+    ) -> Option<TrunkInfo> {
         let &(p, ext_size, id, offset) = self
             .by_size
             .range((store_path, size, 0, 0)..)
             .next()
             .filter(|k| k.0 == store_path)?;
         self.remove_free(p, ext_size, id, offset);
-        let take = if ext_size - size < min_slot.max(1) {
+        let want = most.max(size).min(ext_size);
+        let take = if ext_size - want < min_slot.max(1) {
             ext_size
         } else {
-            self.insert_free(p, id, offset + size, ext_size - size);
-            size
+            self.insert_free(p, id, offset + want, ext_size - want);
+            want
         };
         let file = self.files[&(p, id)];
         Some(TrunkInfo {
@@ -275,6 +301,24 @@ mod tests {
         m.give(&info(3, 4000, 1000));
         assert_eq!(m.free_bytes(), 96);
         assert_eq!(m.max_id(), 3);
+    }
+
+    #[test]
+    fn a_reservation_takes_up_to_its_most_from_the_best_fit() {
+        let mut m = SpaceMap::new();
+        m.add_file(0, 1, FILE);
+        let a = m.alloc(0, 512, 256).unwrap();
+        m.alloc(0, 512, 256).unwrap();
+        m.give(&a);
+        // The 512-byte hole fits best: all of it, though up to 2048 was asked.
+        assert_eq!(m.alloc_upto(0, 300, 2048, 256), Some(info(1, 0, 512)));
+        // Then the tail: 2048 of its 3072.
+        assert_eq!(m.alloc_upto(0, 300, 2048, 256), Some(info(1, 1024, 2048)));
+        // A pool made of reserved ranges hands them out without the rest.
+        let mut pool = SpaceMap::new();
+        pool.add_free(&info(1, 1024, 2048), 4096);
+        assert_eq!(pool.free_bytes(), 2048);
+        assert_eq!(pool.alloc(0, 256, 256), Some(info(1, 1024, 256)));
     }
 
     #[test]
