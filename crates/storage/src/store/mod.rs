@@ -743,12 +743,13 @@ impl Store {
     }
 
     /// [`Store::begin_upload`] of a file that may go into a trunk slot:
-    /// its content is staged in a named temporary file, so that it can be
-    /// copied into the slot, or named whole when no slot comes (and kept
-    /// in memory too when it is to be journaled).
+    /// its content is staged as usual, to be named whole when no slot
+    /// comes; when it is not journaled (kept in memory), in a named
+    /// temporary file, to be copied into the slot.
     pub fn begin_slot_upload(&self, requested_path: i8, size: u64, ext: &str) -> Result<Upload> {
         let mut up = self.begin_upload(requested_path, size, ext, UploadKind::Normal)?;
-        if up.tmp.is_none() {
+        // A journaled one is written into its slot from memory.
+        if up.tmp.is_none() && up.image.is_none() {
             // The unnamed staging file goes with its descriptor.
             let (tmp, file) = self.new_named_tmp(up.path_idx, "")?;
             up.tmp = Some(tmp);
@@ -781,11 +782,6 @@ impl Store {
                 "trunk slot {info:?} holds a file"
             )));
         }
-        let tmp = up
-            .tmp
-            .clone()
-            .ok_or_else(|| StoreError::Invalid("a slot upload is staged in a named file".into()))?;
-        let src = File::open(&tmp).map_err(|e| StoreError::io("reopening the upload", e))?;
         let ni = NameInfo {
             source: self.source(),
             timestamp: now(),
@@ -802,11 +798,19 @@ impl Store {
             Some(info.slot),
             &ext,
         );
-        // Journaled: the slot is written unsynced, the journal brings it
-        // back after a crash.
-        let journaled = up.image.is_some();
-        let sync = self.config().durable && !journaled;
-        self.write_slot_synced(&name, &info.slot, &src, up.size, sync)?;
+        match &up.image {
+            // Journaled: the slot is written unsynced, the journal brings
+            // it back after a crash.
+            Some(content) => self.put_slot(&name, content, false)?,
+            None => {
+                let tmp = up.tmp.clone().ok_or_else(|| {
+                    StoreError::Invalid("a slot upload is staged in a named file".into())
+                })?;
+                let src =
+                    File::open(&tmp).map_err(|e| StoreError::io("reopening the upload", e))?;
+                self.write_slot(&name, &info.slot, &src, up.size)?;
+            }
+        }
         // The staged copy goes when `up` is dropped.
         let (seq, binlog_end) = self.append_record_with_image(
             BinlogOp::Create,

@@ -163,6 +163,12 @@ impl Store {
     /// Crash recovery: puts the journaled `content` of `name` back in its
     /// slot (content, then header), synced.
     pub(crate) fn restore_slot(&self, name: &LogicName, content: &[u8]) -> Result<()> {
+        self.put_slot(name, content, true)
+    }
+
+    /// Writes `content` into the slot of `name`: content, then header
+    /// (each fdatasynced first with `sync`).
+    pub(crate) fn put_slot(&self, name: &LogicName, content: &[u8], sync: bool) -> Result<()> {
         let FileKind::Trunk(slot) = name.kind else {
             return Err(StoreError::Invalid(format!("{name} is not a trunk name")));
         };
@@ -184,10 +190,16 @@ impl Store {
                 .truncate(false)
                 .open(&path)?;
             f.write_all_at(content, trunk::content_offset(&slot))?;
+            if sync {
+                f.sync_data()?;
+            }
             f.write_all_at(&header.encode(), u64::from(slot.offset))?;
-            f.sync_data()
+            if sync {
+                f.sync_data()?;
+            }
+            Ok(())
         };
-        io().map_err(|e| StoreError::io(format!("restoring {name} in its trunk file"), e))
+        io().map_err(|e| StoreError::io(format!("writing {name} in its trunk file"), e))
     }
 
     /// Frees the slot of `name` (its header zeroed). `Ok(false)`: the slot
