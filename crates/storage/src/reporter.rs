@@ -810,32 +810,29 @@ impl Reporter {
         if !t.serving.load(Ordering::Relaxed) {
             return Ok(());
         }
+        // A tracker that refuses (an older one) is not asked again.
+        async fn tell(
+            c: &mut TrackerConn,
+            what: &'static str,
+            code: u8,
+            body: &[u8],
+        ) -> Result<(), SessionError> {
+            let (st, _) = c.request(what, code, body).await?;
+            if st != 0 {
+                debug!("{what} answered status {st}");
+            }
+            Ok(())
+        }
         let id = t.last_id.load(Ordering::SeqCst);
         if id > told.0 {
-            let (st, _) = c
-                .request(
-                    "REPORT_TRUNK_FID",
-                    tc::STORAGE_REPORT_TRUNK_FID,
-                    &id.to_be_bytes(),
-                )
-                .await?;
-            if st != 0 {
-                debug!("REPORT_TRUNK_FID answered status {st}");
-            }
+            let body = id.to_be_bytes();
+            tell(c, "REPORT_TRUNK_FID", tc::STORAGE_REPORT_TRUNK_FID, &body).await?;
             told.0 = id;
         }
         let free = t.free_mb.load(Ordering::Relaxed);
         if free >= 0 && free != told.1 {
-            let (st, _) = c
-                .request(
-                    "REPORT_TRUNK_FREE",
-                    tc::STORAGE_REPORT_TRUNK_FREE,
-                    &free.to_be_bytes(),
-                )
-                .await?;
-            if st != 0 {
-                debug!("REPORT_TRUNK_FREE answered status {st}");
-            }
+            let body = free.to_be_bytes();
+            tell(c, "REPORT_TRUNK_FREE", tc::STORAGE_REPORT_TRUNK_FREE, &body).await?;
             told.1 = free;
         }
         Ok(())

@@ -927,19 +927,33 @@ impl Session<'_> {
 
     // ---- the trunk commands (§6.6) ----
 
+    /// Reads and decodes a trunk request from a storage of our group;
+    /// `Err(flow)` when it was refused (already answered).
+    async fn trunk_req<T>(
+        &mut self,
+        h: Header,
+        decode: fn(&[u8]) -> Result<T, fdfs_proto::DecodeError>,
+        group: fn(&T) -> &GroupName,
+    ) -> Result<Result<T, Flow>, ConnError> {
+        let Some(body) = self.small_body(h).await? else {
+            return Ok(Err(Flow::Close));
+        };
+        let why = match decode(&body) {
+            Ok(r) if self.group_ok(group(&r)) => return Ok(Ok(r)),
+            Ok(r) => format!("group {}", group(&r)),
+            Err(e) => e.to_string(),
+        };
+        self.refuse(h, errno::EINVAL, &why).await.map(Err)
+    }
+
     /// TRUNK_ALLOC_SPACE (27), from a storage of our group.
     async fn trunk_alloc(&mut self, h: Header) -> Res {
-        let Some(body) = self.small_body(h).await? else {
-            return Ok(Flow::Close);
-        };
-        let req = match fdfs_proto::trunk::AllocReq::decode(&body) {
-            Ok(r) if self.group_ok(&r.group) => r,
-            Ok(r) => {
-                return self
-                    .refuse(h, errno::EINVAL, &format!("group {}", r.group))
-                    .await
-            }
-            Err(e) => return self.refuse(h, errno::EINVAL, &e.to_string()).await,
+        let req = match self
+            .trunk_req(h, fdfs_proto::trunk::AllocReq::decode, |r| &r.group)
+            .await?
+        {
+            Ok(r) => r,
+            Err(flow) => return Ok(flow),
         };
         match self.svc.trunk.serve_alloc(req.store_path, req.size).await {
             Ok(info) => {
@@ -954,17 +968,12 @@ impl Session<'_> {
 
     /// TRUNK_ALLOC_CONFIRM (28) and TRUNK_FREE_SPACE (29).
     async fn trunk_slot(&mut self, h: Header) -> Res {
-        let Some(body) = self.small_body(h).await? else {
-            return Ok(Flow::Close);
-        };
-        let req = match fdfs_proto::trunk::SlotReq::decode(&body) {
-            Ok(r) if self.group_ok(&r.group) => r,
-            Ok(r) => {
-                return self
-                    .refuse(h, errno::EINVAL, &format!("group {}", r.group))
-                    .await
-            }
-            Err(e) => return self.refuse(h, errno::EINVAL, &e.to_string()).await,
+        let req = match self
+            .trunk_req(h, fdfs_proto::trunk::SlotReq::decode, |r| &r.group)
+            .await?
+        {
+            Ok(r) => r,
+            Err(flow) => return Ok(flow),
         };
         let trunk = &self.svc.trunk;
         let r = match (h.cmd, h.status) {

@@ -109,19 +109,24 @@ impl Store {
         Ok(true)
     }
 
-    /// True when the slot `info` starts with the header of a file (or a
-    /// link) in our copy of its trunk file.
-    pub fn slot_in_use(&self, info: &TrunkInfo) -> Result<bool> {
+    /// The trunk file of `info`: `<store path>/data/HH/HH/<trunk id>`.
+    pub fn trunk_file_path(&self, info: &TrunkInfo) -> Result<PathBuf> {
         let idx = usize::from(info.store_path);
         if idx >= self.path_count() {
             return Err(StoreError::Invalid(format!("{info:?}: no such store path")));
         }
-        let path = self
+        Ok(self
             .data_dir(idx)
-            .join(&info.relative_path()["data/".len()..]);
+            .join(&info.relative_path()["data/".len()..]))
+    }
+
+    /// The header at the start of slot `info` in our copy of its trunk
+    /// file, when it is a file's (or a link's) whose content is there.
+    pub fn used_slot_header(&self, info: &TrunkInfo) -> Result<Option<SlotHeader>> {
+        let path = self.trunk_file_path(info)?;
         let file = match File::open(&path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StoreError::io(format!("opening {}", path.display()), e)),
         };
         let len = file
@@ -129,35 +134,31 @@ impl Store {
             .map_err(|e| StoreError::io(format!("stat {}", path.display()), e))?
             .len();
         let Some(room) = len.checked_sub(u64::from(info.slot.offset)) else {
-            return Ok(false);
+            return Ok(None);
         };
         let mut h = [0u8; HEADER_LEN];
         match file.read_exact_at(&mut h, u64::from(info.slot.offset)) {
-            Ok(()) => Ok(SlotHeader::decode(&h).is_used(room)),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Ok(()) => Ok(Some(SlotHeader::decode(&h)).filter(|h| h.is_used(room))),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
             Err(e) => Err(StoreError::io(format!("reading {}", path.display()), e)),
         }
+    }
+
+    /// True when the slot `info` holds a file (or a link) in our copy.
+    pub fn slot_in_use(&self, info: &TrunkInfo) -> Result<bool> {
+        Ok(self.used_slot_header(info)?.is_some())
     }
 
     /// True when the slot of `name` holds another file, created after
     /// `name` was: `name` was deleted and its slot given out again before
     /// its own create reached us, so that create is stale.
-    pub fn slot_holds_newer(&self, name: &LogicName, slot: &TrunkSlot) -> Result<bool> {
-        let path = self.trunk_path(name, slot)?;
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(StoreError::io(format!("opening {}", path.display()), e)),
-        };
-        let len = file
-            .metadata()
-            .map_err(|e| StoreError::io(format!("stat {name}"), e))?
-            .len();
-        let Some(h) = read_header(&file, slot, len, name)? else {
+    pub fn slot_holds_newer(&self, name: &LogicName) -> Result<bool> {
+        let Some(info) = TrunkInfo::of_name(name) else {
             return Ok(false);
         };
-        let room = len - u64::from(slot.offset);
-        Ok(h.is_used(room) && !h.holds(name) && h.mtime > name.info.timestamp)
+        Ok(self
+            .used_slot_header(&info)?
+            .is_some_and(|h| !h.holds(name) && h.mtime > name.info.timestamp))
     }
 
     /// Crash recovery: puts the journaled `content` of `name` back in its

@@ -325,7 +325,7 @@ impl Incoming {
             }
             // Never over a newer file: this one was deleted and its slot
             // given out again before its create reached us.
-            if !existed && store.slot_holds_newer(logic, slot)? {
+            if !existed && store.slot_holds_newer(logic)? {
                 tracing::info!(file = %self.name, "trunk: its slot holds a newer file; the stale create is skipped");
                 return Ok(Outcome::AlreadyThere);
             }

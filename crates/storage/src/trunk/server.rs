@@ -3,14 +3,13 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, Write};
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fdfs_proto::file_id::TrunkSlot;
-use fdfs_proto::trunk::{SlotHeader, SpaceOp, SpaceRecord, TrunkInfo, HEADER_LEN};
+use fdfs_proto::trunk::{SpaceOp, SpaceRecord, TrunkInfo, HEADER_LEN};
 use fdfs_proto::{FileKind, LogicName};
 use tracing::{info, warn};
 
@@ -252,17 +251,8 @@ impl Trunk {
     /// The slot (from its header) when `info`'s first bytes hold a file on
     /// our disk.
     fn occupied(&self, info: &TrunkInfo) -> Option<TrunkInfo> {
-        let path = self.trunk_path(info).ok()?;
-        let f = File::open(path).ok()?;
-        let room = f
-            .metadata()
-            .ok()?
-            .len()
-            .checked_sub(u64::from(info.slot.offset))?;
-        let mut h = [0u8; HEADER_LEN];
-        f.read_exact_at(&mut h, u64::from(info.slot.offset)).ok()?;
-        let h = SlotHeader::decode(&h);
-        h.is_used(room).then_some(TrunkInfo {
+        let h = self.store.used_slot_header(info).ok()??;
+        Some(TrunkInfo {
             slot: TrunkSlot {
                 alloc_size: h.alloc_size,
                 ..info.slot
@@ -272,15 +262,9 @@ impl Trunk {
     }
 
     fn trunk_path(&self, info: &TrunkInfo) -> Result<PathBuf, TrunkError> {
-        let idx = usize::from(info.store_path);
-        if idx >= self.store.path_count() {
-            return Err(TrunkError::Invalid(format!("{info:?}: no such store path")));
-        }
-        let data = self.store.data_dir(idx);
-        Ok(data
-            .join(format!("{:02X}", info.sub_high))
-            .join(format!("{:02X}", info.sub_low))
-            .join(fdfs_proto::trunk::file_name(&info.slot)))
+        self.store
+            .trunk_file_path(info)
+            .map_err(|e| TrunkError::Invalid(e.to_string()))
     }
 
     /// Creates the next trunk file in store path `store_path`.
