@@ -21,7 +21,7 @@ use fdfs_proto::storage::{
 use fdfs_proto::tracker::{ListStorageReq, StorageStat};
 use fdfs_proto::{errno, GroupName, LogicName};
 use fdfs_testkit::storage::StorageProc;
-use fdfs_testkit::{free_port, TestDir, TrackerProc, Wire};
+use fdfs_testkit::{TestDir, TrackerProc, Wire};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fdfs");
 
@@ -46,21 +46,7 @@ impl Cluster {
         let dir = TestDir::new(name);
         let tracker = TrackerProc::start(BIN, dir.path(), Ipv4Addr::LOCALHOST, &[]);
         // A /24 of our own, and a port free on each of its addresses.
-        let seed = std::process::id() as u64
-            ^ std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos() as u64;
-        let net = 100 + (seed % 150) as u8;
-        let port = loop {
-            let p = free_port(Ipv4Addr::new(127, 0, net, 11));
-            if [12, 13]
-                .iter()
-                .all(|h| std::net::TcpListener::bind((Ipv4Addr::new(127, 0, net, *h), p)).is_ok())
-            {
-                break p;
-            }
-        };
+        let (net, port) = fdfs_testkit::group_net_and_port(100, 150, &[11, 12, 13]);
         Cluster {
             dir,
             tracker,

@@ -19,22 +19,6 @@ use fdfs_proto::trunk::TrunkInfo;
 use fdfs_proto::{errno, LogicName};
 use storage_support::*;
 
-/// A /24 of our own and a port free on both storage addresses.
-fn net_and_port() -> (u8, u16) {
-    let seed = std::process::id() as u64
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos() as u64;
-    let net = 20 + (seed % 60) as u8;
-    loop {
-        let p = fdfs_testkit::free_port(Ipv4Addr::new(127, 0, net, 11));
-        if std::net::TcpListener::bind((Ipv4Addr::new(127, 0, net, 12), p)).is_ok() {
-            return (net, p);
-        }
-    }
-}
-
 fn start(dir: &std::path::Path, tracker: &TrackerProc, ip: Ipv4Addr, port: u16) -> StorageProc {
     StorageProc::start_at(
         BIN,
@@ -134,7 +118,7 @@ fn small_files_are_packed_replicated_freed_and_reused() {
             "trunk_file_size = 4194304",
         ],
     );
-    let (net, port) = net_and_port();
+    let (net, port) = fdfs_testkit::group_net_and_port(20, 60, &[11, 12]);
     let mut a = start(dir.path(), &tracker, Ipv4Addr::new(127, 0, net, 11), port);
     let mut b = start(dir.path(), &tracker, Ipv4Addr::new(127, 0, net, 12), port);
 

@@ -76,6 +76,30 @@ pub fn random_loopback() -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 100 + (n % 100) as u8, 2 + ((n >> 8) % 250) as u8)
 }
 
+/// A /24 `127.0.N.0` with N in `first..first + span`, not likely used by
+/// a parallel test, and a port free on each `127.0.N.<host>`: the servers
+/// of a group share one port, each on its own address.
+pub fn group_net_and_port(first: u8, span: u8, hosts: &[u8]) -> (u8, u16) {
+    let seed = u64::from(std::process::id())
+        ^ u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0),
+        );
+    let net = first + (seed % u64::from(span.max(1))) as u8;
+    let ip = |h: u8| Ipv4Addr::new(127, 0, net, h);
+    loop {
+        let p = free_port(ip(hosts[0]));
+        if hosts[1..]
+            .iter()
+            .all(|&h| TcpListener::bind((ip(h), p)).is_ok())
+        {
+            return (net, p);
+        }
+    }
+}
+
 /// Waits until something accepts connections on `addr`.
 pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> bool {
     wait_until(timeout, || {

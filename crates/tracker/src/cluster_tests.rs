@@ -1134,13 +1134,7 @@ fn an_ip_change_moves_the_record_and_tells_the_group() {
         ips(&c.query_fetch("g1", &old_name, false, T0 + 7).unwrap()),
         ["127.0.0.13"]
     );
-    let reloaded = {
-        let dir = tempfile::tempdir().unwrap();
-        crate::persist::save(dir.path(), &c).unwrap();
-        crate::persist::load(dir.path(), c.settings.clone())
-            .unwrap()
-            .unwrap()
-    };
+    let reloaded = saved_and_loaded(&c);
     assert_eq!(
         reloaded.storage("g1", "127.0.0.12").unwrap().moved_to,
         "127.0.0.13"
@@ -1330,11 +1324,7 @@ fn trunk_state_persists_and_the_last_trunk_server_is_preferred() {
 
     // Loaded: nobody is connected, so nobody is trunk server yet; 11
     // comes back first but the group waits for 12, the last holder.
-    let dir = tempfile::tempdir().unwrap();
-    crate::persist::save(dir.path(), &c).unwrap();
-    let mut loaded = crate::persist::load(dir.path(), c.settings.clone())
-        .unwrap()
-        .unwrap();
+    let mut loaded = saved_and_loaded(&c);
     assert_eq!(trunk_of(&loaded, "g1"), "");
     assert_eq!(loaded.groups["g1"].last_trunk_server, "127.0.0.12");
     assert_eq!(loaded.trunk_file_id("g1").unwrap(), 7);
@@ -1443,4 +1433,13 @@ fn an_ip_change_carries_the_trunk_role_over() {
     assert_eq!(trunk_of(&c, "g1"), "127.0.0.14");
     assert_eq!(c.groups["g1"].last_trunk_server, "127.0.0.14");
     assert!(c.storage("g1", "127.0.0.14").unwrap().needs_trunk_server);
+}
+
+/// `c` written to a state file and read back, as after a restart.
+fn saved_and_loaded(c: &Cluster) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    crate::persist::save(dir.path(), c).unwrap();
+    crate::persist::load(dir.path(), c.settings.clone())
+        .unwrap()
+        .unwrap()
 }
