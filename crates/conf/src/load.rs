@@ -65,7 +65,6 @@ const DAEMON_ACCEPTED: &[&str] = &[
 const TRACKER_ACCEPTED: &[&str] = &[
     // The tracker keeps no access log.
     "use_access_log",
-    "trunk_alloc_alignment_size",
     "trunk_free_space_merge",
     "delete_unused_trunk_files",
     "trunk_create_file_advance",
@@ -360,6 +359,11 @@ fn build_tracker(ini: &IniFile, w: &mut Vec<Warning>) -> Result<TrackerConf, Con
         r.warn(e, "slot_min_size: capped to 64KB");
         slot_min_size = 64 * KB;
     }
+    // CONFIG.md §3: slots are multiples of it, and none is smaller.
+    let trunk_alloc_alignment_size = r.bytes("trunk_alloc_alignment_size", 0)?.min(64 * KB);
+    if slot_min_size < trunk_alloc_alignment_size {
+        slot_min_size = trunk_alloc_alignment_size;
+    }
     let mut trunk_file_size = r.bytes("trunk_file_size", 64 * MB)?;
     if trunk_file_size < 4 * MB {
         let e = r.ini().get(None, "trunk_file_size");
@@ -409,6 +413,7 @@ fn build_tracker(ini: &IniFile, w: &mut Vec<Warning>) -> Result<TrackerConf, Con
         slot_min_size,
         slot_max_size,
         trunk_file_size,
+        trunk_alloc_alignment_size,
         use_storage_id,
         storage_ids_filename,
         id_type_in_filename_is_id,

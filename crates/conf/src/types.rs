@@ -192,6 +192,8 @@ pub struct TrackerConf {
     pub slot_min_size: u64,
     pub slot_max_size: u64,
     pub trunk_file_size: u64,
+    /// Slots are multiples of this (0: no alignment).
+    pub trunk_alloc_alignment_size: u64,
     pub use_storage_id: bool,
     pub storage_ids_filename: PathBuf,
     /// `id_type_in_filename`: true = id, false = ip.

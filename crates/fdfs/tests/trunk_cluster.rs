@@ -310,6 +310,7 @@ fn trunk_commands_refuse_hostile_requests() {
             "use_trunk_file = true",
             "slot_max_size = 16384",
             "trunk_file_size = 4194304",
+            "trunk_alloc_alignment_size = 256",
         ],
         StorageOpts::on([127, 0, 0, 14]),
     );
@@ -386,7 +387,10 @@ fn trunk_commands_refuse_hostile_requests() {
     let (st, got) = c.call(sc::TRUNK_ALLOC_SPACE, &alloc(300, 0, "group1"));
     assert_eq!(st, 0);
     let info = fdfs_proto::trunk::TrunkInfo::decode(&got).unwrap();
-    assert!(info.slot.alloc_size >= 300);
+    assert!(
+        info.slot.alloc_size >= 300 && info.slot.alloc_size % 256 == 0,
+        "{info:?}"
+    );
     c.send(sc::TRUNK_ALLOC_CONFIRM, errno::EIO, &free(info));
     assert_eq!(c.read_reply().unwrap().0, 0);
     // Freeing the slot of a live file: answered, but the slot stays taken.

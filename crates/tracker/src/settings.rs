@@ -122,6 +122,7 @@ impl Settings {
             slot_min_size: c.slot_min_size,
             slot_max_size: c.slot_max_size,
             trunk_file_size: c.trunk_file_size,
+            trunk_alloc_alignment_size: c.trunk_alloc_alignment_size,
             store_slave_file_use_link: c.store_slave_file_use_link,
             stat_layout: c.stat_layout,
             ..Settings::default()

@@ -117,11 +117,14 @@ impl Trunk {
                 self.store.path_count()
             )));
         }
-        let mut need = need.max(params.slot_min_size);
+        // In u64: a hostile size must not overflow the alignment.
+        let mut wanted = u64::from(need.max(params.slot_min_size));
         if params.alignment > 1 {
-            need = need.div_ceil(params.alignment) * params.alignment;
+            let a = u64::from(params.alignment);
+            wanted = wanted.div_ceil(a) * a;
         }
-        if need > params.file_size || need <= HEADER_LEN as u32 {
+        let need = u32::try_from(wanted).unwrap_or(u32::MAX);
+        if wanted > u64::from(params.file_size) || need <= HEADER_LEN as u32 {
             return Err(TrunkError::Invalid(format!(
                 "a slot of {need} bytes (trunk files have {})",
                 params.file_size
