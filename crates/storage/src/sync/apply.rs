@@ -200,12 +200,20 @@ pub fn begin_file(store: &Store, name: &str, size: u64, update: bool) -> Result<
                 slot.alloc_size
             )));
         }
-        let (tmp, file) = store.new_named_tmp(idx, "sync.")?;
+        // A journaled create is written into its slot from memory; the
+        // others are copied from a named temporary file.
+        let image = store.journal_image(logic.kind, size);
+        let (tmp, file) = if image.is_some() && !update {
+            store.new_staging(idx, true, "sync.")?
+        } else {
+            let (tmp, file) = store.new_named_tmp(idx, "sync.")?;
+            (Some(tmp), file)
+        };
         return Ok(Incoming {
-            image: store.journal_image(logic.kind, size),
+            image,
             name: name.to_owned(),
             path,
-            tmp: Some(tmp),
+            tmp,
             file: Some(file),
             update,
             size,
@@ -329,13 +337,23 @@ impl Incoming {
                 tracing::info!(file = %self.name, "trunk: its slot holds a newer file; the stale create is skipped");
                 return Ok(Outcome::AlreadyThere);
             }
-            let tmp = self.tmp.as_ref().expect("trunk content is in a named file");
-            let src = File::open(tmp)
-                .map_err(|e| StoreError::io(format!("reopening {}", self.name), e))?;
-            // Journaled: written unsynced, the journal's redo refills it.
-            let sync = store.config().durable && self.image.is_none();
-            if !store.write_slot_synced(logic, slot, &src, self.size, sync)? {
-                return Ok(Outcome::AlreadyThere);
+            match (&self.image, &self.tmp) {
+                // Journaled: written unsynced, the journal's redo refills it.
+                (Some(content), None) => store.put_slot(logic, content, false)?,
+                (image, Some(tmp)) => {
+                    let src = File::open(tmp)
+                        .map_err(|e| StoreError::io(format!("reopening {}", self.name), e))?;
+                    let sync = store.config().durable && image.is_none();
+                    if !store.write_slot_synced(logic, slot, &src, self.size, sync)? {
+                        return Ok(Outcome::AlreadyThere);
+                    }
+                }
+                (None, None) => {
+                    return Err(StoreError::Invalid(format!(
+                        "{}: content neither in memory nor in a named file",
+                        self.name
+                    )))
+                }
             }
             let op = if existed {
                 BinlogOp::Update
