@@ -109,6 +109,15 @@ impl SlotHeader {
     }
 }
 
+impl SlotHeader {
+    /// True when this used slot (see [`SlotHeader::is_used`]) holds another
+    /// file than `name`, made after it: `name` was deleted and its slot
+    /// given out again, so a copy of `name` must not go back in.
+    pub fn holds_newer_than(&self, name: &LogicName, room: u64) -> bool {
+        self.is_used(room) && !self.holds(name) && self.mtime > name.info.timestamp
+    }
+}
+
 /// The file name of trunk `trunk_id` inside its `HH/HH` directory.
 pub fn file_name(slot: &TrunkSlot) -> String {
     format!("{:06}", slot.trunk_id)
@@ -524,6 +533,30 @@ mod tests {
             ..h
         }
         .is_used(256));
+    }
+
+    #[test]
+    fn a_newer_file_in_the_slot_is_told_apart() {
+        let name = LogicName::parse(EXAMPLE).unwrap();
+        let h = SlotHeader::for_name(&name).unwrap();
+        assert!(!h.holds_newer_than(&name, 256), "its own file");
+        let newer = SlotHeader {
+            mtime: h.mtime + 1,
+            crc32: 7,
+            ..h
+        };
+        assert!(newer.holds_newer_than(&name, 256));
+        let older = SlotHeader {
+            mtime: h.mtime - 1,
+            crc32: 7,
+            ..h
+        };
+        assert!(!older.holds_newer_than(&name, 256));
+        assert!(!SlotHeader {
+            file_type: TYPE_FREE,
+            ..newer
+        }
+        .holds_newer_than(&name, 256));
     }
 
     #[test]

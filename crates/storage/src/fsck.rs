@@ -215,6 +215,14 @@ async fn repair_one(
             // Into its slot; the slot header is written last.
             let header = SlotHeader::for_name(&logic).ok_or("not a trunk name")?;
             let trunk_file = path.with_file_name(trunk::file_name(&slot));
+            if let Some(there) = newer_in_slot(&trunk_file, &logic, &slot) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(format!(
+                    "its slot holds a newer file (made at {}): {name} was deleted and its \
+                     slot given out again; left as it is",
+                    there.mtime
+                ));
+            }
             let src = File::open(&tmp).map_err(|e| e.to_string())?;
             let size = src.metadata().map_err(|e| e.to_string())?.len();
             let r = crate::store::trunk::fill_slot(&trunk_file, &header, &slot, &src, size, true);
@@ -230,6 +238,26 @@ async fn repair_one(
     }
     let _ = std::fs::remove_file(&tmp);
     Err(why)
+}
+
+/// The header in `name`'s slot of `trunk_file` when it is another file's,
+/// made after `name` (the slot was freed and given out again).
+fn newer_in_slot(
+    trunk_file: &std::path::Path,
+    name: &LogicName,
+    slot: &fdfs_proto::file_id::TrunkSlot,
+) -> Option<SlotHeader> {
+    use std::os::unix::fs::FileExt;
+    let f = File::open(trunk_file).ok()?;
+    let room = f
+        .metadata()
+        .ok()?
+        .len()
+        .checked_sub(u64::from(slot.offset))?;
+    let mut h = [0u8; HEADER_LEN];
+    f.read_exact_at(&mut h, u64::from(slot.offset)).ok()?;
+    let h = SlotHeader::decode(&h);
+    h.holds_newer_than(name, room).then_some(h)
 }
 
 /// The names of the files in a store path's `data/HH/HH/` folders, split
@@ -432,6 +460,31 @@ mod tests {
         let mut u = s.begin_upload(0, data.len() as u64, "txt", kind).unwrap();
         u.write(data).unwrap();
         s.finish_upload(u).unwrap()
+    }
+
+    /// A repair never puts a deleted file back over the newer file its
+    /// slot was given to.
+    #[test]
+    fn a_slot_given_to_a_newer_file_is_told_apart() {
+        let d = tempfile::tempdir().unwrap();
+        let s = store(d.path());
+        let old = plant(&s, 1, 0, 256, b"deleted since");
+        let FileKind::Trunk(slot) = old.kind else {
+            panic!("{old} is not packed");
+        };
+        let trunk_file = s.resolve(&old).unwrap().with_file_name("000001");
+        assert!(newer_in_slot(&trunk_file, &old, &slot).is_none(), "its own");
+        // The slot, freed and given to a file made later.
+        let mut newer = SlotHeader::for_name(&old).unwrap();
+        newer.mtime += 60;
+        newer.crc32 ^= 1;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&trunk_file)
+            .unwrap()
+            .write_all_at(&newer.encode(), 0)
+            .unwrap();
+        assert_eq!(newer_in_slot(&trunk_file, &old, &slot), Some(newer));
     }
 
     #[test]

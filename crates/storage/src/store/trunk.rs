@@ -156,9 +156,10 @@ impl Store {
         let Some(info) = TrunkInfo::of_name(name) else {
             return Ok(false);
         };
+        // `used_slot_header` checked the room already.
         Ok(self
             .used_slot_header(&info)?
-            .is_some_and(|h| !h.holds(name) && h.mtime > name.info.timestamp))
+            .is_some_and(|h| h.holds_newer_than(name, u64::MAX)))
     }
 
     /// Crash recovery: puts the journaled `content` of `name` back in its
