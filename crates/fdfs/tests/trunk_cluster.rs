@@ -305,6 +305,9 @@ fn small_files_are_packed_replicated_freed_and_reused() {
 #[test]
 fn trunk_commands_refuse_hostile_requests() {
     use fdfs_proto::trunk::{AllocReq, SlotReq};
+    let ip = Ipv4Addr::new(127, 0, 0, 14);
+    let metrics_port = fdfs_testkit::free_port(ip);
+    let metrics_line = format!("metrics_port = {metrics_port}");
     let (_dir, _tracker, s) = start_cluster(
         &[
             "use_trunk_file = true",
@@ -312,11 +315,26 @@ fn trunk_commands_refuse_hostile_requests() {
             "trunk_file_size = 4194304",
             "trunk_alloc_alignment_size = 256",
         ],
-        StorageOpts::on([127, 0, 0, 14]),
+        StorageOpts {
+            extra: vec![&metrics_line],
+            ..StorageOpts::on(ip)
+        },
     );
     let mut live = BTreeMap::new();
     let mut k = 0;
     wait_for_packing(&[&s], &mut live, &mut k);
+    // The metrics port says who serves the trunk files.
+    let page = |path: &str| {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect((ip, metrics_port)).unwrap();
+        write!(c, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut text = String::new();
+        c.read_to_string(&mut text).unwrap();
+        text
+    };
+    assert!(page("/metrics").contains("\nfdfs_storage_trunk_server 1\n"));
+    let status = page("/status");
+    assert!(status.contains("\"serving\":true"), "{status}");
     let group = fdfs_proto::GroupName::new("group1").unwrap();
     let alloc = |size: u32, store_path: u8, group: &str| {
         let mut b = Vec::new();

@@ -142,6 +142,24 @@ impl Observer {
                 done as f64,
             );
         }
+        let trunk = &self.state.trunk;
+        if trunk.params().enabled {
+            e.gauge(
+                "fdfs_storage_trunk_server",
+                "1 when this storage is its group's trunk server (use_trunk_file).",
+                &[],
+                f64::from(u8::from(trunk.serving.load(Ordering::Relaxed))),
+            );
+            let free = trunk.free_mb.load(Ordering::Relaxed);
+            if trunk.serving.load(Ordering::Relaxed) && free >= 0 {
+                e.gauge(
+                    "fdfs_storage_trunk_free_bytes",
+                    "Free space in the group's trunk files, as the trunk server counts it.",
+                    &[],
+                    free as f64 * MB,
+                );
+            }
+        }
         e.gauge(
             "fdfs_storage_connections",
             "Client and peer connections open now.",
@@ -150,6 +168,26 @@ impl Observer {
         );
         process(&mut e, self.started);
         e.finish()
+    }
+
+    /// Trunk files: off, or who the trunk server is.
+    fn trunk_status(&self) -> serde_json::Value {
+        let t = &self.state.trunk;
+        if !t.params().enabled {
+            return json!({"enabled": false});
+        }
+        let server = t
+            .server
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|b| format!("{}:{}", b.ip, b.port));
+        json!({
+            "enabled": true,
+            "trunk_server": server,
+            "serving": t.serving.load(Ordering::Relaxed),
+            "last_trunk_file_id": t.last_id.load(Ordering::Relaxed),
+        })
     }
 
     /// The `/status` document.
@@ -191,6 +229,7 @@ impl Observer {
             "store_paths": paths,
             "binlog": {"index": index, "offset": offset},
             "sync": peers,
+            "trunk": self.trunk_status(),
             "recovery": self.recovery.snapshot().iter().map(|(i, m, d)| json!({"path": i, "missing": m, "done": d})).collect::<Vec<_>>(),
         })
         .to_string()
