@@ -1,8 +1,7 @@
-//! Files that upstream FastDFS packed into trunk files (`use_trunk_file`,
-//! PROTOCOL.md §5.5). A deployment that moves to us keeps them: they are
-//! read, replicated, recovered and deleted in their slots. New uploads are
-//! always whole files (we run no trunk server), so slots are never
-//! allocated here, only filled with what a peer or a recovery sends.
+//! Files packed into trunk files (`use_trunk_file`, PROTOCOL.md §5.5), by
+//! us or by upstream FastDFS before a move: reading, filling, checking and
+//! freeing the slots of this server's copies. Which slot a new file gets is
+//! the trunk server's business (`crate::trunk`).
 //!
 //! Blocking file I/O: call from a blocking context.
 
