@@ -74,18 +74,52 @@ pub fn run_as(group: &str, user: &str) -> Result<(), PrivilegeError> {
     Ok(())
 }
 
-/// Calls a `get*nam_r` lookup with a buffer that grows while it answers
-/// ERANGE; `Ok(false)`: no such name.
-fn with_buffer(
+/// An entry of the user or group database: a plain C struct for which all
+/// zero bytes are a valid value.
+trait DbEntry {}
+impl DbEntry for libc::passwd {}
+impl DbEntry for libc::group {}
+
+/// `getpwnam_r` or `getgrnam_r`.
+type GetByName<T> = unsafe extern "C" fn(
+    *const libc::c_char,
+    *mut T,
+    *mut libc::c_char,
+    libc::size_t,
+    *mut *mut T,
+) -> libc::c_int;
+
+/// Looks `name` up with `get` (named `call` in errors), with a buffer that
+/// grows while it answers ERANGE; `None`: no such name. Only the number
+/// fields of the entry may be read: its strings pointed into the buffer.
+fn lookup<T: DbEntry>(
     call: &'static str,
-    mut lookup: impl FnMut(&mut [u8]) -> (libc::c_int, bool),
-) -> Result<bool, PrivilegeError> {
+    name: &str,
+    get: GetByName<T>,
+) -> Result<Option<T>, PrivilegeError> {
+    let Ok(c) = CString::new(name) else {
+        return Ok(None);
+    };
+    // SAFETY: all-zero is a valid `T` (DbEntry).
+    let mut entry: T = unsafe { std::mem::zeroed() };
     let mut buf = vec![0u8; 4096];
     loop {
-        match lookup(&mut buf) {
-            (0, found) => return Ok(found),
-            (libc::ERANGE, _) if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
-            (e, _) => {
+        let mut found: *mut T = std::ptr::null_mut();
+        // SAFETY: `get` writes only into `entry`, `buf` (of the length
+        // given) and `found`, all live for the call.
+        let rc = unsafe {
+            get(
+                c.as_ptr(),
+                &mut entry,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        match rc {
+            0 => return Ok((!found.is_null()).then_some(entry)),
+            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
+            e => {
                 return Err(PrivilegeError::Sys {
                     call,
                     source: io::Error::from_raw_os_error(e),
@@ -98,25 +132,7 @@ fn with_buffer(
 /// (uid, primary gid) of a user name or numeric uid (which keeps the
 /// current group).
 fn lookup_user(name: &str) -> Result<(u32, u32), PrivilegeError> {
-    let c = CString::new(name).map_err(|_| PrivilegeError::NoUser(name.to_owned()))?;
-    // SAFETY: all-zero is a valid `passwd`.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let found = with_buffer("getpwnam_r", |buf| {
-        let mut found: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: getpwnam_r writes only into `pwd`, `buf` (of the length
-        // given) and `found`, all live for the call.
-        let rc = unsafe {
-            libc::getpwnam_r(
-                c.as_ptr(),
-                &mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut found,
-            )
-        };
-        (rc, !found.is_null())
-    })?;
-    if found {
+    if let Some(pwd) = lookup("getpwnam_r", name, libc::getpwnam_r)? {
         return Ok((pwd.pw_uid, pwd.pw_gid));
     }
     // SAFETY: getgid has no preconditions.
@@ -127,24 +143,7 @@ fn lookup_user(name: &str) -> Result<(u32, u32), PrivilegeError> {
 
 /// The gid of a group name or numeric gid.
 fn lookup_group(name: &str) -> Result<u32, PrivilegeError> {
-    let c = CString::new(name).map_err(|_| PrivilegeError::NoGroup(name.to_owned()))?;
-    // SAFETY: all-zero is a valid `group`.
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let found = with_buffer("getgrnam_r", |buf| {
-        let mut found: *mut libc::group = std::ptr::null_mut();
-        // SAFETY: as in `lookup_user`, for `group`.
-        let rc = unsafe {
-            libc::getgrnam_r(
-                c.as_ptr(),
-                &mut grp,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut found,
-            )
-        };
-        (rc, !found.is_null())
-    })?;
-    if found {
+    if let Some(grp) = lookup("getgrnam_r", name, libc::getgrnam_r)? {
         return Ok(grp.gr_gid);
     }
     name.parse::<u32>()
