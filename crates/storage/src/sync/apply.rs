@@ -192,38 +192,24 @@ pub struct Incoming {
 pub fn begin_file(store: &Store, name: &str, size: u64, update: bool) -> Result<Incoming> {
     let (logic, path) = path_of(store, name)?;
     let idx = logic.store_path as usize;
-    if let FileKind::Trunk(slot) = logic.kind {
-        // Refused before any content arrives.
-        if Some(size) != logic.info.file_size() || !trunk::fits(&slot, size) {
-            return Err(StoreError::Invalid(format!(
-                "{name}: {size} bytes do not fit its trunk slot of {} bytes",
-                slot.alloc_size
-            )));
+    let slot = match logic.kind {
+        FileKind::Trunk(slot) => {
+            // Refused before any content arrives.
+            if Some(size) != logic.info.file_size() || !trunk::fits(&slot, size) {
+                return Err(StoreError::Invalid(format!(
+                    "{name}: {size} bytes do not fit its trunk slot of {} bytes",
+                    slot.alloc_size
+                )));
+            }
+            Some(slot)
         }
-        // A journaled create is written into its slot from memory; the
-        // others are copied from a named temporary file.
-        let image = store.journal_image(logic.kind, size);
-        let (tmp, file) = if image.is_some() && !update {
-            store.new_staging(idx, true, "sync.")?
-        } else {
-            let (tmp, file) = store.new_named_tmp(idx, "sync.")?;
-            (Some(tmp), file)
-        };
-        return Ok(Incoming {
-            image,
-            name: name.to_owned(),
-            path,
-            tmp,
-            file: Some(file),
-            update,
-            size,
-            written: 0,
-            named: false,
-            trunk: Some((logic, slot)),
-        });
-    }
+        _ => None,
+    };
     let image = store.journal_image(logic.kind, size);
-    let (tmp, file) = if update {
+    // An update is compared with the file it replaces, and a packed file
+    // not journaled is copied into its slot: both from a named file. A
+    // journaled packed create goes into its slot from memory.
+    let (tmp, file) = if update || (slot.is_some() && image.is_none()) {
         let (tmp, file) = store.new_named_tmp(idx, "sync.")?;
         (Some(tmp), file)
     } else {
@@ -239,7 +225,7 @@ pub fn begin_file(store: &Store, name: &str, size: u64, update: bool) -> Result<
         size,
         written: 0,
         named: false,
-        trunk: None,
+        trunk: slot.map(|s| (logic, s)),
     })
 }
 
