@@ -83,14 +83,7 @@ impl Store {
         size: u64,
         durable: bool,
     ) -> Result<bool> {
-        let header = SlotHeader::for_name(name)
-            .ok_or_else(|| StoreError::Invalid(format!("{name} is not a trunk name")))?;
-        if Some(size) != name.info.file_size() || !trunk::fits(slot, size) {
-            return Err(StoreError::Invalid(format!(
-                "{name}: {size} bytes do not fit its trunk slot of {} bytes",
-                slot.alloc_size
-            )));
-        }
+        let header = header_for(name, slot, size)?;
         if let Ok(there) = self.open_slot(name, slot) {
             if same_bytes(&there.file, there.start, src, size)
                 .map_err(|e| StoreError::io(format!("comparing {name}"), e))?
@@ -173,34 +166,13 @@ impl Store {
         let FileKind::Trunk(slot) = name.kind else {
             return Err(StoreError::Invalid(format!("{name} is not a trunk name")));
         };
-        let header = SlotHeader::for_name(name)
-            .ok_or_else(|| StoreError::Invalid(format!("{name} is not a trunk name")))?;
-        if Some(content.len() as u64) != name.info.file_size()
-            || !trunk::fits(&slot, content.len() as u64)
-        {
-            return Err(StoreError::Invalid(format!(
-                "{name}: journaled content of {} bytes does not fit",
-                content.len()
-            )));
-        }
+        let header = header_for(name, &slot, content.len() as u64)?;
         let path = self.trunk_path(name, &slot)?;
-        let io = || -> std::io::Result<()> {
-            let f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)?;
-            f.write_all_at(content, trunk::content_offset(&slot))?;
-            if sync {
-                f.sync_data()?;
-            }
-            f.write_all_at(&header.encode(), u64::from(slot.offset))?;
-            if sync {
-                f.sync_data()?;
-            }
-            Ok(())
-        };
-        io().map_err(|e| StoreError::io(format!("writing {name} in its trunk file"), e))
+        fill_slot_with(&path, &header, &slot, sync, |trunk, at| {
+            trunk.write_all_at(content, at)
+        })
+        .map(|_created| ())
+        .map_err(|e| StoreError::io(format!("writing {name} in its trunk file"), e))
     }
 
     /// Frees the slot of `name` (its header zeroed). `Ok(false)`: the slot
@@ -239,6 +211,20 @@ impl Store {
     }
 }
 
+/// The header `name` gets in `slot`, once its `size` bytes are known to
+/// be the name's and to fit the slot.
+fn header_for(name: &LogicName, slot: &TrunkSlot, size: u64) -> Result<SlotHeader> {
+    let header = SlotHeader::for_name(name)
+        .ok_or_else(|| StoreError::Invalid(format!("{name} is not a trunk name")))?;
+    if Some(size) != name.info.file_size() || !trunk::fits(slot, size) {
+        return Err(StoreError::Invalid(format!(
+            "{name}: {size} bytes do not fit its trunk slot of {} bytes",
+            slot.alloc_size
+        )));
+    }
+    Ok(header)
+}
+
 /// Writes `size` bytes of `src` (from offset 0) into `slot` of the trunk
 /// file at `path` (made if missing), the content first and `header` last:
 /// until then the slot reads as empty. `sync`: each is fdatasynced before
@@ -251,13 +237,27 @@ pub fn fill_slot(
     size: u64,
     sync: bool,
 ) -> std::io::Result<bool> {
+    fill_slot_with(path, header, slot, sync, |trunk, at| {
+        copy_range(src, size, trunk, at)
+    })
+}
+
+/// [`fill_slot`] with the content written by `content(trunk file, where
+/// the content starts)`.
+fn fill_slot_with(
+    path: &Path,
+    header: &SlotHeader,
+    slot: &TrunkSlot,
+    sync: bool,
+    content: impl FnOnce(&File, u64) -> std::io::Result<()>,
+) -> std::io::Result<bool> {
     let created = !path.exists();
     let trunk = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)?;
-    copy_range(src, size, &trunk, trunk::content_offset(slot))?;
+    content(&trunk, trunk::content_offset(slot))?;
     if sync {
         trunk.sync_data()?;
     }
