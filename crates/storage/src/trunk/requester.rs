@@ -124,48 +124,46 @@ impl Trunk {
         status: u8,
         body: &[u8],
     ) -> io::Result<(u8, Vec<u8>)> {
-        for attempt in 0..2 {
-            let kept = {
-                let mut idle = self.remote.lock().unwrap_or_else(|e| e.into_inner());
-                idle.retain(|(a, _)| *a == addr);
-                idle.pop()
-            };
-            let fresh = kept.is_none();
-            let mut link = match kept {
-                Some((_, l)) => l,
-                None => {
-                    Link::connect(
-                        addr,
-                        self.conf.bind_ip,
-                        self.conf.connect_timeout,
-                        self.conf.network_timeout,
-                    )
-                    .await?
-                }
-            };
-            let r = async {
-                link.start(code, status, body.len() as u64, &[body]).await?;
-                link.reply().await
-            }
-            .await;
-            match r {
-                Ok((st, b)) => {
-                    // EINVAL closes the connection (§1.2).
-                    if st != errno::EINVAL {
-                        let mut idle = self.remote.lock().unwrap_or_else(|e| e.into_inner());
-                        if idle.len() < MAX_IDLE_LINKS {
-                            idle.push((addr, link));
-                        }
-                    }
-                    return Ok((st, b));
-                }
-                // A kept connection the server closed meanwhile: once more.
-                Err(e) if attempt == 0 && !fresh => {
-                    debug!("trunk: connection to {addr}: {e}; again")
-                }
-                Err(e) => return Err(e),
+        let kept = {
+            let mut idle = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+            idle.retain(|(a, _)| *a == addr);
+            idle.pop()
+        };
+        if let Some((_, link)) = kept {
+            match self.exchange(addr, link, code, status, body).await {
+                Ok(r) => return Ok(r),
+                // The server closed it meanwhile: a new one.
+                Err(e) => debug!("trunk: connection to {addr}: {e}; again"),
             }
         }
-        unreachable!("a fresh connection's error returns")
+        let link = Link::connect(
+            addr,
+            self.conf.bind_ip,
+            self.conf.connect_timeout,
+            self.conf.network_timeout,
+        )
+        .await?;
+        self.exchange(addr, link, code, status, body).await
+    }
+
+    /// One request and its reply on `link`, which is kept for the next
+    /// one unless the reply was EINVAL (the server closes, §1.2).
+    async fn exchange(
+        &self,
+        addr: SocketAddr,
+        mut link: Link,
+        code: u8,
+        status: u8,
+        body: &[u8],
+    ) -> io::Result<(u8, Vec<u8>)> {
+        link.start(code, status, body.len() as u64, &[body]).await?;
+        let (st, b) = link.reply().await?;
+        if st != errno::EINVAL {
+            let mut idle = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < MAX_IDLE_LINKS {
+                idle.push((addr, link));
+            }
+        }
+        Ok((st, b))
     }
 }
