@@ -49,9 +49,6 @@ const DAEMON_ACCEPTED: &[&str] = &[
     "use_io_uring",
     "use_send_zc",
     "sync_log_buff_interval",
-    "log_file_compress_old",
-    "log_file_compress_days_before",
-    "log_file_delete_old_time",
     // Pre-6.x names still found in old files, read when the current names
     // are absent.
     "rotate_error_log",
@@ -194,7 +191,8 @@ fn daemon(r: &mut Reader<'_, '_>, default_port: u16) -> Result<DaemonConf, ConfE
     })
 }
 
-/// `log_file_rotate_*` and `log_file_keep_days` over `base`; `old`: the
+/// `log_file_rotate_*`, `log_file_keep_days`, `log_file_compress_*` and
+/// `log_file_delete_old_time` over `base`; `old`: the
 /// pre-6.x names of the first three (`rotate_error_log`...), read when the
 /// current names are absent.
 fn log_rotation(
@@ -223,16 +221,19 @@ fn log_rotation(
         time,
         on_size,
         keep_days: r.int("log_file_keep_days", base.keep_days, 0, 36500)?,
+        compress_old: r.bool("log_file_compress_old", base.compress_old),
+        compress_days_before: r.int(
+            "log_file_compress_days_before",
+            base.compress_days_before,
+            0,
+            36500,
+        )?,
+        delete_old_time: r.time("log_file_delete_old_time", base.delete_old_time)?,
     })
 }
 
 /// Keys of a log section (`[error-log]`, `[access-log]`) we accept unused.
-const LOG_SECTION_ACCEPTED: &[&str] = &[
-    "sync_log_buff_interval",
-    "log_file_compress_old",
-    "log_file_compress_days_before",
-    "log_file_delete_old_time",
-];
+const LOG_SECTION_ACCEPTED: &[&str] = &["sync_log_buff_interval"];
 
 /// The rotation of the daemon's own log: the global keys, then an
 /// `[error-log]` section's over them.

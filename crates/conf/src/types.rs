@@ -146,16 +146,31 @@ pub struct LogRotation {
     /// `log_file_keep_days`: rotated files older than this are deleted
     /// (0 = kept).
     pub keep_days: u32,
+    /// `log_file_compress_old`: gzip rotated files.
+    pub compress_old: bool,
+    /// `log_file_compress_days_before`: compress a rotated file once it is
+    /// this many days old (1 = last written before today; 0 = at once).
+    pub compress_days_before: u32,
+    /// `log_file_delete_old_time` (local): the daily pass that deletes
+    /// (and compresses) rotated files.
+    pub delete_old_time: TimeOfDay,
 }
 
 impl Default for LogRotation {
-    /// FastDFS's defaults: daily at midnight, kept 15 days.
+    /// FastDFS's defaults: daily at midnight, kept 15 days, not
+    /// compressed, old files deleted at 01:30.
     fn default() -> Self {
         LogRotation {
             everyday: true,
             time: TimeOfDay { hour: 0, minute: 0 },
             on_size: 0,
             keep_days: 15,
+            compress_old: false,
+            compress_days_before: 1,
+            delete_old_time: TimeOfDay {
+                hour: 1,
+                minute: 30,
+            },
         }
     }
 }

@@ -518,11 +518,19 @@ fn log_rotation_keys_and_their_old_names() {
             time: TimeOfDay { hour: 0, minute: 0 },
             on_size: 0,
             keep_days: 15,
+            compress_old: false,
+            compress_days_before: 1,
+            delete_old_time: TimeOfDay {
+                hour: 1,
+                minute: 30
+            },
         }
     );
     let (s, w) = storage(&format!(
         "{MIN_STORAGE}log_file_rotate_everyday=false\nlog_file_rotate_time=03:30\n\
-         log_file_rotate_on_size=512MB\nlog_file_keep_days=0\n"
+         log_file_rotate_on_size=512MB\nlog_file_keep_days=0\n\
+         log_file_compress_old=true\nlog_file_compress_days_before=7\n\
+         log_file_delete_old_time=02:45\n"
     ))
     .unwrap();
     assert!(w.is_empty(), "{w:?}");
@@ -536,6 +544,12 @@ fn log_rotation_keys_and_their_old_names() {
             },
             on_size: 512 << 20,
             keep_days: 0,
+            compress_old: true,
+            compress_days_before: 7,
+            delete_old_time: TimeOfDay {
+                hour: 2,
+                minute: 45
+            },
         }
     );
     // A V5 file has only the old names; the new ones win when both are set.
@@ -564,6 +578,14 @@ fn log_rotation_keys_and_their_old_names() {
     );
     let e = err_of(tracker("base_path=/srv/fdfs\nlog_file_rotate_time=25:00\n"));
     assert!(e.contains("log_file_rotate_time"), "{e}");
+    let e = err_of(tracker(
+        "base_path=/srv/fdfs\nlog_file_delete_old_time=01:60\n",
+    ));
+    assert!(e.contains("log_file_delete_old_time"), "{e}");
+    let e = err_of(tracker(
+        "base_path=/srv/fdfs\nlog_file_compress_days_before=-1\n",
+    ));
+    assert!(e.contains("log_file_compress_days_before"), "{e}");
 }
 
 #[test]
@@ -582,6 +604,39 @@ fn log_sections_override_the_global_rotation_and_enable_the_access_log() {
     // The section's own key, over the global ones it inherits.
     assert_eq!(a.rotation.time, TimeOfDay { hour: 4, minute: 0 });
     assert_eq!((a.rotation.on_size, a.rotation.keep_days), (0, 30));
+    // The compression keys and the deletion time: global, then each
+    // section's own.
+    let (s, w) = storage(&format!(
+        "{MIN_STORAGE}log_file_compress_old = true\nlog_file_compress_days_before = 7\n\
+         [error-log]\nlog_file_compress_days_before = 0\nlog_file_delete_old_time = 03:15\n\
+         [access-log]\nenabled = true\nlog_file_compress_old = false\n"
+    ))
+    .unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let e = s.daemon.log_rotation;
+    assert_eq!(
+        (e.compress_old, e.compress_days_before, e.delete_old_time),
+        (
+            true,
+            0,
+            TimeOfDay {
+                hour: 3,
+                minute: 15
+            }
+        )
+    );
+    let a = s.access_log.unwrap().rotation;
+    assert_eq!(
+        (a.compress_old, a.compress_days_before, a.delete_old_time),
+        (
+            false,
+            7,
+            TimeOfDay {
+                hour: 1,
+                minute: 30
+            }
+        )
+    );
     // Off unless asked; the V5 name turns it on too.
     assert!(storage(MIN_STORAGE).unwrap().0.access_log.is_none());
     let (s, w) = storage(&format!("{MIN_STORAGE}use_access_log = true\n")).unwrap();
