@@ -191,6 +191,10 @@ pub fn rotation(r: fdfs_conf::LogRotation) -> fdfs_runtime::logfile::Rotation {
         at: u32::from(r.time.hour) * 3600 + u32::from(r.time.minute) * 60,
         on_size: r.on_size,
         keep_days: r.keep_days,
+        compress_old: r.compress_old,
+        compress_days_before: r.compress_days_before,
+        delete_at: u32::from(r.delete_old_time.hour) * 3600
+            + u32::from(r.delete_old_time.minute) * 60,
     }
 }
 
