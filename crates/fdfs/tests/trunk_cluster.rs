@@ -424,3 +424,90 @@ fn trunk_commands_refuse_hostile_requests() {
     assert_eq!(download(&mut c, &name, 0, 0), Ok(data));
     assert!(c.alive());
 }
+
+/// A slot of a new trunk file is handed out only once the trackers know
+/// the file exists (REPORT_TRUNK_FID), so that a trunk server elected
+/// after a crash never creates the same trunk file again. With the
+/// tracker away, uploads fill the trunk file it knows, then are stored
+/// whole; with it back, they go into the next trunk file, which it knows.
+#[test]
+fn a_new_trunk_file_waits_until_the_trackers_know_it() {
+    let ip = Ipv4Addr::new(127, 0, 0, 15);
+    let (dir, mut tracker, s) = start_cluster(
+        &[
+            "use_trunk_file = true",
+            "slot_max_size = 16384",
+            "trunk_file_size = 4194304",
+        ],
+        StorageOpts::on(ip),
+    );
+    let _dir = dir;
+    let mut live = BTreeMap::new();
+    let mut k = 0;
+    wait_for_packing(&[&s], &mut live, &mut k);
+    let first = slot_of(live.keys().next().unwrap()).slot.trunk_id;
+
+    tracker.stop();
+    wait_until(
+        "the storage lost the tracker",
+        Duration::from_secs(30),
+        || storage_log(&s).contains("tracker session ended"),
+    );
+    // 16,000-byte files: about 260 fill a 4 MiB trunk file.
+    let (mut packed, mut whole) = (0, 0);
+    for _ in 0..400 {
+        k += 1;
+        let data = content(k, 16000);
+        let name = upload(&mut Client::connect(s.addr), sc::UPLOAD_FILE, &data, "w").unwrap();
+        if LogicName::parse(&name).unwrap().info.is_trunk() {
+            assert_eq!(slot_of(&name).slot.trunk_id, first, "{name}");
+            packed += 1;
+        } else {
+            assert_eq!(name.len(), 44, "{name}");
+            whole += 1;
+            if whole == 3 {
+                live.insert(name, data);
+                break;
+            }
+        }
+        live.insert(name, data);
+    }
+    assert!(
+        packed > 100,
+        "only {packed} uploads packed into the known file"
+    );
+    assert_eq!(whole, 3, "the trunk file filled up and the next was used");
+    assert!(storage_log(&s).contains("no tracker has acknowledged trunk file"));
+
+    tracker.restart();
+    let mut next = 0;
+    wait_until(
+        "a packed upload in the next trunk file",
+        Duration::from_secs(30),
+        || {
+            k += 1;
+            let data = content(k, 16000);
+            let name = upload(&mut Client::connect(s.addr), sc::UPLOAD_FILE, &data, "n").unwrap();
+            let packed = LogicName::parse(&name).unwrap().info.is_trunk();
+            if packed {
+                next = slot_of(&name).slot.trunk_id;
+            }
+            live.insert(name, data);
+            packed
+        },
+    );
+    assert!(next > first, "trunk file {next} after {first}");
+    // The tracker knew of it before its first slot was given out.
+    let out = std::process::Command::new(BIN)
+        .args(["monitor"])
+        .arg(&s.conf)
+        .args(["list", "group1"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        list.contains(&format!("current trunk file id = {next}")),
+        "{list}"
+    );
+    assert_everywhere(&[&s], &live);
+}

@@ -233,7 +233,9 @@ impl Reporter {
                 return;
             }
             let mut joined = false;
-            match self.session(&t, &shutdown, &mut joined).await {
+            let r = self.session(&t, &shutdown, &mut joined).await;
+            self.state.trunk.told.session_ended(&t.to_string());
+            match r {
                 Ok(()) => return,
                 Err(e) => {
                     if joined {
@@ -313,10 +315,19 @@ impl Reporter {
         let mut next_sync = Instant::now() + sync_every;
         let mut first_beat = true;
         let mut trunk_told = (0u32, -1i64);
+        let tracker = t.to_string();
+        let mut trunk_wanted = self.state.trunk.told.wanted.subscribe();
+        self.state.trunk.told.session_started(&tracker);
+        self.report_trunk(&mut c, &tracker, &mut trunk_told).await?;
         loop {
             let wake = next_beat.min(next_disk).min(next_sync);
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => {}
+                // A new trunk file waits for the trackers to know of it.
+                Ok(()) = trunk_wanted.changed() => {
+                    self.report_trunk(&mut c, &tracker, &mut trunk_told).await?;
+                    continue;
+                }
                 _ = shutdown.wait() => {
                     c.quit().await;
                     return Ok(());
@@ -334,7 +345,7 @@ impl Reporter {
             }
             if n >= next_sync {
                 self.sync_report(&mut c).await?;
-                self.report_trunk(&mut c, &mut trunk_told).await?;
+                self.report_trunk(&mut c, &tracker, &mut trunk_told).await?;
                 next_sync = n + sync_every;
             }
         }
@@ -783,20 +794,22 @@ impl Reporter {
             us = me,
             "the group's trunk server"
         );
-        if !self.state.trunk.set_server(brief, me) {
-            return;
-        }
-        match c
-            .request("FETCH_TRUNK_FID", tc::STORAGE_FETCH_TRUNK_FID, &[])
-            .await
-        {
-            Ok((0, b)) if b.len() == 4 => {
-                let id = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-                self.state.trunk.id_floor.fetch_max(id, Ordering::SeqCst);
+        if me {
+            // Before the first slot: every id a tracker knows may exist
+            // (each tracker that names us is asked; the highest wins).
+            match c
+                .request("FETCH_TRUNK_FID", tc::STORAGE_FETCH_TRUNK_FID, &[])
+                .await
+            {
+                Ok((0, b)) if b.len() == 4 => {
+                    let id = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                    self.state.trunk.id_floor.fetch_max(id, Ordering::SeqCst);
+                }
+                Ok((st, _)) => debug!("FETCH_TRUNK_FID answered status {st}"),
+                Err(e) => warn!("FETCH_TRUNK_FID: {e}"),
             }
-            Ok((st, _)) => debug!("FETCH_TRUNK_FID answered status {st}"),
-            Err(e) => warn!("FETCH_TRUNK_FID: {e}"),
         }
+        self.state.trunk.set_server(brief, me);
     }
 
     /// While we are trunk server: our newest trunk file id and free trunk
@@ -804,6 +817,7 @@ impl Reporter {
     async fn report_trunk(
         &self,
         c: &mut TrackerConn,
+        tracker: &str,
         told: &mut (u32, i64),
     ) -> Result<(), SessionError> {
         let t = &self.state.trunk;
@@ -829,6 +843,8 @@ impl Reporter {
             tell(c, "REPORT_TRUNK_FID", tc::STORAGE_REPORT_TRUNK_FID, &body).await?;
             told.0 = id;
         }
+        // Any answer will do: a tracker that refuses keeps no trunk ids.
+        t.told.acknowledged(tracker, told.0);
         let free = t.free_mb.load(Ordering::Relaxed);
         if free >= 0 && free != told.1 {
             let body = free.to_be_bytes();

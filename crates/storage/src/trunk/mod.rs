@@ -124,6 +124,9 @@ pub struct TrunkState {
     /// Free trunk space in MB while we serve, for REPORT_TRUNK_FREE; -1
     /// otherwise.
     pub free_mb: AtomicI64,
+    /// The trackers we are in session with, each with the newest trunk
+    /// file id it has acknowledged (REPORT_TRUNK_FID).
+    pub told: Told,
 }
 
 impl TrunkState {
@@ -131,14 +134,13 @@ impl TrunkState {
         *self.params.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A new trunk server (or none). Returns true when we just became it.
-    pub fn set_server(&self, brief: Option<StorageBrief>, is_me: bool) -> bool {
+    /// The group's trunk server (or none), `is_me` when it is us.
+    pub fn set_server(&self, brief: Option<StorageBrief>, is_me: bool) {
         *self.server.write().unwrap_or_else(|e| e.into_inner()) = brief;
-        let was = self.serving.swap(is_me, Ordering::SeqCst);
+        self.serving.store(is_me, Ordering::SeqCst);
         if !is_me {
             self.free_mb.store(-1, Ordering::Relaxed);
         }
-        is_me && !was
     }
 
     fn server_addr(&self) -> Option<SocketAddr> {
@@ -146,6 +148,90 @@ impl TrunkState {
         let b = b.as_ref()?;
         let ip: IpAddr = b.ip.parse().ok()?;
         Some(SocketAddr::new(ip, u16::try_from(b.port).ok()?))
+    }
+}
+
+/// Which trackers know of which trunk file: a slot of a new trunk file is
+/// handed out only once every tracker in session knows the file exists,
+/// so that a trunk server elected after we crash never creates it again.
+#[derive(Debug)]
+pub struct Told {
+    trackers: tokio::sync::watch::Sender<Known>,
+    /// The newest trunk file id the reporters should tell.
+    pub wanted: tokio::sync::watch::Sender<u32>,
+}
+
+#[derive(Debug, Default)]
+struct Known {
+    /// Per tracker in session, the newest id it acknowledged.
+    by_tracker: std::collections::HashMap<String, u32>,
+    /// The newest id any tracker acknowledged: a tracker keeps it (in
+    /// tracker_state.dat) after our session with it ends.
+    any: u32,
+}
+
+impl Known {
+    fn know(&self, id: u32) -> bool {
+        id <= self.any && self.by_tracker.values().all(|&v| v >= id)
+    }
+}
+
+impl Default for Told {
+    fn default() -> Self {
+        Told {
+            trackers: tokio::sync::watch::Sender::new(Known::default()),
+            wanted: tokio::sync::watch::Sender::new(0),
+        }
+    }
+}
+
+impl Told {
+    /// A session with `tracker` began; it is told the file id next.
+    pub fn session_started(&self, tracker: &str) {
+        self.trackers.send_modify(|k| {
+            k.by_tracker.insert(tracker.to_owned(), 0);
+        });
+    }
+
+    /// The session with `tracker` ended: it no longer holds anything up.
+    pub fn session_ended(&self, tracker: &str) {
+        self.trackers.send_modify(|k| {
+            k.by_tracker.remove(tracker);
+        });
+    }
+
+    /// `tracker` answered REPORT_TRUNK_FID for `id`.
+    pub fn acknowledged(&self, tracker: &str, id: u32) {
+        self.trackers.send_modify(|k| {
+            if let Some(v) = k.by_tracker.get_mut(tracker) {
+                *v = (*v).max(id);
+                k.any = k.any.max(id);
+            }
+        });
+    }
+
+    /// Waits until the trackers know of trunk file `id`: the trackers in
+    /// session, and at least one of them once. False at once when no
+    /// tracker is in session, else after `within`.
+    pub async fn wait_known(&self, id: u32, within: Duration) -> bool {
+        {
+            let k = self.trackers.borrow();
+            if k.know(id) {
+                return true;
+            }
+            if k.by_tracker.is_empty() {
+                return false;
+            }
+        }
+        self.wanted.send_if_modified(|w| {
+            let newer = id > *w;
+            *w = (*w).max(id);
+            newer
+        });
+        let mut rx = self.trackers.subscribe();
+        let known =
+            tokio::time::timeout(within, async { rx.wait_for(|k| k.know(id)).await.is_ok() });
+        known.await.unwrap_or(false)
     }
 }
 
@@ -158,6 +244,8 @@ pub enum TrunkError {
     Invalid(String),
     #[error("no trunk space: {0}")]
     NoSpace(String),
+    #[error("no tracker has acknowledged trunk file {0} yet")]
+    Unannounced(u32),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -171,6 +259,7 @@ impl TrunkError {
         match self {
             TrunkError::NotServer | TrunkError::Invalid(_) => errno::EINVAL,
             TrunkError::NoSpace(_) => errno::ENOSPC,
+            TrunkError::Unannounced(_) => errno::EAGAIN,
             TrunkError::Io { .. } => errno::EIO,
         }
     }
@@ -241,5 +330,55 @@ impl Trunk {
         let st = self.state();
         let need = st.params().slot_size(size)?;
         (st.serving.load(Ordering::Relaxed) || st.server_addr().is_some()).then_some(need)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_trunk_file_is_known_once_every_tracker_in_session_acknowledged_it() {
+        let t = Told::default();
+        let short = Duration::from_millis(20);
+        // No tracker in session: not known, and no wait.
+        let started = std::time::Instant::now();
+        assert!(!t.wait_known(1, Duration::from_secs(5)).await);
+        assert!(started.elapsed() < Duration::from_secs(1));
+
+        t.session_started("a");
+        t.session_started("b");
+        t.acknowledged("a", 3);
+        assert!(!t.wait_known(3, short).await, "b has not answered");
+        assert_eq!(*t.wanted.borrow(), 3, "the reporters are asked to tell 3");
+        t.acknowledged("b", 3);
+        assert!(t.wait_known(2, short).await && t.wait_known(3, short).await);
+        assert!(!t.wait_known(4, short).await);
+
+        // A tracker that answers while we wait releases the waiter.
+        let t = Arc::new(t);
+        let waiter = {
+            let t = t.clone();
+            tokio::spawn(async move { t.wait_known(4, Duration::from_secs(10)).await })
+        };
+        tokio::time::sleep(short).await;
+        t.acknowledged("a", 4);
+        t.session_ended("b");
+        assert!(waiter.await.unwrap());
+
+        // Sessions ended: what a tracker once acknowledged stays known
+        // (trackers keep it); anything newer is not.
+        t.session_ended("a");
+        assert!(t.wait_known(4, short).await);
+        assert!(!t.wait_known(5, short).await);
+        // A tracker in a new session holds up every id until it has been
+        // told.
+        t.session_started("c");
+        assert!(!t.wait_known(4, short).await);
+        t.acknowledged("c", 4);
+        assert!(t.wait_known(4, short).await);
+        // An acknowledgement from a tracker not in session counts for nothing.
+        t.acknowledged("z", 9);
+        assert!(!t.wait_known(9, short).await);
     }
 }

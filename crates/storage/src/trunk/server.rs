@@ -130,8 +130,23 @@ impl Trunk {
                 params.file_size
             )));
         }
-        self.with_served(|t, s| t.alloc_in(s, store_path, need, &params))
-            .await
+        let info = self
+            .with_served(|t, s| t.alloc_in(s, store_path, need, &params))
+            .await?;
+        // A trunk file the trackers do not know of could be created again
+        // by the next trunk server, should we crash: its slots wait until
+        // they know (one report per new trunk file).
+        let id = info.slot.trunk_id;
+        let within = self.conf.network_timeout.min(Duration::from_secs(5));
+        if !self.state().told.wait_known(id, within).await {
+            self.with_served(|_, s| {
+                s.pool.give(&info);
+                Ok(())
+            })
+            .await?;
+            return Err(TrunkError::Unannounced(id));
+        }
+        Ok(info)
     }
 
     fn alloc_in(
@@ -279,8 +294,11 @@ impl Trunk {
     ) -> Result<(), TrunkError> {
         let sc = self.store.config().subdir_count.max(1);
         for _ in 0..1024 {
+            // Ids a tracker knows of (an earlier trunk server's) are skipped.
+            let floor = self.state().id_floor.load(Ordering::SeqCst);
             let id = s
                 .last_id
+                .max(floor)
                 .checked_add(1)
                 .ok_or_else(|| TrunkError::NoSpace("trunk file ids exhausted".into()))?;
             s.last_id = id;
@@ -416,6 +434,8 @@ impl Trunk {
             .max(persisted_id)
             .max(st.id_floor.load(Ordering::SeqCst))
             .max(st.last_id.load(Ordering::SeqCst));
+        // The trackers are told of it (the reporter reads it there).
+        st.last_id.fetch_max(last_id, Ordering::SeqCst);
         info!(
             binlog_records = records,
             live_packed_files = live,
