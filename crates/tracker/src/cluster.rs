@@ -874,21 +874,35 @@ impl Cluster {
     }
 
     /// Load balance (§8.1): the group with the most free space (that has a
-    /// writable server) becomes the current write group.
+    /// writable server) becomes the current write group; with trunk files,
+    /// when even that one is over its reserved space, the one with the most
+    /// free trunk space.
     fn rebalance_write_group(&mut self) {
-        let mut best: Option<(usize, i64)> = None;
-        for (i, g) in self.groups.values().enumerate() {
-            if g.writable().is_empty() {
-                continue;
+        let best_by = |key: &dyn Fn(&Group) -> i64| {
+            let mut best: Option<(usize, i64)> = None;
+            for (i, g) in self.groups.values().enumerate() {
+                if g.writable().is_empty() {
+                    continue;
+                }
+                let v = key(g);
+                if best.is_none_or(|(_, b)| v > b) {
+                    best = Some((i, v));
+                }
             }
-            let free = g.space().1;
-            if best.is_none_or(|(_, f)| free > f) {
-                best = Some((i, free));
-            }
+            best.map(|(i, _)| i)
+        };
+        let Some(mut i) = best_by(&|g| g.space().1) else {
+            return;
+        };
+        let full = self
+            .groups
+            .values()
+            .nth(i)
+            .is_some_and(|g| !self.group_has_space(g));
+        if full && self.settings.use_trunk_file {
+            i = best_by(&|g| self.trunk_free_mb(g)).unwrap_or(i);
         }
-        if let Some((i, _)) = best {
-            self.current_write_group = i;
-        }
+        self.current_write_group = i;
     }
 
     /// SYNC_REPORT (89): progress of this server's incoming sync.
@@ -1228,12 +1242,19 @@ impl Cluster {
         self.has_space(total, free, 1)
     }
 
-    /// §8.5 path check.
-    fn path_has_space(&self, s: &Storage, path: usize) -> bool {
+    /// §8.5 trunk-aware group check: free space inside trunk files counts
+    /// too (small files still fit there when the disks are full).
+    fn group_has_trunk_space(&self, g: &Group) -> bool {
+        let (total, free) = g.space();
+        self.settings.use_trunk_file && self.has_space(total, free + self.trunk_free_mb(g), 1)
+    }
+
+    /// §8.5 path check, counting `extra_mb` as free too.
+    fn path_has_space(&self, s: &Storage, path: usize, extra_mb: i64) -> bool {
         let Some(&(total, free)) = s.paths.get(path) else {
             return false;
         };
-        self.has_space(total, free, i64::from(s.store_path_count.max(1)))
+        self.has_space(total, free + extra_mb, i64::from(s.store_path_count.max(1)))
     }
 
     /// Picks the group for an upload without a group name (§8.1).
@@ -1244,7 +1265,7 @@ impl Cluster {
             if g.writable().is_empty() {
                 return Err(TrackerError::NoWritable(format!(" in group {}", g.name)));
             }
-            if !self.group_has_space(g) {
+            if !self.group_has_space(g) && !self.group_has_trunk_space(g) {
                 return Err(TrackerError::NoSpace(format!("group {}", g.name)));
             }
             return Ok(g.name.clone());
@@ -1255,20 +1276,31 @@ impl Cluster {
         let n = names.len();
         let start = self.current_write_group % n;
         let mut any_writable = false;
-        for k in 0..n {
-            let i = (start + k) % n;
-            let g = &self.groups[&names[i]];
-            if g.writable().is_empty() {
-                continue;
-            }
-            any_writable = true;
-            if self.group_has_space(g) {
-                self.current_write_group = if self.settings.store_lookup == 0 {
-                    (i + 1) % n
+        // The plain check first, then (with trunk files) the trunk-aware one.
+        for trunk_aware in [false, true] {
+            for k in 0..n {
+                let i = (start + k) % n;
+                let g = &self.groups[&names[i]];
+                if g.writable().is_empty() {
+                    continue;
+                }
+                any_writable = true;
+                let fits = if trunk_aware {
+                    self.group_has_trunk_space(g)
                 } else {
-                    i
+                    self.group_has_space(g)
                 };
-                return Ok(names[i].clone());
+                if fits {
+                    self.current_write_group = if self.settings.store_lookup == 0 {
+                        (i + 1) % n
+                    } else {
+                        i
+                    };
+                    return Ok(names[i].clone());
+                }
+            }
+            if !any_writable || !self.settings.use_trunk_file {
+                break;
             }
         }
         if any_writable {
@@ -1293,7 +1325,7 @@ impl Cluster {
                 if g.writable().is_empty() {
                     return Err(TrackerError::NoWritable(format!(" in group {name}")));
                 }
-                if !self.group_has_space(g) {
+                if !self.group_has_space(g) && !self.group_has_trunk_space(g) {
                     return Err(TrackerError::NoSpace(format!("group {name}")));
                 }
                 name.to_owned()
@@ -1324,14 +1356,26 @@ impl Cluster {
         })
     }
 
-    /// §8.3: the store path on `id` for the next upload.
+    /// §8.3: the store path on `id` for the next upload (then, with trunk
+    /// files, the first whose free space and the group's free trunk space
+    /// pass together).
     fn pick_path(&mut self, group: &str, id: &str) -> Result<u8, TrackerError> {
         let s = self.storage(group, id)?;
         let n = s.store_path_count.max(1) as usize;
         let start = s.current_write_path as usize % n;
+        let trunk_free = self.trunk_free_mb(&self.groups[group]);
         let found = (0..n)
             .map(|k| (start + k) % n)
-            .find(|&p| self.path_has_space(s, p));
+            .find(|&p| self.path_has_space(s, p, 0))
+            .or_else(|| {
+                (trunk_free > 0)
+                    .then(|| {
+                        (0..n)
+                            .map(|k| (start + k) % n)
+                            .find(|&p| self.path_has_space(s, p, trunk_free))
+                    })
+                    .flatten()
+            });
         let Some(p) = found else {
             return Err(TrackerError::NoSpace(format!(
                 "every store path of {id} is over its reserved space"

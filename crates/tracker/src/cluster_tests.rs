@@ -1443,3 +1443,63 @@ fn saved_and_loaded(c: &Cluster) -> Cluster {
         .unwrap()
         .unwrap()
 }
+
+#[test]
+fn free_trunk_space_counts_when_the_disks_are_over_their_reserve() {
+    use fdfs_proto::errno::ENOSPC;
+    let disk = |c: &mut Cluster, g: &str, ip: &str, free: i64| {
+        let usage = DiskUsage {
+            paths: vec![(1000, free)],
+        };
+        c.disk_usage(g, ip, &usage, T0).unwrap();
+    };
+    // Reserve 10%: 50 MB free on the disk is not enough by itself.
+    let mut c = trunk_cluster();
+    active(&mut c, "g1", "127.0.0.11", &[50]);
+    assert_eq!(trunk_of(&c, "g1"), "127.0.0.11");
+    assert_eq!(c.query_store(None, false).unwrap_err().errno(), ENOSPC);
+    // 60 MB free inside trunk files: 110 of 1000 passes the check.
+    c.report_trunk_free("g1", "127.0.0.11", 60).unwrap();
+    let choice = c.query_store(None, false).unwrap();
+    assert_eq!((choice.group.as_str(), choice.store_path_index), ("g1", 0));
+    assert_eq!(c.query_store(Some("g1"), false).unwrap().group, "g1");
+    // Not enough together: still full.
+    c.report_trunk_free("g1", "127.0.0.11", 40).unwrap();
+    assert_eq!(
+        c.query_store(Some("g1"), false).unwrap_err().errno(),
+        ENOSPC
+    );
+
+    // A group with room on its disks comes first; the trunk-aware check
+    // is only the second pass.
+    c.report_trunk_free("g1", "127.0.0.11", 600).unwrap();
+    active(&mut c, "g2", "127.0.0.21", &[500]);
+    for _ in 0..4 {
+        assert_eq!(c.query_store(None, false).unwrap().group, "g2");
+    }
+    disk(&mut c, "g2", "127.0.0.21", 20);
+    assert_eq!(c.query_store(None, false).unwrap().group, "g1");
+
+    // Load balance: the group with the most free disk, or when that one
+    // is over its reserve, the one with the most free trunk space.
+    let mut c = cluster(|s| {
+        s.use_trunk_file = true;
+        s.store_lookup = 2;
+    });
+    active(&mut c, "g1", "127.0.0.11", &[50]);
+    active(&mut c, "g2", "127.0.0.21", &[60]);
+    c.report_trunk_free("g1", "127.0.0.11", 300).unwrap();
+    c.report_trunk_free("g2", "127.0.0.21", 100).unwrap();
+    disk(&mut c, "g2", "127.0.0.21", 60);
+    for _ in 0..2 {
+        assert_eq!(c.query_store(None, false).unwrap().group, "g1");
+    }
+    disk(&mut c, "g2", "127.0.0.21", 500);
+    assert_eq!(c.query_store(None, false).unwrap().group, "g2");
+
+    // Without trunk files the trunk space never counts.
+    let mut c = cluster(|_| {});
+    active(&mut c, "g1", "127.0.0.11", &[50]);
+    assert!(c.report_trunk_free("g1", "127.0.0.11", 600).is_err());
+    assert_eq!(c.query_store(None, false).unwrap_err().errno(), ENOSPC);
+}
