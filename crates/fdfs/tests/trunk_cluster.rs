@@ -511,3 +511,103 @@ fn a_new_trunk_file_waits_until_the_trackers_know_it() {
     );
     assert_everywhere(&[&s], &live);
 }
+
+/// A disk over its reserved space still takes small files into the free
+/// space of its trunk files (the tracker counts that space too, §8.5);
+/// big files, and a new trunk file, are refused with ENOSPC.
+#[test]
+fn free_trunk_space_is_used_beyond_the_reserve() {
+    let ip = Ipv4Addr::new(127, 0, 0, 16);
+    let (dir, mut tracker, s) = start_cluster(
+        &[
+            "use_trunk_file = true",
+            "slot_max_size = 16384",
+            "trunk_file_size = 4194304",
+        ],
+        StorageOpts::on(ip),
+    );
+    let _dir = dir;
+    let mut live = BTreeMap::new();
+    let mut k = 0;
+    wait_for_packing(&[&s], &mut live, &mut k);
+    let first = slot_of(live.keys().next().unwrap()).slot.trunk_id;
+
+    // Every disk is now over the reserve.
+    let conf = std::fs::read_to_string(&tracker.conf).unwrap();
+    let conf: String = conf
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("reserved_storage_space") {
+                "reserved_storage_space = 99.99%".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .map(|l| l + "\n")
+        .collect();
+    std::fs::write(&tracker.conf, conf).unwrap();
+    tracker.restart();
+    let big = content(0, 20000);
+    wait_until(
+        "the storage learnt the new reserve",
+        Duration::from_secs(30),
+        || upload(&mut Client::connect(s.addr), sc::UPLOAD_FILE, &big, "big") == Err(errno::ENOSPC),
+    );
+
+    // Small files fill the trunk file; then ENOSPC, not a new trunk file
+    // and not a whole file.
+    let mut packed = 0;
+    let mut refused = false;
+    for _ in 0..400 {
+        k += 1;
+        let data = content(k, 16000);
+        match upload(&mut Client::connect(s.addr), sc::UPLOAD_FILE, &data, "r") {
+            Ok(name) => {
+                assert_eq!(slot_of(&name).slot.trunk_id, first, "{name}");
+                live.insert(name, data);
+                packed += 1;
+            }
+            Err(st) => {
+                assert_eq!(st, errno::ENOSPC);
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        packed > 100,
+        "only {packed} small files packed beyond the reserve"
+    );
+    assert!(refused, "the trunk file never filled up");
+    assert!(storage_log(&s).contains("no room for a new trunk file"));
+    // Deletes make room again.
+    let doomed = live.keys().nth(3).unwrap().clone();
+    let (st, _) = Client::connect(s.addr).call(sc::DELETE_FILE, &name_body(&doomed));
+    assert_eq!(st, errno::OK);
+    live.remove(&doomed);
+    wait_until(
+        "a freed slot taken beyond the reserve",
+        Duration::from_secs(30),
+        || {
+            k += 1;
+            let data = content(k, 1000);
+            match upload(
+                &mut Client::connect(s.addr),
+                sc::UPLOAD_FILE,
+                &data,
+                "again",
+            ) {
+                Ok(name) => {
+                    live.insert(name, data);
+                    true
+                }
+                Err(st) => {
+                    assert_eq!(st, errno::ENOSPC);
+                    false
+                }
+            }
+        },
+    );
+    assert_disjoint(&live);
+    assert_everywhere(&[&s], &live);
+}

@@ -619,6 +619,30 @@ impl Store {
         )))
     }
 
+    /// A writable path with room for `size` bytes, reserved space or not
+    /// (the requested one first).
+    fn choose_path_beyond_reserve(&self, requested: i8, size: u64) -> Result<usize> {
+        let n = self.paths.len();
+        let room = |i: usize| {
+            !self.paths[i].readonly
+                && space(&self.cfg.store_paths[i]).is_ok_and(|(_, free)| free > size)
+        };
+        let first = usize::try_from(requested).ok().filter(|&i| i < n);
+        first
+            .into_iter()
+            .chain(0..n)
+            .find(|&i| room(i))
+            .ok_or_else(|| {
+                StoreError::NoSpace(format!("no writable store path has {size} bytes free"))
+            })
+    }
+
+    /// True when store path `idx` has room for `size` more bytes above
+    /// its reserved space.
+    pub fn path_has_room(&self, idx: usize, size: u64) -> bool {
+        idx < self.paths.len() && self.has_space(idx, size)
+    }
+
     fn next_subdir(&self, b64: &str) -> (u8, u8) {
         let sc = self.cfg.subdir_count;
         if self.cfg.distribute_mode == 1 {
@@ -699,7 +723,22 @@ impl Store {
         ext: &str,
         kind: UploadKind,
     ) -> Result<Upload> {
+        self.begin_upload_in(requested_path, size, ext, kind, false)
+    }
+
+    /// [`Store::begin_upload`]; with `slot_may_fit`, a path over its
+    /// reserved space is taken too (free space inside trunk files is not
+    /// reserved), for a file that then only a trunk slot may take.
+    fn begin_upload_in(
+        &self,
+        requested_path: i8,
+        size: u64,
+        ext: &str,
+        kind: UploadKind,
+        slot_may_fit: bool,
+    ) -> Result<Upload> {
         validate_ext(ext).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut beyond_reserve = false;
         let idx = match &kind {
             UploadKind::Slave { master, prefix } => {
                 let slave = master
@@ -719,7 +758,13 @@ impl Store {
                 }
                 i
             }
-            _ => self.choose_path(requested_path, size)?,
+            _ => match self.choose_path(requested_path, size) {
+                Err(StoreError::NoSpace(_)) if slot_may_fit => {
+                    beyond_reserve = true;
+                    self.choose_path_beyond_reserve(requested_path, size)?
+                }
+                r => r?,
+            },
         };
         let kind_of_file = match kind {
             UploadKind::Appender => FileKind::Appender,
@@ -739,6 +784,7 @@ impl Store {
             ext: ext.to_owned(),
             disk: self.disk.clone(),
             done: false,
+            beyond_reserve,
         })
     }
 
@@ -747,7 +793,7 @@ impl Store {
     /// comes; when it is not journaled (kept in memory), in a named
     /// temporary file, to be copied into the slot.
     pub fn begin_slot_upload(&self, requested_path: i8, size: u64, ext: &str) -> Result<Upload> {
-        let mut up = self.begin_upload(requested_path, size, ext, UploadKind::Normal)?;
+        let mut up = self.begin_upload_in(requested_path, size, ext, UploadKind::Normal, true)?;
         // A journaled one is written into its slot from memory.
         if up.tmp.is_none() && up.image.is_none() {
             // The unnamed staging file goes with its descriptor.
@@ -853,6 +899,12 @@ impl Store {
     /// commit, if that is all that is left, to the caller
     /// ([`Store::journaled`]), so that it needs no thread while it waits.
     pub fn finish_upload_deferred(&self, mut up: Upload) -> Result<Finished> {
+        if up.beyond_reserve {
+            return Err(StoreError::NoSpace(format!(
+                "store path M{:02X} is over the reserved space and no trunk slot took the file",
+                up.path_idx
+            )));
+        }
         if up.written != up.size {
             return Err(StoreError::Invalid(format!(
                 "upload ended after {} of {} bytes",
@@ -1459,6 +1511,9 @@ pub struct Upload {
     ext: String,
     disk: Arc<dyn Disk>,
     done: bool,
+    /// The path is over its reserved space: only a trunk slot may take
+    /// the file.
+    beyond_reserve: bool,
 }
 
 impl Upload {

@@ -292,6 +292,16 @@ impl Trunk {
         store_path: u8,
         params: &TrunkParams,
     ) -> Result<(), TrunkError> {
+        // Free space inside trunk files may be used beyond the reserve, a
+        // new trunk file may not.
+        if !self
+            .store
+            .path_has_room(usize::from(store_path), u64::from(params.file_size))
+        {
+            return Err(TrunkError::NoSpace(format!(
+                "store path M{store_path:02X} has no room for a new trunk file above its reserved space"
+            )));
+        }
         let sc = self.store.config().subdir_count.max(1);
         for _ in 0..1024 {
             // Ids a tracker knows of (an earlier trunk server's) are skipped.
