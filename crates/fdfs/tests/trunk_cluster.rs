@@ -611,3 +611,93 @@ fn free_trunk_space_is_used_beyond_the_reserve() {
     assert_disjoint(&live);
     assert_everywhere(&[&s], &live);
 }
+
+/// Thousands of deletes make thousands of trunk binlog lines; the trunk
+/// server then rewrites its binlog as a snapshot of its map, sends that to
+/// its peer in place of the old copy, and still never hands out a live
+/// slot, also after a restart that loads the snapshot.
+#[test]
+fn the_trunk_binlog_is_compacted_after_many_frees() {
+    let dir = tempfile::tempdir().unwrap();
+    let tracker = start_tracker(
+        dir.path(),
+        &[
+            "use_trunk_file = true",
+            "slot_min_size = 256",
+            "slot_max_size = 16384",
+            "trunk_file_size = 4194304",
+        ],
+    );
+    let (net, port) = fdfs_testkit::group_net_and_port(20, 60, &[11, 12]);
+    let a = start(dir.path(), &tracker, Ipv4Addr::new(127, 0, net, 11), port);
+    let b = start(dir.path(), &tracker, Ipv4Addr::new(127, 0, net, 12), port);
+    let mut live = BTreeMap::new();
+    let mut k = 0;
+    wait_for_packing(&[&a, &b], &mut live, &mut k);
+    let (mut server, other) =
+        if storage_log(&a).contains("this storage is the group's trunk server") {
+            (a, b)
+        } else {
+            (b, a)
+        };
+    let lines = |s: &StorageProc| {
+        std::fs::read_to_string(s.base.join("data/trunk/binlog"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+
+    // 4,400 small files, then all but every 100th deleted (one D line each).
+    let mut c = Client::connect(server.addr);
+    let mut names = Vec::new();
+    for _ in 0..4400 {
+        k += 1;
+        let data = content(k, 100);
+        let name = upload(&mut c, sc::UPLOAD_FILE, &data, "c").unwrap();
+        assert_eq!(name.len(), 60, "{name} is packed");
+        names.push((name, data));
+    }
+    for (i, (name, data)) in names.into_iter().enumerate() {
+        if i % 100 == 0 {
+            live.insert(name, data);
+            continue;
+        }
+        let (st, _) = c.call(sc::DELETE_FILE, &name_body(&name));
+        assert_eq!(st, errno::OK, "delete {name}");
+    }
+    drop(c);
+    assert!(storage_log(&server).contains("the trunk binlog is compacted"));
+    let n = lines(&server);
+    assert!(n < 1000, "{n} lines in the trunk binlog after compaction");
+    let theirs =
+        |s: &StorageProc| std::fs::read(s.base.join("data/trunk/binlog")).unwrap_or_default();
+    wait_until(
+        "the peer holds the compacted binlog",
+        Duration::from_secs(30),
+        || theirs(&other) == theirs(&server),
+    );
+
+    // New files go around the survivors, before and after a restart that
+    // loads the compacted binlog.
+    for round in 0..2 {
+        for _ in 0..200 {
+            k += 1;
+            let data = content(k, 1000);
+            let name = upload(
+                &mut Client::connect(server.addr),
+                sc::UPLOAD_FILE,
+                &data,
+                "n",
+            )
+            .unwrap();
+            assert_eq!(name.len(), 60, "{name} is packed");
+            live.insert(name, data);
+        }
+        assert_disjoint(&live);
+        if round == 0 {
+            server.restart();
+            wait_for_packing(&[&server], &mut live, &mut k);
+        }
+    }
+    assert_everywhere(&[&server, &other], &live);
+}

@@ -29,7 +29,8 @@ impl Trunk {
     /// files reach it.
     pub async fn push_binlog(self: Arc<Self>, shutdown: fdfs_runtime::Shutdown) {
         use std::collections::HashMap;
-        let mut sent: HashMap<SocketAddr, u64> = HashMap::new();
+        // Per peer: how much of which generation of our binlog it holds.
+        let mut sent: HashMap<SocketAddr, (u64, u64)> = HashMap::new();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(PUSH_EVERY) => {}
@@ -60,15 +61,23 @@ impl Trunk {
                 .filter(|a| Some(*a) != me)
                 .collect();
             sent.retain(|a, _| peers.contains(a));
+            let generation = self.binlog_generation.load(Ordering::SeqCst);
+            if generation % 2 == 1 {
+                continue; // being replaced
+            }
             let size = self.binlog_size();
             for peer in peers {
-                let from = sent.get(&peer).copied();
+                // A compacted binlog is sent again from the start.
+                let from = sent
+                    .get(&peer)
+                    .filter(|(g, _)| *g == generation)
+                    .map(|&(_, at)| at);
                 if from == Some(size) {
                     continue;
                 }
-                match self.push_to(peer, from, size).await {
+                match self.push_to(peer, from, size, generation).await {
                     Ok(upto) => {
-                        sent.insert(peer, upto);
+                        sent.insert(peer, (generation, upto));
                     }
                     Err(e) => {
                         // Started over (truncate first) next time.
@@ -81,8 +90,19 @@ impl Trunk {
     }
 
     /// Sends our trunk binlog from `from` (`None`: truncate the peer's
-    /// first, then from the start) up to `size`, in whole lines.
-    async fn push_to(&self, peer: SocketAddr, from: Option<u64>, size: u64) -> io::Result<u64> {
+    /// first, then from the start) up to `size`, in whole lines, if it is
+    /// still generation `generation`.
+    async fn push_to(
+        &self,
+        peer: SocketAddr,
+        from: Option<u64>,
+        size: u64,
+        generation: u64,
+    ) -> io::Result<u64> {
+        let file = File::open(self.binlog_path())?;
+        if self.binlog_generation.load(Ordering::SeqCst) != generation {
+            return Err(io::Error::other("the trunk binlog was compacted meanwhile"));
+        }
         let mut link = Link::connect(
             peer,
             self.conf.bind_ip,
@@ -103,7 +123,6 @@ impl Trunk {
                 0
             }
         };
-        let file = File::open(self.binlog_path())?;
         let mut buf = vec![0u8; PUSH_CHUNK];
         while at < size {
             let want = ((size - at) as usize).min(PUSH_CHUNK);

@@ -293,6 +293,9 @@ pub struct Trunk {
     /// on disk: concurrent requests share one fdatasync.
     binlog_written: std::sync::atomic::AtomicU64,
     binlog_synced: std::sync::Mutex<u64>,
+    /// Counts the trunk binlog's replacements by a snapshot, twice each
+    /// (odd while one is under way): pushes to the peers start over.
+    binlog_generation: std::sync::atomic::AtomicU64,
 }
 
 impl Trunk {
@@ -309,6 +312,7 @@ impl Trunk {
             remote: std::sync::Mutex::new(Vec::new()),
             binlog_written: std::sync::atomic::AtomicU64::new(0),
             binlog_synced: std::sync::Mutex::new(0),
+            binlog_generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

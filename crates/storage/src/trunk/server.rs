@@ -29,12 +29,18 @@ const RESERVE: u32 = 1024 * 1024;
 /// (each is looked at once a second while it waits).
 const MAX_PENDING: usize = 1 << 16;
 
+/// The trunk binlog is rewritten as a snapshot of the map once it has at
+/// least this many lines and four times as many as the snapshot would.
+const COMPACT_FROM_LINES: u64 = 4096;
+
 /// The trunk server's state while we serve.
 pub(super) struct Served {
     map: SpaceMap,
     /// Ranges recorded as given out and not handed out yet.
     pool: SpaceMap,
     binlog: Arc<File>,
+    /// Lines in the trunk binlog.
+    lines: u64,
     /// The last trunk file id used; the next file gets the one after.
     last_id: u32,
     /// Slots freed by a peer whose delete has not reached our copy yet.
@@ -71,7 +77,11 @@ impl Trunk {
         let before = served.last_id;
         let r = crate::service::blocking(|| {
             self.settle_pending(served);
-            f(self, served)
+            let r = f(self, served);
+            if let Err(e) = self.compact_if_due(served) {
+                warn!("trunk: compacting the trunk binlog: {e}");
+            }
+            r
         });
         let free = (served.map.free_bytes() + served.pool.free_bytes()) / (1024 * 1024);
         self.state().free_mb.store(free as i64, Ordering::Relaxed);
@@ -371,6 +381,60 @@ impl Trunk {
             .write_all(line.as_bytes())
             .map_err(|e| TrunkError::io("writing the trunk binlog", e))?;
         self.binlog_written.fetch_add(1, Ordering::SeqCst);
+        s.lines += 1;
+        Ok(())
+    }
+
+    /// Rewrites the trunk binlog as a snapshot of the map when it has
+    /// grown well past one (mostly D lines of freed slots), so that taking
+    /// the role, and sending the binlog to the peers, stay quick.
+    fn compact_if_due(&self, s: &mut Served) -> Result<(), TrunkError> {
+        let snapshot = s.map.snapshot_len() as u64;
+        if s.lines < COMPACT_FROM_LINES || s.lines <= 4 * snapshot {
+            return Ok(());
+        }
+        let path = self.binlog_path();
+        let tmp = path.with_extension("compact");
+        let ts = crate::store::now();
+        let write = || -> io::Result<()> {
+            let mut out = io::BufWriter::new(File::create(&tmp)?);
+            for (op, info) in s.map.snapshot() {
+                let line = SpaceRecord {
+                    timestamp: ts,
+                    op,
+                    info,
+                }
+                .line();
+                out.write_all(line.as_bytes())?;
+            }
+            // Synced whatever the mode: the rename must never leave a
+            // shorter binlog than the one it replaces.
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            TrunkError::io(format!("writing {}", tmp.display()), e)
+        })?;
+        // Odd while the file changes: a push that saw it odd, or another
+        // value than before it opened the file, starts over.
+        self.binlog_generation.fetch_add(1, Ordering::SeqCst);
+        let renamed = fs::rename(&tmp, &path)
+            .and_then(|()| self.store.sync_dir(&path))
+            .and_then(|()| OpenOptions::new().append(true).open(&path));
+        self.binlog_generation.fetch_add(1, Ordering::SeqCst);
+        let file =
+            renamed.map_err(|e| TrunkError::io(format!("replacing {}", path.display()), e))?;
+        info!(
+            lines_before = s.lines,
+            lines_after = snapshot,
+            "trunk: the trunk binlog is compacted"
+        );
+        s.binlog = Arc::new(file);
+        s.lines = snapshot;
+        // Everything written so far is in the synced snapshot.
+        let written = self.binlog_written.load(Ordering::SeqCst);
+        let mut synced = self.binlog_synced.lock().unwrap_or_else(|e| e.into_inner());
+        *synced = (*synced).max(written);
         Ok(())
     }
 
@@ -453,13 +517,16 @@ impl Trunk {
             last_trunk_id = last_id,
             "trunk: this storage is the group's trunk server"
         );
-        Ok(Served {
+        let mut served = Served {
             map,
             pool: SpaceMap::new(),
             binlog: Arc::new(binlog),
+            lines: records,
             last_id,
             pending: std::collections::BTreeSet::new(),
             checked: std::time::Instant::now(),
-        })
+        };
+        self.compact_if_due(&mut served)?;
+        Ok(served)
     }
 }
