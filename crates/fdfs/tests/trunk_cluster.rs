@@ -146,12 +146,21 @@ fn small_files_are_packed_replicated_freed_and_reused() {
         download(&mut Client::connect(b.addr), &big_name, 0, 0),
         Ok(big)
     );
-    // On disk: trunk files, not one file per upload.
+    // On disk: trunk files, not one file per upload, each with its blocks
+    // on every server (its free space is space on disk).
     for s in [&a, &b] {
         for name in live.keys() {
             let i = slot_of(name);
-            assert!(s.base.join(i.relative_path()).is_file(), "{name}");
+            let trunk = s.base.join(i.relative_path());
+            assert!(trunk.is_file(), "{name}");
             assert!(!s.base.join("data").join(&name[4..]).exists(), "{name}");
+            use std::os::unix::fs::MetadataExt;
+            let blocks = std::fs::metadata(&trunk).unwrap().blocks();
+            assert!(
+                blocks * 512 >= 4194304,
+                "{}: {blocks} blocks",
+                trunk.display()
+            );
         }
     }
     // A range inside a packed file.

@@ -225,7 +225,8 @@ async fn repair_one(
             }
             let src = File::open(&tmp).map_err(|e| e.to_string())?;
             let size = src.metadata().map_err(|e| e.to_string())?.len();
-            let r = crate::store::trunk::fill_slot(&trunk_file, &header, &slot, &src, size, true);
+            let r =
+                crate::store::trunk::fill_slot(&trunk_file, &header, &slot, &src, size, true, 0);
             let _ = std::fs::remove_file(&tmp);
             return r
                 .map(|_| ())

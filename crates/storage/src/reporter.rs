@@ -410,6 +410,9 @@ impl Reporter {
         })?;
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         let trunk = crate::trunk::TrunkParams::from_params(|k| get(k).map(str::to_owned));
+        if trunk.enabled {
+            self.store.set_trunk_file_size(u64::from(trunk.file_size));
+        }
         let was = std::mem::replace(
             &mut *self
                 .state

@@ -41,6 +41,23 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
+/// Gives `f` disk blocks for its first `len` bytes (`fallocate`), so that
+/// writes into it later cannot fail for want of space. File systems
+/// without it leave the file as it is (Ok).
+pub fn preallocate(f: &File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: a valid descriptor for the call's duration.
+    if unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, len) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => Ok(()),
+        _ => Err(e),
+    }
+}
+
 /// A new file in `dir` that has no name yet (`O_TMPFILE`): it shows in no
 /// listing and vanishes with its last descriptor, so a crash or a dropped
 /// upload leaves nothing to clean, and naming it ([`link_unnamed`]) adds

@@ -186,6 +186,9 @@ pub struct Store {
     disk: Arc<dyn Disk>,
     source: RwLock<SourceServer>,
     reserved: RwLock<ReservedSpace>,
+    /// `trunk_file_size` as delivered by the trackers (0: not known): a
+    /// trunk file this server makes gets its blocks at once.
+    trunk_file_size: std::sync::atomic::AtomicU64,
     dist: Mutex<Dist>,
     next_path: AtomicUsize,
     tmp_seq: AtomicU64,
@@ -329,6 +332,7 @@ impl Store {
         }
         Store {
             reserved: RwLock::new(cfg.reserved),
+            trunk_file_size: std::sync::atomic::AtomicU64::new(0),
             cfg,
             paths,
             binlog,
@@ -527,6 +531,15 @@ impl Store {
     /// `reserved_storage_space` as delivered by the tracker.
     pub fn set_reserved(&self, r: ReservedSpace) {
         *self.reserved.write().unwrap_or_else(|e| e.into_inner()) = r;
+    }
+
+    /// `trunk_file_size` as delivered by the trackers.
+    pub fn set_trunk_file_size(&self, len: u64) {
+        self.trunk_file_size.store(len, Ordering::Relaxed);
+    }
+
+    pub(crate) fn trunk_file_size(&self) -> u64 {
+        self.trunk_file_size.load(Ordering::Relaxed)
     }
 
     /// Serialises changes to one file (appender ops, metadata, delete).

@@ -92,8 +92,16 @@ impl Store {
             }
         }
         let path = self.trunk_path(name, slot)?;
-        let created = fill_slot(&path, &header, slot, src, size, durable)
-            .map_err(|e| StoreError::io(format!("writing {name} in its trunk file"), e))?;
+        let created = fill_slot(
+            &path,
+            &header,
+            slot,
+            src,
+            size,
+            durable,
+            self.trunk_file_size(),
+        )
+        .map_err(|e| StoreError::io(format!("writing {name} in its trunk file"), e))?;
         if durable && created {
             self.sync_dir(&path)
                 .map_err(|e| StoreError::io("fsync of the directory", e))?;
@@ -168,9 +176,14 @@ impl Store {
         };
         let header = header_for(name, &slot, content.len() as u64)?;
         let path = self.trunk_path(name, &slot)?;
-        fill_slot_with(&path, &header, &slot, sync, |trunk, at| {
-            trunk.write_all_at(content, at)
-        })
+        fill_slot_with(
+            &path,
+            &header,
+            &slot,
+            sync,
+            self.trunk_file_size(),
+            |trunk, at| trunk.write_all_at(content, at),
+        )
         .map(|_created| ())
         .map_err(|e| StoreError::io(format!("writing {name} in its trunk file"), e))
     }
@@ -228,7 +241,10 @@ fn header_for(name: &LogicName, slot: &TrunkSlot, size: u64) -> Result<SlotHeade
 /// Writes `size` bytes of `src` (from offset 0) into `slot` of the trunk
 /// file at `path` (made if missing), the content first and `header` last:
 /// until then the slot reads as empty. `sync`: each is fdatasynced before
-/// the next step. Returns whether the trunk file was made.
+/// the next step. A trunk file it makes gets disk blocks for `trunk_len`
+/// bytes (0: none), as the trunk server's copy has: free trunk space is
+/// then really free on every server. Returns whether the trunk file was
+/// made.
 pub fn fill_slot(
     path: &Path,
     header: &SlotHeader,
@@ -236,8 +252,9 @@ pub fn fill_slot(
     src: &File,
     size: u64,
     sync: bool,
+    trunk_len: u64,
 ) -> std::io::Result<bool> {
-    fill_slot_with(path, header, slot, sync, |trunk, at| {
+    fill_slot_with(path, header, slot, sync, trunk_len, |trunk, at| {
         copy_range(src, size, trunk, at)
     })
 }
@@ -249,6 +266,7 @@ fn fill_slot_with(
     header: &SlotHeader,
     slot: &TrunkSlot,
     sync: bool,
+    trunk_len: u64,
     content: impl FnOnce(&File, u64) -> std::io::Result<()>,
 ) -> std::io::Result<bool> {
     let created = !path.exists();
@@ -257,6 +275,12 @@ fn fill_slot_with(
         .create(true)
         .truncate(false)
         .open(path)?;
+    if created && trunk_len > 0 {
+        // Best effort: without the blocks the slot is still written.
+        if let Err(e) = super::disk::preallocate(&trunk, trunk_len) {
+            tracing::warn!(trunk_file = %path.display(), "preallocating {trunk_len} bytes: {e}");
+        }
+    }
     content(&trunk, trunk::content_offset(slot))?;
     if sync {
         trunk.sync_data()?;

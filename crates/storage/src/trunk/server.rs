@@ -344,6 +344,22 @@ impl Trunk {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(TrunkError::io(format!("creating {}", path.display()), e)),
             };
+            // Its blocks at once: its free space is then space on disk, and
+            // a slot write into it cannot fail for want of any.
+            if let Err(e) = crate::store::disk::preallocate(&f, u64::from(params.file_size)) {
+                drop(f);
+                let _ = fs::remove_file(&path);
+                if e.raw_os_error() == Some(libc::ENOSPC) {
+                    return Err(TrunkError::NoSpace(format!(
+                        "no room on disk for a new trunk file of {} bytes",
+                        params.file_size
+                    )));
+                }
+                return Err(TrunkError::io(
+                    format!("preallocating {}", path.display()),
+                    e,
+                ));
+            }
             f.set_len(u64::from(params.file_size))
                 .map_err(|e| TrunkError::io(format!("sizing {}", path.display()), e))?;
             if self.store.config().durable {
