@@ -474,11 +474,12 @@ impl Session<'_> {
         if let Some(need) = slot {
             let trunk = &self.svc.trunk;
             if let Some(info) = trunk.alloc(Store::upload_path(&up) as u8, need).await {
-                match blocking(|| store.finish_upload_in_slot(&mut up, info)) {
+                // Inline on the same terms as a whole small file: it writes
+                // into the page cache (and journals) only.
+                match maybe_blocking(small, || store.finish_upload_in_slot(&mut up, info)) {
                     Ok(d) => {
                         // Nothing to wait for: the slot is ours already.
-                        let trunk = trunk.clone();
-                        tokio::spawn(async move { trunk.confirm(info, errno::OK).await });
+                        trunk.confirm_used(info);
                         packed = Some(d);
                     }
                     Err(StoreError::Exists(why)) => {

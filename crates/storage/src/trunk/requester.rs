@@ -4,6 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use fdfs_proto::cmd::storage as sc;
 use fdfs_proto::errno;
@@ -70,6 +71,17 @@ impl Trunk {
     /// anything else not used (it is free again).
     pub async fn confirm(&self, info: TrunkInfo, status: u8) {
         self.slot_call(sc::TRUNK_ALLOC_CONFIRM, status, info).await;
+    }
+
+    /// [`Trunk::confirm`] of a used slot, in the background: the upload's
+    /// reply does not wait for it. Nothing to send when we are the trunk
+    /// server (the slot was recorded when it was given out).
+    pub fn confirm_used(self: &Arc<Self>, info: TrunkInfo) {
+        if self.state().serving.load(Ordering::Relaxed) {
+            return;
+        }
+        let trunk = self.clone();
+        tokio::spawn(async move { trunk.confirm(info, errno::OK).await });
     }
 
     /// After a delete on this server: the slot is free again.

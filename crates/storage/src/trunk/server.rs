@@ -50,9 +50,12 @@ pub(super) struct Served {
 
 impl Trunk {
     /// Runs `f` on the trunk server's state, loading it first when we just
-    /// became trunk server.
+    /// became trunk server. `f` runs inline when `cheap` says it only
+    /// touches memory and the page cache (a slot from a set-aside range, a
+    /// free) and no upkeep is due, else in a blocking section.
     async fn with_served<T>(
         &self,
+        cheap: impl FnOnce(&Served) -> bool,
         f: impl FnOnce(&Trunk, &mut Served) -> Result<T, TrunkError>,
     ) -> Result<T, TrunkError> {
         let mut guard = self.served.lock().await;
@@ -75,14 +78,20 @@ impl Trunk {
         }
         let served = guard.as_mut().expect("loaded above");
         let before = served.last_id;
-        let r = crate::service::blocking(|| {
+        let inline = !Self::upkeep_due(served) && cheap(served);
+        let work = |served: &mut Served| {
             self.settle_pending(served);
             let r = f(self, served);
             if let Err(e) = self.compact_if_due(served) {
                 warn!("trunk: compacting the trunk binlog: {e}");
             }
             r
-        });
+        };
+        let r = if inline {
+            work(served)
+        } else {
+            crate::service::blocking(|| work(served))
+        };
         let free = (served.map.free_bytes() + served.pool.free_bytes()) / (1024 * 1024);
         self.state().free_mb.store(free as i64, Ordering::Relaxed);
         let new_id = (served.last_id != before).then_some(served.last_id);
@@ -100,9 +109,11 @@ impl Trunk {
         }
         // Durable mode: what the reply tells of is on disk first (a slot
         // given out is never given again after a crash). Requests that
-        // wrote meanwhile share one fdatasync.
-        if self.store.config().durable {
-            let upto = self.binlog_written.load(Ordering::SeqCst);
+        // wrote meanwhile share one fdatasync; none is needed when nothing
+        // was written since the last.
+        let upto = self.binlog_written.load(Ordering::SeqCst);
+        let synced = || *self.binlog_synced.lock().unwrap_or_else(|e| e.into_inner());
+        if self.store.config().durable && synced() < upto {
             crate::service::blocking(|| {
                 let mut synced = self.binlog_synced.lock().unwrap_or_else(|e| e.into_inner());
                 if *synced < upto {
@@ -116,6 +127,16 @@ impl Trunk {
             })?;
         }
         r
+    }
+
+    /// Pending frees to look at, or a compaction to make: disk work.
+    fn upkeep_due(s: &Served) -> bool {
+        (!s.pending.is_empty() && s.checked.elapsed() >= Duration::from_secs(1))
+            || Self::compaction_due(s)
+    }
+
+    fn compaction_due(s: &Served) -> bool {
+        s.lines >= COMPACT_FROM_LINES && s.lines > 4 * s.map.snapshot_len() as u64
     }
 
     /// TRUNK_ALLOC_SPACE: a slot of `need` bytes in store path `store_path`.
@@ -141,7 +162,10 @@ impl Trunk {
             )));
         }
         let info = self
-            .with_served(|t, s| t.alloc_in(s, store_path, need, &params))
+            .with_served(
+                |s| s.pool.has_fit(store_path, need),
+                |t, s| t.alloc_in(s, store_path, need, &params),
+            )
             .await?;
         // A trunk file the trackers do not know of could be created again
         // by the next trunk server, should we crash: its slots wait until
@@ -149,10 +173,13 @@ impl Trunk {
         let id = info.slot.trunk_id;
         let within = self.conf.network_timeout.min(Duration::from_secs(5));
         if !self.state().told.wait_known(id, within).await {
-            self.with_served(|_, s| {
-                s.pool.give(&info);
-                Ok(())
-            })
+            self.with_served(
+                |_| true,
+                |_, s| {
+                    s.pool.give(&info);
+                    Ok(())
+                },
+            )
             .await?;
             return Err(TrunkError::Unannounced(id));
         }
@@ -224,17 +251,21 @@ impl Trunk {
         Ok(())
     }
 
-    /// TRUNK_ALLOC_CONFIRM: a failed upload gives its slot back.
+    /// TRUNK_ALLOC_CONFIRM: a failed upload gives its slot back; a used
+    /// slot was recorded when it was given out, so there is nothing to do.
     pub async fn serve_confirm(&self, info: TrunkInfo, ok: bool) -> Result<(), TrunkError> {
-        if ok {
-            return self.with_served(|_, _| Ok(())).await;
+        if !ok {
+            return self.serve_free(info).await;
         }
-        self.serve_free(info).await
+        if !self.state().serving.load(Ordering::SeqCst) {
+            return Err(TrunkError::NotServer);
+        }
+        Ok(())
     }
 
     /// TRUNK_FREE_SPACE, and a failed upload's confirm.
     pub async fn serve_free(&self, info: TrunkInfo) -> Result<(), TrunkError> {
-        self.with_served(|t, s| {
+        self.with_served(|_| true, |t, s| {
             if s.map.file(info.store_path, info.slot.trunk_id).is_none() {
                 return Err(TrunkError::Invalid(format!("{info:?}: no such trunk file")));
             }
@@ -405,10 +436,10 @@ impl Trunk {
     /// grown well past one (mostly D lines of freed slots), so that taking
     /// the role, and sending the binlog to the peers, stay quick.
     fn compact_if_due(&self, s: &mut Served) -> Result<(), TrunkError> {
-        let snapshot = s.map.snapshot_len() as u64;
-        if s.lines < COMPACT_FROM_LINES || s.lines <= 4 * snapshot {
+        if !Self::compaction_due(s) {
             return Ok(());
         }
+        let snapshot = s.map.snapshot_len() as u64;
         let path = self.binlog_path();
         let tmp = path.with_extension("compact");
         let ts = crate::store::now();

@@ -24,6 +24,8 @@ pub struct SpaceMap {
     by_size: BTreeSet<(u8, u32, u32, u32)>,
     /// (store path, trunk id, offset) → size: neighbours, for merging.
     by_place: BTreeMap<(u8, u32, u32), u32>,
+    /// The sum of the free extents.
+    free: u64,
 }
 
 impl SpaceMap {
@@ -66,7 +68,15 @@ impl SpaceMap {
 
     /// Free bytes over all files.
     pub fn free_bytes(&self) -> u64 {
-        self.by_place.values().map(|&s| u64::from(s)).sum()
+        self.free
+    }
+
+    /// True when a free extent of `store_path` holds `size` bytes.
+    pub fn has_fit(&self, store_path: u8, size: u32) -> bool {
+        self.by_size
+            .range((store_path, size, 0, 0)..)
+            .next()
+            .is_some_and(|k| k.0 == store_path)
     }
 
     /// Gives out the smallest free extent of `store_path` that holds `size`
@@ -230,12 +240,17 @@ impl SpaceMap {
 
     fn insert_free(&mut self, p: u8, id: u32, offset: u32, size: u32) {
         self.by_size.insert((p, size, id, offset));
-        self.by_place.insert((p, id, offset), size);
+        if let Some(old) = self.by_place.insert((p, id, offset), size) {
+            self.free -= u64::from(old);
+        }
+        self.free += u64::from(size);
     }
 
     fn remove_free(&mut self, p: u8, size: u32, id: u32, offset: u32) {
         self.by_size.remove(&(p, size, id, offset));
-        self.by_place.remove(&(p, id, offset));
+        if let Some(old) = self.by_place.remove(&(p, id, offset)) {
+            self.free -= u64::from(old);
+        }
     }
 }
 
@@ -369,6 +384,9 @@ mod tests {
             }
             r
         };
+        let sum: u64 = m.by_place.values().map(|&s| u64::from(s)).sum();
+        assert_eq!(m.free_bytes(), sum);
+        assert!(m.has_fit(0, 4096) && !m.has_fit(0, 4097) && !m.has_fit(1, 1));
         let snap = m.snapshot();
         assert_eq!(snap.len(), m.snapshot_len());
         let mut r = replay(&snap);
