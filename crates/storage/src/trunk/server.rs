@@ -82,8 +82,12 @@ impl Trunk {
         let work = |served: &mut Served| {
             self.settle_pending(served);
             let r = f(self, served);
-            if let Err(e) = self.compact_if_due(served) {
-                warn!("trunk: compacting the trunk binlog: {e}");
+            // Inline, a compaction due now waits for the next call, which
+            // then runs in a blocking section.
+            if !inline {
+                if let Err(e) = self.compact_if_due(served) {
+                    warn!("trunk: compacting the trunk binlog: {e}");
+                }
             }
             r
         };
