@@ -1,6 +1,6 @@
 //! The FastDFS command-line tools (fdfs_upload_file, fdfs_download_file,
 //! fdfs_delete_file, fdfs_file_info, fdfs_upload_appender, fdfs_append_file,
-//! fdfs_crc32, fdfs_monitor) and `fdfs install`.
+//! fdfs_regenerate_filename, fdfs_crc32, fdfs_monitor) and `fdfs install`.
 //!
 //! Each tool is one module: its clap arguments (upstream's positional
 //! usage) and an async `run` on top of `fdfs-client`. They are reachable as
@@ -19,6 +19,7 @@ mod download_file;
 mod file_info;
 mod install;
 mod monitor;
+mod regenerate_filename;
 mod upload_appender;
 mod upload_file;
 
@@ -55,6 +56,10 @@ pub enum ToolCmd {
     /// Append a local file to an appender file (fdfs_append_file).
     #[command(name = "append-file", visible_alias = "append_file")]
     AppendFile(append_file::Args),
+    /// Turn an appender file into a normal file with a new name, print it
+    /// (fdfs_regenerate_filename).
+    #[command(name = "regenerate-filename", visible_alias = "regenerate_filename")]
+    RegenerateFilename(regenerate_filename::Args),
     /// Print the CRC32 of a local file as FastDFS computes it (fdfs_crc32).
     #[command(name = "crc32")]
     Crc32(crc32::Args),
@@ -76,6 +81,7 @@ impl ToolCmd {
             ToolCmd::FileInfo(_) => "fdfs_file_info",
             ToolCmd::UploadAppender(_) => "fdfs_upload_appender",
             ToolCmd::AppendFile(_) => "fdfs_append_file",
+            ToolCmd::RegenerateFilename(_) => "fdfs_regenerate_filename",
             ToolCmd::Crc32(_) => "fdfs_crc32",
             ToolCmd::Monitor(_) => "fdfs_monitor",
             ToolCmd::Install(_) => "fdfs install",
@@ -94,6 +100,7 @@ pub const INSTALL_NAMES: &[&str] = &[
     "fdfs_file_info",
     "fdfs_upload_appender",
     "fdfs_append_file",
+    "fdfs_regenerate_filename",
     "fdfs_crc32",
     "fdfs_monitor",
 ];
@@ -122,6 +129,7 @@ pub fn run(cmd: ToolCmd) -> ExitCode {
             ToolCmd::FileInfo(a) => file_info::run(a).await,
             ToolCmd::UploadAppender(a) => upload_appender::run(a).await,
             ToolCmd::AppendFile(a) => append_file::run(a).await,
+            ToolCmd::RegenerateFilename(a) => regenerate_filename::run(a).await,
             ToolCmd::Crc32(a) => crc32::run(a).await,
             ToolCmd::Monitor(a) => monitor::run(a).await,
             ToolCmd::Install(a) => install::run(a),
@@ -146,6 +154,9 @@ pub fn run_as(argv0: &str, args: Vec<OsString>) -> Option<ExitCode> {
         "fdfs_file_info" => ToolCmd::FileInfo(parse_standalone(base, args, false)),
         "fdfs_upload_appender" => ToolCmd::UploadAppender(parse_standalone(base, args, false)),
         "fdfs_append_file" => ToolCmd::AppendFile(parse_standalone(base, args, false)),
+        "fdfs_regenerate_filename" => {
+            ToolCmd::RegenerateFilename(parse_standalone(base, args, false))
+        }
         "fdfs_crc32" => ToolCmd::Crc32(parse_standalone(base, args, false)),
         "fdfs_monitor" => ToolCmd::Monitor(parse_standalone(base, args, true)),
         _ => return None,
