@@ -1,11 +1,13 @@
 //! The FastDFS command-line tools (fdfs_upload_file, fdfs_download_file,
 //! fdfs_delete_file, fdfs_file_info, fdfs_upload_appender, fdfs_append_file,
-//! fdfs_regenerate_filename, fdfs_crc32, fdfs_monitor) and `fdfs install`.
+//! fdfs_regenerate_filename, fdfs_crc32, fdfs_monitor), the client
+//! operations upstream has no tool for (`fdfs set-metadata`, `get-metadata`,
+//! `upload-slave`, `modify-file`, `truncate-file`) and `fdfs install`.
 //!
 //! Each tool is one module: its clap arguments (upstream's positional
 //! usage) and an async `run` on top of `fdfs-client`. They are reachable as
-//! `fdfs <subcommand>` and, busybox style, under their upstream names
-//! through symlinks made by `fdfs install <dir>` ([`run_as`]).
+//! `fdfs <subcommand>` and, busybox style, the upstream tools under their
+//! names through symlinks made by `fdfs install <dir>` ([`run_as`]).
 //!
 //! Unlike upstream, every failure prints what failed with the errno name
 //! and number on stderr and exits non-zero (the errno when it fits in an
@@ -17,11 +19,16 @@ mod crc32;
 mod delete_file;
 mod download_file;
 mod file_info;
+mod get_metadata;
 mod install;
+mod modify_file;
 mod monitor;
 mod regenerate_filename;
+mod set_metadata;
+mod truncate_file;
 mod upload_appender;
 mod upload_file;
+mod upload_slave;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -60,6 +67,21 @@ pub enum ToolCmd {
     /// (fdfs_regenerate_filename).
     #[command(name = "regenerate-filename", visible_alias = "regenerate_filename")]
     RegenerateFilename(regenerate_filename::Args),
+    /// Overwrite an appender file from an offset with a local file.
+    #[command(name = "modify-file")]
+    ModifyFile(modify_file::Args),
+    /// Set an appender file's size.
+    #[command(name = "truncate-file")]
+    TruncateFile(truncate_file::Args),
+    /// Upload a local file as a slave of a master file and print its id.
+    #[command(name = "upload-slave")]
+    UploadSlave(upload_slave::Args),
+    /// Replace (or with --merge, merge into) a file's metadata.
+    #[command(name = "set-metadata")]
+    SetMetadata(set_metadata::Args),
+    /// Print a file's metadata, one name=value a line.
+    #[command(name = "get-metadata")]
+    GetMetadata(get_metadata::Args),
     /// Print the CRC32 of a local file as FastDFS computes it (fdfs_crc32).
     #[command(name = "crc32")]
     Crc32(crc32::Args),
@@ -82,6 +104,11 @@ impl ToolCmd {
             ToolCmd::UploadAppender(_) => "fdfs_upload_appender",
             ToolCmd::AppendFile(_) => "fdfs_append_file",
             ToolCmd::RegenerateFilename(_) => "fdfs_regenerate_filename",
+            ToolCmd::ModifyFile(_) => "fdfs modify-file",
+            ToolCmd::TruncateFile(_) => "fdfs truncate-file",
+            ToolCmd::UploadSlave(_) => "fdfs upload-slave",
+            ToolCmd::SetMetadata(_) => "fdfs set-metadata",
+            ToolCmd::GetMetadata(_) => "fdfs get-metadata",
             ToolCmd::Crc32(_) => "fdfs_crc32",
             ToolCmd::Monitor(_) => "fdfs_monitor",
             ToolCmd::Install(_) => "fdfs install",
@@ -130,6 +157,11 @@ pub fn run(cmd: ToolCmd) -> ExitCode {
             ToolCmd::UploadAppender(a) => upload_appender::run(a).await,
             ToolCmd::AppendFile(a) => append_file::run(a).await,
             ToolCmd::RegenerateFilename(a) => regenerate_filename::run(a).await,
+            ToolCmd::ModifyFile(a) => modify_file::run(a).await,
+            ToolCmd::TruncateFile(a) => truncate_file::run(a).await,
+            ToolCmd::UploadSlave(a) => upload_slave::run(a).await,
+            ToolCmd::SetMetadata(a) => set_metadata::run(a).await,
+            ToolCmd::GetMetadata(a) => get_metadata::run(a).await,
             ToolCmd::Crc32(a) => crc32::run(a).await,
             ToolCmd::Monitor(a) => monitor::run(a).await,
             ToolCmd::Install(a) => install::run(a),

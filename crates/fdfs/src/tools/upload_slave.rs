@@ -1,0 +1,51 @@
+//! `fdfs upload-slave`: upload a local file as a slave of a master file
+//! (its name is the master's plus a prefix, PROTOCOL.md §5.4), print its id.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use fdfs_client::ext_of_path;
+
+/// `fdfs upload-slave <conf> <master_file_id> <prefix> <local_file> [ext]`
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// client.conf with the tracker_server lines
+    pub conf: PathBuf,
+    /// The master: a normal file's id
+    pub master_file_id: String,
+    /// Added to the master's name, e.g. _150x150
+    pub prefix: String,
+    /// The file to upload
+    pub local_file: PathBuf,
+    /// The slave's extension (default: the local file's, if valid; "" for none)
+    pub ext: Option<String>,
+}
+
+pub async fn run(a: Args) -> anyhow::Result<()> {
+    let client = super::load_client(&a.conf)?;
+    let path = &a.local_file;
+    let (f, meta) = super::open_local(path).await?;
+    if !meta.is_file() {
+        return Err(super::invalid(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let size = meta.len();
+    let ext = a.ext.clone().unwrap_or_else(|| ext_of_path(path));
+    let (mut src, bar) = super::progress_reader(f, size, "uploading");
+    let id = client
+        .upload_slave_reader(&a.master_file_id, &a.prefix, &ext, &mut src, size)
+        .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let id = id.with_context(|| {
+        format!(
+            "uploading {} as a slave of {}",
+            path.display(),
+            a.master_file_id
+        )
+    })?;
+    super::emit(&format!("{id}\n"))
+}
