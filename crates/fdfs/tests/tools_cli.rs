@@ -2,9 +2,10 @@
 //! one `fdfs storage` process on loopback, driven through the tools exactly
 //! as the deployment guide runs them.
 
+use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use fdfs_proto::cmd::tracker as tc;
@@ -61,12 +62,57 @@ fn cluster() -> Cluster {
     }
 }
 
+/// Runs a tool to its end; kills it and fails the test when it is still
+/// running after a minute.
 fn run_in(cwd: &Path, prog: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Output {
-    Command::new(prog)
+    let prog = prog.as_ref();
+    let mut child = Command::new(prog)
         .args(args)
         .current_dir(cwd)
-        .output()
-        .unwrap()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = r.read_to_end(&mut b);
+            b
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let mut status = None;
+    if !wait_until(Duration::from_secs(60), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    }) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{prog:?} {args:?} still running after 60 s");
+    }
+    Output {
+        status: status.unwrap(),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// A run that failed with exit code `code` and `ename` in its message.
+fn fails(out: &Output, code: i32, ename: &str) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {err}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        err.contains(ename) && err.contains(&format!("errno {code}")),
+        "{err}"
+    );
+    err
 }
 
 fn ok(out: &Output) -> String {
@@ -197,5 +243,197 @@ fn tools_against_a_real_cluster() {
         Some(2),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn appender_metadata_and_slave_tools() {
+    let c = cluster();
+    let work = c.dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let conf = c.conf.to_str().unwrap();
+    let base = content(100_000, 11);
+    let tail = content(20_000, 12);
+    let patch = content(5_000, 13);
+    std::fs::write(work.join("base.bin"), &base).unwrap();
+    std::fs::write(work.join("tail.bin"), &tail).unwrap();
+    std::fs::write(work.join("patch.bin"), &patch).unwrap();
+    let download = |id: &str| {
+        ok(&run_in(&work, BIN, &["download-file", conf, id, "got.bin"]));
+        std::fs::read(work.join("got.bin")).unwrap()
+    };
+    let size_of = |id: &str| {
+        let info = ok(&run_in(&work, BIN, &["file-info", conf, id]));
+        field(&info, "file size: ").parse::<usize>().unwrap()
+    };
+
+    // Appender: upload, append, overwrite in the middle and across the
+    // end, truncate.
+    let aid = ok(&run_in(&work, BIN, &["upload-appender", conf, "base.bin"]))
+        .trim()
+        .to_owned();
+    ok(&run_in(
+        &work,
+        BIN,
+        &["append-file", conf, &aid, "tail.bin"],
+    ));
+    let mut want = [&base[..], &tail[..]].concat();
+    ok(&run_in(
+        &work,
+        BIN,
+        &["modify-file", conf, &aid, "90000", "patch.bin"],
+    ));
+    want[90_000..95_000].copy_from_slice(&patch);
+    ok(&run_in(
+        &work,
+        BIN,
+        &["modify-file", conf, &aid, "118000", "patch.bin"],
+    ));
+    want.truncate(118_000);
+    want.extend_from_slice(&patch);
+    assert_eq!(size_of(&aid), 123_000);
+    ok(&run_in(
+        &work,
+        BIN,
+        &["truncate-file", conf, &aid, "110000"],
+    ));
+    want.truncate(110_000);
+    assert!(download(&aid) == want);
+
+    // Regenerate: a normal file with a new name; the old one is gone.
+    let nid = ok(&run_in(&work, BIN, &["regenerate-filename", conf, &aid]))
+        .trim()
+        .to_owned();
+    assert_ne!(nid, aid);
+    let fid = FileId::parse(&nid).unwrap_or_else(|e| panic!("{nid:?}: {e}"));
+    assert_eq!(fid.logic.kind, FileKind::Normal);
+    assert_eq!(fid.logic.info.file_size(), Some(want.len() as u64));
+    assert_eq!(fid.logic.info.crc32, crc32fast::hash(&want));
+    assert!(download(&nid) == want);
+    let out = run_in(&work, BIN, &["download-file", conf, &aid, "old.bin"]);
+    fails(&out, 2, "ENOENT");
+    assert!(!work.join("old.bin").exists());
+    fails(
+        &run_in(&work, BIN, &["regenerate_filename", conf, &aid]),
+        2,
+        "ENOENT",
+    );
+    fails(
+        &run_in(&work, BIN, &["modify-file", conf, &aid, "0", "patch.bin"]),
+        2,
+        "ENOENT",
+    );
+    // A normal file has no name to regenerate; refused before any I/O.
+    let err = fails(
+        &run_in(&work, BIN, &["regenerate-filename", conf, &nid]),
+        22,
+        "EINVAL",
+    );
+    assert!(err.contains("not an appender"), "{err}");
+
+    // Truncate to the default size 0, append, regenerate through the
+    // installed fdfs_regenerate_filename link.
+    let bin = c.dir.join("bin");
+    ok(&run_in(&work, BIN, &["install", bin.to_str().unwrap()]));
+    let link = bin.join("fdfs_regenerate_filename");
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        std::fs::canonicalize(BIN).unwrap()
+    );
+    let aid2 = ok(&run_in(&work, BIN, &["upload-appender", conf, "tail.bin"]))
+        .trim()
+        .to_owned();
+    ok(&run_in(&work, BIN, &["truncate-file", conf, &aid2]));
+    assert_eq!(size_of(&aid2), 0);
+    ok(&run_in(
+        &work,
+        BIN,
+        &["append-file", conf, &aid2, "patch.bin"],
+    ));
+    let nid2 = ok(&run_in(&work, &link, &[conf, &aid2])).trim().to_owned();
+    assert_eq!(
+        FileId::parse(&nid2).unwrap().logic.kind,
+        FileKind::Normal,
+        "{nid2}"
+    );
+    assert!(download(&nid2) == patch);
+
+    // Metadata: overwrite (the default), merge, overwrite again; the
+    // server returns it sorted by name.
+    let get = |id: &str| ok(&run_in(&work, BIN, &["get-metadata", conf, id]));
+    ok(&run_in(
+        &work,
+        BIN,
+        &["set-metadata", conf, &nid, "width=100", "author=bob"],
+    ));
+    assert_eq!(get(&nid), "author=bob\nwidth=100\n");
+    ok(&run_in(
+        &work,
+        BIN,
+        &[
+            "set-metadata",
+            conf,
+            &nid,
+            "width=200",
+            "color=a=b",
+            "--merge",
+        ],
+    ));
+    assert_eq!(get(&nid), "author=bob\ncolor=a=b\nwidth=200\n");
+    ok(&run_in(&work, BIN, &["set-metadata", conf, &nid, "only="]));
+    assert_eq!(get(&nid), "only=\n");
+    // A pair without '=' is a usage error, and nothing is changed.
+    let err = fails(
+        &run_in(
+            &work,
+            BIN,
+            &["set-metadata", conf, &nid, "x=1", "novalue", "--merge"],
+        ),
+        22,
+        "EINVAL",
+    );
+    assert!(err.contains("\"novalue\" is not name=value"), "{err}");
+    assert_eq!(get(&nid), "only=\n");
+    // A missing file.
+    fails(
+        &run_in(&work, BIN, &["set-metadata", conf, &aid, "a=b"]),
+        2,
+        "ENOENT",
+    );
+    fails(
+        &run_in(&work, BIN, &["get-metadata", conf, &aid]),
+        2,
+        "ENOENT",
+    );
+
+    // Slaves of a normal file: the local file's extension, or the one given.
+    std::fs::write(work.join("thumb.png"), &patch).unwrap();
+    let stem = nid.rsplit_once('.').map_or(nid.as_str(), |(s, _)| s);
+    let sid = ok(&run_in(
+        &work,
+        BIN,
+        &["upload-slave", conf, &nid, "_150x150", "thumb.png"],
+    ))
+    .trim()
+    .to_owned();
+    assert_eq!(sid, format!("{stem}_150x150.png"));
+    assert!(download(&sid) == patch);
+    let sid = ok(&run_in(
+        &work,
+        BIN,
+        &["upload-slave", conf, &nid, "_s", "base.bin", "jpg"],
+    ))
+    .trim()
+    .to_owned();
+    assert_eq!(sid, format!("{stem}_s.jpg"));
+    assert!(download(&sid) == base);
+    fails(
+        &run_in(
+            &work,
+            BIN,
+            &["upload-slave", conf, &aid, "_150x150", "thumb.png"],
+        ),
+        2,
+        "ENOENT",
     );
 }

@@ -191,6 +191,7 @@ fn install_links_every_name_and_the_links_dispatch() {
         "fdfs_file_info",
         "fdfs_upload_appender",
         "fdfs_append_file",
+        "fdfs_regenerate_filename",
         "fdfs_crc32",
         "fdfs_monitor",
     ] {
