@@ -137,6 +137,34 @@ fn small_files_are_packed_replicated_freed_and_reused() {
         assert_eq!(name.len(), 60, "{name} (of {} bytes) is packed", data.len());
         live.insert(name, data);
     }
+    // The other server asks for several slots at once and hands them out
+    // itself: its uploads sit side by side, though the trunk server's own
+    // come in between.
+    let a_serves = storage_log(&a).contains("this storage is the group's trunk server");
+    let (server, requester) = if a_serves { (&a, &b) } else { (&b, &a) };
+    let mut theirs = Vec::new();
+    for _ in 0..20 {
+        for s in [server, requester] {
+            k += 1;
+            let data = content(k, 200);
+            let name = upload(&mut Client::connect(s.addr), sc::UPLOAD_FILE, &data, "x").unwrap();
+            if std::ptr::eq(s, requester) {
+                theirs.push(slot_of(&name));
+            }
+            live.insert(name, data);
+        }
+    }
+    let adjacent = theirs
+        .windows(2)
+        .filter(|w| {
+            w[0].slot.trunk_id == w[1].slot.trunk_id && w[0].end() == u64::from(w[1].slot.offset)
+        })
+        .count();
+    assert!(
+        adjacent >= 15,
+        "only {adjacent} of 19 requester slots follow each other"
+    );
+
     let big = content(0, 16384);
     let big_name = upload(&mut Client::connect(a.addr), sc::UPLOAD_FILE, &big, "big").unwrap();
     assert!(!LogicName::parse(&big_name).unwrap().info.is_trunk());
@@ -259,6 +287,12 @@ fn small_files_are_packed_replicated_freed_and_reused() {
         !theirs.is_empty() && trunk_binlog(&other) == theirs
     });
     server.stop();
+    // (Uploads on the other may still use slots it was given before.)
+    wait_until(
+        "the other named trunk server",
+        Duration::from_secs(30),
+        || storage_log(&other).contains("us=true"),
+    );
     wait_for_packing(&[&other], &mut live, &mut k);
     for round in 0..30 {
         k += 1;

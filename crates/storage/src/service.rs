@@ -477,11 +477,7 @@ impl Session<'_> {
                 // Inline on the same terms as a whole small file: it writes
                 // into the page cache (and journals) only.
                 match maybe_blocking(small, || store.finish_upload_in_slot(&mut up, info)) {
-                    Ok(d) => {
-                        // Nothing to wait for: the slot is ours already.
-                        trunk.confirm_used(info);
-                        packed = Some(d);
-                    }
+                    Ok(d) => packed = Some(d),
                     Err(StoreError::Exists(why)) => {
                         // Kept taken on the trunk server; this one is
                         // stored whole.

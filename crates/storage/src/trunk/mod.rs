@@ -289,6 +289,9 @@ pub struct Trunk {
     served: tokio::sync::Mutex<Option<Served>>,
     /// Idle kept-alive connections to the trunk server.
     remote: std::sync::Mutex<Vec<(SocketAddr, Link)>>,
+    /// Runs of slots asked of a peer trunk server at once, one per store
+    /// path, handed out here.
+    batches: std::sync::Mutex<Vec<requester::Batch>>,
     /// How much of the trunk binlog is written, and how much of that is
     /// on disk: concurrent requests share one fdatasync.
     binlog_written: std::sync::atomic::AtomicU64,
@@ -310,6 +313,7 @@ impl Trunk {
             conf,
             served: tokio::sync::Mutex::new(None),
             remote: std::sync::Mutex::new(Vec::new()),
+            batches: std::sync::Mutex::new(Vec::new()),
             binlog_written: std::sync::atomic::AtomicU64::new(0),
             binlog_synced: std::sync::Mutex::new(0),
             binlog_generation: std::sync::atomic::AtomicU64::new(0),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use fdfs_proto::cmd::storage as sc;
 use fdfs_proto::errno;
+use fdfs_proto::file_id::TrunkSlot;
 use fdfs_proto::trunk::{AllocReq, SlotReq, TrunkInfo};
 use tracing::{debug, warn};
 
@@ -17,11 +18,44 @@ use crate::sync::link::Link;
 /// Most idle connections kept to the trunk server.
 const MAX_IDLE_LINKS: usize = 16;
 
+/// Most slots asked of a peer trunk server in one TRUNK_ALLOC_SPACE.
+const BATCH_SLOTS: u32 = 16;
+/// Most bytes asked at once.
+const BATCH_BYTES: u32 = 256 * 1024;
+
+/// A slot asked of a peer trunk server for several uploads: each takes
+/// the next part of it, with a header of its own. Confirmed once when it
+/// comes; what is left when it is replaced is given back. A crash loses
+/// what was left (it stays taken), never gives a part out twice.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Batch {
+    server: SocketAddr,
+    slot: TrunkInfo,
+    /// Bytes handed out from its start.
+    used: u32,
+}
+
+impl Batch {
+    /// The part not handed out, if any.
+    fn rest(&self) -> Option<TrunkInfo> {
+        let left = self.slot.slot.alloc_size - self.used;
+        (left > 0).then(|| TrunkInfo {
+            slot: TrunkSlot {
+                offset: self.slot.slot.offset + self.used,
+                alloc_size: left,
+                ..self.slot.slot
+            },
+            ..self.slot
+        })
+    }
+}
+
 impl Trunk {
     /// A slot of `need` bytes in store path `store_path`, from the trunk
     /// server (ourselves or a peer). `None`: store the file whole.
-    pub async fn alloc(&self, store_path: u8, need: u32) -> Option<TrunkInfo> {
+    pub async fn alloc(self: &Arc<Self>, store_path: u8, need: u32) -> Option<TrunkInfo> {
         if self.state().serving.load(Ordering::Relaxed) {
+            self.give_back_batches(None);
             return match self.serve_alloc(store_path, need).await {
                 Ok(i) => Some(i),
                 Err(e) => {
@@ -31,10 +65,111 @@ impl Trunk {
             };
         }
         let addr = self.state().server_addr()?;
+        self.give_back_batches(Some(addr));
+        let params = self.state().params();
+        if let Some(part) = self.take_part(store_path, need, params.slot_min_size) {
+            return Some(part);
+        }
+        // `need` is aligned already: so is any multiple of it.
+        let k = BATCH_SLOTS
+            .min(BATCH_BYTES / need)
+            .min(params.slot_max_size / need)
+            .max(1);
+        let slot = self.ask_slot(addr, store_path, need * k, need).await?;
+        // Confirmed at once: its parts are handed out here.
+        let trunk = self.clone();
+        tokio::spawn(async move {
+            trunk
+                .slot_call(sc::TRUNK_ALLOC_CONFIRM, errno::OK, slot)
+                .await
+        });
+        let displaced = {
+            let mut batches = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+            let old = batches
+                .iter()
+                .position(|b| b.slot.store_path == store_path)
+                .map(|i| batches.swap_remove(i));
+            batches.push(Batch {
+                server: addr,
+                slot,
+                used: 0,
+            });
+            old
+        };
+        if let Some(rest) = displaced.and_then(|b| b.rest()) {
+            self.give_back(rest);
+        }
+        self.take_part(store_path, need, params.slot_min_size)
+    }
+
+    /// The next `need` bytes of our batch for `store_path` (all that is
+    /// left when the rest would be under `min_slot`).
+    fn take_part(&self, store_path: u8, need: u32, min_slot: u32) -> Option<TrunkInfo> {
+        let mut batches = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        let i = batches
+            .iter()
+            .position(|b| b.slot.store_path == store_path)?;
+        let b = &mut batches[i];
+        let left = b.slot.slot.alloc_size - b.used;
+        if left < need {
+            return None;
+        }
+        let size = if left - need < min_slot.max(1) {
+            left
+        } else {
+            need
+        };
+        let part = TrunkInfo {
+            slot: TrunkSlot {
+                offset: b.slot.slot.offset + b.used,
+                alloc_size: size,
+                ..b.slot.slot
+            },
+            ..b.slot
+        };
+        b.used += size;
+        if b.used == b.slot.slot.alloc_size {
+            batches.swap_remove(i);
+        }
+        Some(part)
+    }
+
+    /// Gives back what is left of the batches of any other trunk server
+    /// than `current` (all of them with `None`: we serve now).
+    fn give_back_batches(self: &Arc<Self>, current: Option<SocketAddr>) {
+        let stale: Vec<Batch> = {
+            let mut batches = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+            if batches.iter().all(|b| Some(b.server) == current) {
+                return;
+            }
+            let (keep, stale) = batches.drain(..).partition(|b| Some(b.server) == current);
+            *batches = keep;
+            stale
+        };
+        for rest in stale.iter().filter_map(Batch::rest) {
+            self.give_back(rest);
+        }
+    }
+
+    /// Frees `rest`, never handed out, on the trunk server (in the
+    /// background).
+    fn give_back(self: &Arc<Self>, rest: TrunkInfo) {
+        let trunk = self.clone();
+        tokio::spawn(async move { trunk.free(rest).await });
+    }
+
+    /// TRUNK_ALLOC_SPACE of `size` bytes (at least `need` back) to `addr`.
+    async fn ask_slot(
+        &self,
+        addr: SocketAddr,
+        store_path: u8,
+        size: u32,
+        need: u32,
+    ) -> Option<TrunkInfo> {
         let mut body = Vec::with_capacity(AllocReq::LEN);
         AllocReq {
             group: self.store.group().clone(),
-            size: need,
+            size,
             store_path,
         }
         .encode(&mut body);
@@ -42,7 +177,7 @@ impl Trunk {
             Ok((0, b)) => match TrunkInfo::decode(&b) {
                 Ok(i) if i.store_path == store_path && i.slot.alloc_size >= need => Some(i),
                 Ok(i) => {
-                    warn!(trunk_server = %addr, "trunk: the trunk server gave {i:?} for {need} bytes in path {store_path}; the file is stored whole");
+                    warn!(trunk_server = %addr, "trunk: the trunk server gave {i:?} for {size} bytes in path {store_path}; the file is stored whole");
                     None
                 }
                 Err(e) => {
@@ -51,7 +186,7 @@ impl Trunk {
                 }
             },
             Ok((st, _)) => {
-                warn!(trunk_server = %addr, status = errno::describe(st).0, "trunk: no slot of {need} bytes; the file is stored whole");
+                warn!(trunk_server = %addr, status = errno::describe(st).0, "trunk: no slot of {size} bytes; the file is stored whole");
                 None
             }
             Err(e) => {
@@ -66,22 +201,15 @@ impl Trunk {
         self.state().params().enabled
     }
 
-    /// Tells the trunk server how the upload into the slot ended: 0 used;
-    /// EEXIST not used because it holds a file here (it stays taken);
-    /// anything else not used (it is free again).
+    /// How the upload into the slot ended: 0 used, or EEXIST not used
+    /// because it holds a file here: either way it stays taken (a peer's
+    /// slot was confirmed when it came). Anything else: not used, it is
+    /// freed (TRUNK_FREE_SPACE, which any trunk server takes for a part of
+    /// a slot it gave).
     pub async fn confirm(&self, info: TrunkInfo, status: u8) {
-        self.slot_call(sc::TRUNK_ALLOC_CONFIRM, status, info).await;
-    }
-
-    /// [`Trunk::confirm`] of a used slot, in the background: the upload's
-    /// reply does not wait for it. Nothing to send when we are the trunk
-    /// server (the slot was recorded when it was given out).
-    pub fn confirm_used(self: &Arc<Self>, info: TrunkInfo) {
-        if self.state().serving.load(Ordering::Relaxed) {
-            return;
+        if status != errno::OK && status != errno::EEXIST {
+            self.free(info).await;
         }
-        let trunk = self.clone();
-        tokio::spawn(async move { trunk.confirm(info, errno::OK).await });
     }
 
     /// After a delete on this server: the slot is free again.
