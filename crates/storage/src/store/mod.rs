@@ -783,12 +783,25 @@ impl Store {
             UploadKind::Appender => FileKind::Appender,
             _ => FileKind::Normal,
         };
-        let image = self.journal_image(kind_of_file, size);
-        let (tmp, file) = self.new_staging(idx, image.is_some(), "")?;
+        let mut image = self.journal_image(kind_of_file, size);
+        let journaled = image.is_some();
+        // A file that may go into a trunk slot is kept in memory when it is
+        // small: it gets a staging file (an inode) only if no slot takes it.
+        if slot_may_fit && size <= journal::IMAGE_MAX {
+            image.get_or_insert_with(|| Vec::with_capacity(size as usize));
+        }
+        let (tmp, file) = match image {
+            Some(_) if slot_may_fit => (None, None),
+            _ => {
+                let (tmp, file) = self.new_staging(idx, journaled, "")?;
+                (tmp, Some(file))
+            }
+        };
         Ok(Upload {
             image,
+            journaled,
             tmp,
-            file: Some(file),
+            file,
             crc: crc32fast::Hasher::new(),
             written: 0,
             size,
@@ -807,7 +820,7 @@ impl Store {
     /// temporary file, to be copied into the slot.
     pub fn begin_slot_upload(&self, requested_path: i8, size: u64, ext: &str) -> Result<Upload> {
         let mut up = self.begin_upload_in(requested_path, size, ext, UploadKind::Normal, true)?;
-        // A journaled one is written into its slot from memory.
+        // One held in memory is written into its slot from there.
         if up.tmp.is_none() && up.image.is_none() {
             // The unnamed staging file goes with its descriptor.
             let (tmp, file) = self.new_named_tmp(up.path_idx, "")?;
@@ -860,7 +873,10 @@ impl Store {
         match &up.image {
             // Journaled: the slot is written unsynced, the journal brings
             // it back after a crash.
-            Some(content) => self.put_slot(&name, content, false)?,
+            Some(content) => {
+                let sync = !up.journaled && self.config().durable;
+                self.put_slot(&name, content, sync)?
+            }
             None => {
                 let tmp = up.tmp.clone().ok_or_else(|| {
                     StoreError::Invalid("a slot upload is staged in a named file".into())
@@ -871,11 +887,8 @@ impl Store {
             }
         }
         // The staged copy goes when `up` is dropped.
-        let (seq, binlog_end) = self.append_record_with_image(
-            BinlogOp::Create,
-            &name.to_string(),
-            up.image.as_deref(),
-        )?;
+        let (seq, binlog_end) =
+            self.append_record_with_image(BinlogOp::Create, &name.to_string(), up.journal_image())?;
         if let Some(j) = &self.journal {
             return Ok(Finished {
                 name,
@@ -889,6 +902,18 @@ impl Store {
             wait: None,
             binlog_end,
         })
+    }
+
+    /// A staging file for an upload held in memory, which no trunk slot
+    /// took: it is stored whole after all.
+    fn stage_held(&self, up: &mut Upload) -> Result<File> {
+        let content = up.image.as_deref().unwrap_or_default();
+        let (tmp, mut file) = self.new_staging(up.path_idx, up.journaled, "")?;
+        up.tmp = tmp;
+        self.disk
+            .write(&mut file, content)
+            .map_err(|e| StoreError::io("writing uploaded content", e))?;
+        Ok(file)
     }
 
     /// The store path a started upload goes to.
@@ -925,8 +950,11 @@ impl Store {
             )));
         }
         // Kept open until named: an unnamed file is named through it.
-        let file = up.file.take().expect("upload file is open until finished");
-        if up.image.is_none() {
+        let file = match up.file.take() {
+            Some(f) => f,
+            None => self.stage_held(&mut up)?,
+        };
+        if !up.journaled {
             self.sync_new_content(&file)
                 .map_err(|e| StoreError::io("fsync of the uploaded file", e))?;
         }
@@ -977,16 +1005,14 @@ impl Store {
         };
         up.done = true;
         drop(file);
-        let (seq, binlog_end) = self.append_record_with_image(
-            BinlogOp::Create,
-            &name.to_string(),
-            up.image.as_deref(),
-        )?;
+        let (seq, binlog_end) =
+            self.append_record_with_image(BinlogOp::Create, &name.to_string(), up.journal_image())?;
         // A journaled image brings its name back after a crash: no
         // directory fsync.
-        let dirs: Vec<PathBuf> = match up.image {
-            Some(_) => Vec::new(),
-            None => path.parent().map(Path::to_owned).into_iter().collect(),
+        let dirs: Vec<PathBuf> = if up.journaled {
+            Vec::new()
+        } else {
+            path.parent().map(Path::to_owned).into_iter().collect()
         };
         // Only durable mode has a journal.
         if let Some(j) = &self.journal {
@@ -1513,6 +1539,8 @@ pub struct JournalWait(u64);
 pub struct Upload {
     /// The content, kept when it is to be journaled.
     image: Option<Vec<u8>>,
+    /// `image` goes to the journal (else it only spares a staging file).
+    journaled: bool,
     /// The temporary file's path; `None` for an unnamed file.
     tmp: Option<PathBuf>,
     file: Option<File>,
@@ -1535,13 +1563,11 @@ impl Upload {
         if self.written + buf.len() as u64 > self.size {
             return Err(StoreError::Invalid("more content than announced".into()));
         }
-        let f = self
-            .file
-            .as_mut()
-            .expect("upload file is open until finished");
-        self.disk
-            .write(f, buf)
-            .map_err(|e| StoreError::io("writing uploaded content", e))?;
+        if let Some(f) = self.file.as_mut() {
+            self.disk
+                .write(f, buf)
+                .map_err(|e| StoreError::io("writing uploaded content", e))?;
+        }
         self.crc.update(buf);
         if let Some(image) = &mut self.image {
             image.extend_from_slice(buf);
@@ -1556,7 +1582,11 @@ impl Upload {
 
     /// Whether its content goes to the journal (no fsync of its own).
     pub fn journaled(&self) -> bool {
-        self.image.is_some()
+        self.journaled
+    }
+
+    fn journal_image(&self) -> Option<&[u8]> {
+        self.image.as_deref().filter(|_| self.journaled)
     }
 
     /// The temporary file, if it has a name (tests).

@@ -950,3 +950,51 @@ fn write_slot_fills_the_content_then_the_header() {
     };
     assert_eq!(s.write_slot(&n, &small, &src, 22).unwrap_err().status(), 22);
 }
+
+#[test]
+fn small_slot_uploads_held_in_memory_land_in_a_slot_or_whole_in_every_mode() {
+    for (durable, sync) in [
+        (true, DurableSync::Journal),
+        (true, DurableSync::Fsync),
+        (false, DurableSync::Fsync),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let c = StoreConfig {
+            durable,
+            durable_sync: sync,
+            ..journal_cfg(d.path())
+        };
+        let s = Store::open(c.clone(), Arc::new(RealDisk)).unwrap();
+        let mode = format!("durable {durable}, {sync:?}");
+        // Into a slot.
+        let a = upload_packed(&s, b"into its slot", 0).unwrap();
+        assert_eq!(read_all(&s, &a, 0, 0).unwrap(), b"into its slot", "{mode}");
+        // No slot came: stored whole after all.
+        let mut up = s.begin_slot_upload(0, 12, "txt").unwrap();
+        assert!(
+            up.tmp_path().is_none(),
+            "{mode}: no staging file while held"
+        );
+        up.write(b"stored ").unwrap();
+        up.write(b"whole").unwrap();
+        let done = s.finish_upload_deferred(up).unwrap();
+        if let Some(JournalWait(t)) = done.wait {
+            s.journal.as_ref().unwrap().commit_upto(t).unwrap();
+        }
+        let b = done.name;
+        assert!(!b.info.is_trunk(), "{mode}: {b}");
+        assert_eq!(read_all(&s, &b, 0, 0).unwrap(), b"stored whole", "{mode}");
+        // Abandoned: nothing left behind.
+        let mut up = s.begin_slot_upload(0, 10, "txt").unwrap();
+        up.write(b"dropped").unwrap();
+        drop(up);
+        assert_eq!(tmp_entries(d.path()), 0, "{mode}");
+        let lines = binlog_lines(d.path());
+        assert_eq!(lines.len(), 2, "{mode}: {lines:?}");
+        // Both are there after a restart.
+        drop(s);
+        let s = Store::open(c, Arc::new(RealDisk)).unwrap();
+        assert_eq!(read_all(&s, &a, 0, 0).unwrap(), b"into its slot", "{mode}");
+        assert_eq!(read_all(&s, &b, 0, 0).unwrap(), b"stored whole", "{mode}");
+    }
+}

@@ -208,19 +208,23 @@ pub fn begin_file(store: &Store, name: &str, size: u64, update: bool) -> Result<
     let image = store.journal_image(logic.kind, size);
     // An update is compared with the file it replaces, and a packed file
     // not journaled is copied into its slot: both from a named file. A
-    // journaled packed create goes into its slot from memory.
+    // journaled packed create goes into its slot from memory, with no
+    // staging file at all.
     let (tmp, file) = if update || (slot.is_some() && image.is_none()) {
         let (tmp, file) = store.new_named_tmp(idx, "sync.")?;
-        (Some(tmp), file)
+        (Some(tmp), Some(file))
+    } else if slot.is_some() {
+        (None, None)
     } else {
-        store.new_staging(idx, image.is_some(), "sync.")?
+        let (tmp, file) = store.new_staging(idx, image.is_some(), "sync.")?;
+        (tmp, Some(file))
     };
     Ok(Incoming {
         image,
         name: name.to_owned(),
         path,
         tmp,
-        file: Some(file),
+        file,
         update,
         size,
         written: 0,
@@ -234,9 +238,10 @@ impl Incoming {
         if self.written + buf.len() as u64 > self.size {
             return Err(StoreError::Invalid("more content than announced".into()));
         }
-        let f = self.file.as_mut().expect("open until finished");
-        f.write_all(buf)
-            .map_err(|e| StoreError::io(format!("writing {}", self.name), e))?;
+        if let Some(f) = self.file.as_mut() {
+            f.write_all(buf)
+                .map_err(|e| StoreError::io(format!("writing {}", self.name), e))?;
+        }
         if let Some(image) = &mut self.image {
             image.extend_from_slice(buf);
         }
@@ -308,10 +313,8 @@ impl Incoming {
 
     /// Gives the complete (and, in durable mode, synced) content its name.
     fn name_it(mut self, store: &Store, ts: u32, unsynced: &mut Unsynced) -> Result<Outcome> {
-        // Kept open until named: an unnamed file is named through it.
-        let file = self.file.take().expect("open until named");
         if let Some((logic, slot)) = &self.trunk {
-            drop(file);
+            self.file = None;
             let existed = store.slot_holds(logic, slot)?;
             // Like a whole file, a create keeps the copy already here.
             if existed && !self.update {
@@ -350,6 +353,8 @@ impl Incoming {
             record_unsynced(store, op, &self.name, ts, self.image.as_deref(), unsynced)?;
             return Ok(Outcome::Applied);
         }
+        // Kept open until named: an unnamed file is named through it.
+        let file = self.file.take().expect("open until named");
         let durable = store.config().durable;
         // A create needs no look first: its naming refuses an existing file.
         let existed = self.update && self.path.symlink_metadata().is_ok();
