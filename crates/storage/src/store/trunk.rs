@@ -169,14 +169,15 @@ impl Store {
     }
 
     /// Writes `content` into the slot of `name`: content, then header
-    /// (each fdatasynced first with `sync`).
+    /// (each fdatasynced first with `sync`, and the directory of a trunk
+    /// file it made).
     pub(crate) fn put_slot(&self, name: &LogicName, content: &[u8], sync: bool) -> Result<()> {
         let FileKind::Trunk(slot) = name.kind else {
             return Err(StoreError::Invalid(format!("{name} is not a trunk name")));
         };
         let header = header_for(name, &slot, content.len() as u64)?;
         let path = self.trunk_path(name, &slot)?;
-        fill_slot_with(
+        let created = fill_slot_with(
             &path,
             &header,
             &slot,
@@ -184,8 +185,12 @@ impl Store {
             self.trunk_file_size(),
             |trunk, at| trunk.write_all_at(content, at),
         )
-        .map(|_created| ())
-        .map_err(|e| StoreError::io(format!("writing {name} in its trunk file"), e))
+        .map_err(|e| StoreError::io(format!("writing {name} in its trunk file"), e))?;
+        if sync && created {
+            self.sync_dir(&path)
+                .map_err(|e| StoreError::io("fsync of the directory", e))?;
+        }
+        Ok(())
     }
 
     /// Frees the slot of `name` (its header zeroed). `Ok(false)`: the slot
