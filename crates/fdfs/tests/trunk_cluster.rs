@@ -32,6 +32,23 @@ fn start(dir: &std::path::Path, tracker: &TrackerProc, ip: Ipv4Addr, port: u16) 
     )
 }
 
+/// GET `path` of a metrics port.
+fn http_get(addr: (Ipv4Addr, u16), path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(c, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// The value of an unlabelled sample in a /metrics page.
+fn metric(page: &str, name: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{page}"))
+}
+
 /// Deterministic content of `len` bytes for file `k`.
 fn content(k: usize, len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 + k * 7 + 3) as u8).collect()
@@ -367,14 +384,7 @@ fn trunk_commands_refuse_hostile_requests() {
     let mut k = 0;
     wait_for_packing(&[&s], &mut live, &mut k);
     // The metrics port says who serves the trunk files.
-    let page = |path: &str| {
-        use std::io::{Read, Write};
-        let mut c = std::net::TcpStream::connect((ip, metrics_port)).unwrap();
-        write!(c, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-        let mut text = String::new();
-        c.read_to_string(&mut text).unwrap();
-        text
-    };
+    let page = |path: &str| http_get((ip, metrics_port), path);
     assert!(page("/metrics").contains("\nfdfs_storage_trunk_server 1\n"));
     let status = page("/status");
     assert!(status.contains("\"serving\":true"), "{status}");
@@ -476,19 +486,31 @@ fn trunk_commands_refuse_hostile_requests() {
 #[test]
 fn a_new_trunk_file_waits_until_the_trackers_know_it() {
     let ip = Ipv4Addr::new(127, 0, 0, 15);
+    let metrics_port = fdfs_testkit::free_port(ip);
+    let metrics_line = format!("metrics_port = {metrics_port}");
     let (dir, mut tracker, s) = start_cluster(
         &[
             "use_trunk_file = true",
             "slot_max_size = 16384",
             "trunk_file_size = 4194304",
         ],
-        StorageOpts::on(ip),
+        StorageOpts {
+            extra: vec![&metrics_line],
+            ..StorageOpts::on(ip)
+        },
     );
+    let whole_so_far = || {
+        metric(
+            &http_get((ip, metrics_port), "/metrics"),
+            "fdfs_storage_trunk_stored_whole",
+        )
+    };
     let _dir = dir;
     let mut live = BTreeMap::new();
     let mut k = 0;
     wait_for_packing(&[&s], &mut live, &mut k);
     let first = slot_of(live.keys().next().unwrap()).slot.trunk_id;
+    let whole_before = whole_so_far();
 
     tracker.stop();
     wait_until(
@@ -520,6 +542,7 @@ fn a_new_trunk_file_waits_until_the_trackers_know_it() {
         "only {packed} uploads packed into the known file"
     );
     assert_eq!(whole, 3, "the trunk file filled up and the next was used");
+    assert_eq!(whole_so_far() - whole_before, 3.0, "counted in the metrics");
     assert!(storage_log(&s).contains("no tracker has acknowledged trunk file"));
 
     tracker.restart();
@@ -672,11 +695,33 @@ fn the_trunk_binlog_is_compacted_after_many_frees() {
         ],
     );
     let (net, port) = fdfs_testkit::group_net_and_port(20, 60, &[11, 12]);
-    let a = start(dir.path(), &tracker, Ipv4Addr::new(127, 0, net, 11), port);
-    let b = start(dir.path(), &tracker, Ipv4Addr::new(127, 0, net, 12), port);
+    let ips = [
+        Ipv4Addr::new(127, 0, net, 11),
+        Ipv4Addr::new(127, 0, net, 12),
+    ];
+    let metrics_ports = ips.map(fdfs_testkit::free_port);
+    let with_metrics = |i: usize| {
+        let line = format!("metrics_port = {}", metrics_ports[i]);
+        StorageProc::start_at(
+            BIN,
+            dir.path(),
+            ips[i],
+            port,
+            "group1",
+            &[tracker.addr],
+            &["sync_wait_msec = 50", "write_mark_file_freq = 10", &line],
+            &[],
+        )
+    };
+    let a = with_metrics(0);
+    let b = with_metrics(1);
     let mut live = BTreeMap::new();
     let mut k = 0;
     wait_for_packing(&[&a, &b], &mut live, &mut k);
+    let metrics_of = |s: &StorageProc| {
+        let i = ips.iter().position(|ip| s.addr.ip() == *ip).unwrap();
+        http_get((ips[i], metrics_ports[i]), "/metrics")
+    };
     let (mut server, other) =
         if storage_log(&a).contains("this storage is the group's trunk server") {
             (a, b)
@@ -712,6 +757,15 @@ fn the_trunk_binlog_is_compacted_after_many_frees() {
     assert!(storage_log(&server).contains("the trunk binlog is compacted"));
     let n = lines(&server);
     assert!(n < 1000, "{n} lines in the trunk binlog after compaction");
+    let m = metrics_of(&server);
+    assert!(
+        metric(&m, "fdfs_storage_trunk_binlog_compactions") >= 1.0,
+        "{m}"
+    );
+    // (The last frees may still be on their way.)
+    wait_until("the lines gauge", Duration::from_secs(10), || {
+        metric(&metrics_of(&server), "fdfs_storage_trunk_binlog_lines") == lines(&server) as f64
+    });
     let theirs =
         |s: &StorageProc| std::fs::read(s.base.join("data/trunk/binlog")).unwrap_or_default();
     wait_until(

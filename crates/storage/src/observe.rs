@@ -158,7 +158,25 @@ impl Observer {
                     &[],
                     free as f64 * MB,
                 );
+                e.gauge(
+                    "fdfs_storage_trunk_binlog_lines",
+                    "Lines in the trunk server's trunk binlog (rewritten as a snapshot when it grows).",
+                    &[],
+                    trunk.binlog_lines.load(Ordering::Relaxed) as f64,
+                );
             }
+            e.counter(
+                "fdfs_storage_trunk_binlog_compactions",
+                "Times this storage rewrote its trunk binlog as a snapshot of its map.",
+                &[],
+                trunk.compactions.load(Ordering::Relaxed) as f64,
+            );
+            e.counter(
+                "fdfs_storage_trunk_stored_whole",
+                "Uploads small enough for a trunk slot that were stored whole (no trunk server, no answer, no room).",
+                &[],
+                trunk.stored_whole.load(Ordering::Relaxed) as f64,
+            );
         }
         e.gauge(
             "fdfs_storage_connections",

@@ -491,6 +491,9 @@ impl Session<'_> {
                 }
             }
         }
+        if slot.is_some() && packed.is_none() {
+            self.svc.trunk.stored_whole();
+        }
         let done = match packed {
             Some(d) => d,
             None => match maybe_blocking(small, || store.finish_upload_deferred(up)) {

@@ -28,7 +28,7 @@ pub mod space;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -127,6 +127,13 @@ pub struct TrunkState {
     /// The trackers we are in session with, each with the newest trunk
     /// file id it has acknowledged (REPORT_TRUNK_FID).
     pub told: Told,
+    /// Lines in our trunk binlog while we serve.
+    pub binlog_lines: AtomicU64,
+    /// Times we rewrote the trunk binlog as a snapshot.
+    pub compactions: AtomicU64,
+    /// Uploads small enough for a slot that were stored whole (no trunk
+    /// server, no answer, no room, or a slot found holding a file).
+    pub stored_whole: AtomicU64,
 }
 
 impl TrunkState {

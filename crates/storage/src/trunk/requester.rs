@@ -196,6 +196,11 @@ impl Trunk {
         }
     }
 
+    /// Counts an upload small enough for a slot that got none.
+    pub fn stored_whole(&self) {
+        self.state().stored_whole.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Small files are packed (the trackers say so).
     pub fn packing(&self) -> bool {
         self.state().params().enabled

@@ -98,6 +98,9 @@ impl Trunk {
         };
         let free = (served.map.free_bytes() + served.pool.free_bytes()) / (1024 * 1024);
         self.state().free_mb.store(free as i64, Ordering::Relaxed);
+        self.state()
+            .binlog_lines
+            .store(served.lines, Ordering::Relaxed);
         let new_id = (served.last_id != before).then_some(served.last_id);
         let binlog = served.binlog.clone();
         drop(guard);
@@ -482,6 +485,7 @@ impl Trunk {
         );
         s.binlog = Arc::new(file);
         s.lines = snapshot;
+        self.state().compactions.fetch_add(1, Ordering::Relaxed);
         // Everything written so far is in the synced snapshot.
         let written = self.binlog_written.load(Ordering::SeqCst);
         let mut synced = self.binlog_synced.lock().unwrap_or_else(|e| e.into_inner());
