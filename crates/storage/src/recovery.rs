@@ -227,6 +227,18 @@ impl LiveNames {
         dir: &Path,
         parts: usize,
     ) -> std::io::Result<LiveNames> {
+        let prefix = format!("M{idx:02X}/");
+        Self::split_matching(binlog_dir, dir, parts, |name| name.starts_with(&prefix))
+    }
+
+    /// [`LiveNames::split`] of the names `keep` accepts, of any store path,
+    /// in one pass over the binlog.
+    pub fn split_matching(
+        binlog_dir: &Path,
+        dir: &Path,
+        parts: usize,
+        keep: impl Fn(&str) -> bool,
+    ) -> std::io::Result<LiveNames> {
         use std::io::BufWriter;
         match fs::remove_dir_all(dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -254,13 +266,14 @@ impl LiveNames {
             };
             writeln!(w, "{sign}{name}")
         };
-        let prefix = format!("M{idx:02X}/");
         let mut r = BinlogReader::new(binlog_dir, 0, 0);
         while let Some(item) = r.next_item()? {
             let Ok(rec) = item.record else {
                 continue;
             };
-            if !rec.filename.starts_with(&prefix) {
+            // By the record's name: a rename's old name is in the same
+            // store path, and packed files are never renamed.
+            if !keep(&rec.filename) {
                 continue;
             }
             match rec.op {

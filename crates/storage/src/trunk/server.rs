@@ -527,27 +527,29 @@ impl Trunk {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(TrunkError::io("opening the trunk binlog", e)),
         }
+        // Every packed file our binlog says is alive, all store paths in
+        // one pass.
         let mut live = 0u64;
         let work = self.conf.base_path.join("data").join(".trunk-load");
-        for idx in 0..self.store.path_count() {
-            let names = LiveNames::split(self.store.binlog().dir(), idx, &work, 0)
+        let packed =
+            |name: &str| LogicName::parse(name).is_ok_and(|n| matches!(n.kind, FileKind::Trunk(_)));
+        let names = LiveNames::split_matching(self.store.binlog().dir(), &work, 0, packed)
+            .map_err(|e| TrunkError::io("reading the binlog", e))?;
+        for k in 0..names.parts() {
+            let part = names
+                .part(k)
                 .map_err(|e| TrunkError::io("reading the binlog", e))?;
-            for k in 0..names.parts() {
-                let part = names
-                    .part(k)
-                    .map_err(|e| TrunkError::io("reading the binlog", e))?;
-                for name in part {
-                    let Ok(n) = LogicName::parse(&name) else {
-                        continue;
-                    };
-                    if let (FileKind::Trunk(_), Some(info)) = (n.kind, TrunkInfo::of_name(&n)) {
-                        map.take(&info, len_of(self, &info));
-                        live += 1;
-                    }
+            for name in part {
+                let Ok(n) = LogicName::parse(&name) else {
+                    continue;
+                };
+                if let Some(info) = TrunkInfo::of_name(&n) {
+                    map.take(&info, len_of(self, &info));
+                    live += 1;
                 }
             }
-            names.remove();
         }
+        names.remove();
         if let Some(d) = path.parent() {
             fs::create_dir_all(d)
                 .map_err(|e| TrunkError::io(format!("creating {}", d.display()), e))?;
