@@ -16,7 +16,8 @@ use tracing::debug;
 use super::{Trunk, TrunkError};
 use crate::sync::link::Link;
 
-/// How often the trunk server sends new trunk binlog lines to its peers.
+/// How often the trunk server sends new trunk binlog lines to its peers
+/// (and at once after space is given out).
 const PUSH_EVERY: Duration = Duration::from_millis(500);
 /// Most trunk binlog bytes in one TRUNK_SYNC_BINLOG.
 const PUSH_CHUNK: usize = 64 * 1024;
@@ -34,6 +35,7 @@ impl Trunk {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(PUSH_EVERY) => {}
+                _ = self.allocated.notified() => {}
                 _ = shutdown.wait() => return,
             }
             let st = self.state();

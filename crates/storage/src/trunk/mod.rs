@@ -306,6 +306,9 @@ pub struct Trunk {
     /// Counts the trunk binlog's replacements by a snapshot, twice each
     /// (odd while one is under way): pushes to the peers start over.
     binlog_generation: std::sync::atomic::AtomicU64,
+    /// Wakes the binlog push at once after an `A` record: the peers learn
+    /// of space given out within a round trip, not half a second.
+    allocated: tokio::sync::Notify,
 }
 
 impl Trunk {
@@ -324,6 +327,7 @@ impl Trunk {
             binlog_written: std::sync::atomic::AtomicU64::new(0),
             binlog_synced: std::sync::Mutex::new(0),
             binlog_generation: std::sync::atomic::AtomicU64::new(0),
+            allocated: tokio::sync::Notify::new(),
         }
     }
 

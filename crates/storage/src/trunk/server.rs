@@ -436,6 +436,9 @@ impl Trunk {
             .map_err(|e| TrunkError::io("writing the trunk binlog", e))?;
         self.binlog_written.fetch_add(1, Ordering::SeqCst);
         s.lines += 1;
+        if op == SpaceOp::Allocated {
+            self.allocated.notify_one();
+        }
         Ok(())
     }
 
