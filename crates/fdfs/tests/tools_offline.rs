@@ -400,3 +400,27 @@ fn monitor_lists_groups_and_servers_from_a_storage_conf() {
     let out = run(dir.path(), &["monitor", conf.to_str().unwrap(), "bogus"]);
     assert_eq!(out.status.code(), Some(22));
 }
+
+#[test]
+fn tools_that_send_a_local_file_refuse_what_is_not_a_regular_file() {
+    // No tracker is needed: the refusal comes before any connection.
+    let d = tempfile::tempdir().unwrap();
+    let conf = client_conf(d.path(), "127.0.0.1:9".parse().unwrap());
+    let conf = conf.to_str().unwrap();
+    let dir = d.path().to_str().unwrap();
+    let id = "group1/M00/00/00/wKgLU17CB62ADy-HAAAAqoZV9hQ128.zip";
+    for args in [
+        vec!["upload-file", conf, dir],
+        vec!["upload-slave", conf, id, "_s", dir],
+        vec!["append-file", conf, id, dir],
+        vec!["modify-file", conf, id, "0", dir],
+    ] {
+        let out = run(d.path(), &args);
+        assert_eq!(out.status.code(), Some(22), "{args:?}: {out:?}");
+        assert!(
+            text(&out.stderr).contains("is not a regular file"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}

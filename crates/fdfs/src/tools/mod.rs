@@ -308,7 +308,7 @@ pub(crate) fn progress(size: u64, what: &str) -> Option<ProgressBar> {
     Some(bar)
 }
 
-/// Opens a local file to send: the handle and its metadata.
+/// Opens a local regular file to send: the handle and its metadata.
 pub(crate) async fn open_local(
     path: &Path,
 ) -> anyhow::Result<(tokio::fs::File, std::fs::Metadata)> {
@@ -319,6 +319,10 @@ pub(crate) async fn open_local(
         .metadata()
         .await
         .with_context(|| format!("cannot stat {}", path.display()))?;
+    // Its size is what is announced: a pipe or a device has none.
+    if !meta.is_file() {
+        return Err(invalid(format!("{} is not a regular file", path.display())));
+    }
     Ok((f, meta))
 }
 

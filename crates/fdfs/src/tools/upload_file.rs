@@ -34,12 +34,6 @@ pub(crate) async fn upload(
     opts: UploadOptions,
 ) -> anyhow::Result<String> {
     let (f, meta) = super::open_local(path).await?;
-    if !meta.is_file() {
-        return Err(super::invalid(format!(
-            "{} is not a regular file",
-            path.display()
-        )));
-    }
     let size = meta.len();
     let mut opts = opts;
     opts.ext = ext_of_path(path);

@@ -25,12 +25,6 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let client = super::load_client(&a.conf)?;
     let path = &a.local_file;
     let (f, meta) = super::open_local(path).await?;
-    if !meta.is_file() {
-        return Err(super::invalid(format!(
-            "{} is not a regular file",
-            path.display()
-        )));
-    }
     let size = meta.len();
     let ext = a.ext.clone().unwrap_or_else(|| ext_of_path(path));
     let (mut src, bar) = super::progress_reader(f, size, "uploading");
