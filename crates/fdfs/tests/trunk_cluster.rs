@@ -32,6 +32,19 @@ fn start(dir: &std::path::Path, tracker: &TrackerProc, ip: Ipv4Addr, port: u16) 
     )
 }
 
+/// A tracker that packs files of up to 16 KiB into 4 MiB trunk files.
+fn start_trunk_tracker(dir: &std::path::Path) -> TrackerProc {
+    start_tracker(
+        dir,
+        &[
+            "use_trunk_file = true",
+            "slot_min_size = 256",
+            "slot_max_size = 16384",
+            "trunk_file_size = 4194304",
+        ],
+    )
+}
+
 /// GET `path` of a metrics port.
 fn http_get(addr: (Ipv4Addr, u16), path: &str) -> String {
     use std::io::{Read, Write};
@@ -126,15 +139,7 @@ fn wait_for_packing(servers: &[&StorageProc], live: &mut BTreeMap<String, Vec<u8
 #[test]
 fn small_files_are_packed_replicated_freed_and_reused() {
     let dir = tempfile::tempdir().unwrap();
-    let tracker = start_tracker(
-        dir.path(),
-        &[
-            "use_trunk_file = true",
-            "slot_min_size = 256",
-            "slot_max_size = 16384",
-            "trunk_file_size = 4194304",
-        ],
-    );
+    let tracker = start_trunk_tracker(dir.path());
     let (net, port) = fdfs_testkit::group_net_and_port(20, 60, &[11, 12]);
     let mut a = start(dir.path(), &tracker, Ipv4Addr::new(127, 0, net, 11), port);
     let mut b = start(dir.path(), &tracker, Ipv4Addr::new(127, 0, net, 12), port);
@@ -685,15 +690,7 @@ fn free_trunk_space_is_used_beyond_the_reserve() {
 #[test]
 fn the_trunk_binlog_is_compacted_after_many_frees() {
     let dir = tempfile::tempdir().unwrap();
-    let tracker = start_tracker(
-        dir.path(),
-        &[
-            "use_trunk_file = true",
-            "slot_min_size = 256",
-            "slot_max_size = 16384",
-            "trunk_file_size = 4194304",
-        ],
-    );
+    let tracker = start_trunk_tracker(dir.path());
     let (net, port) = fdfs_testkit::group_net_and_port(20, 60, &[11, 12]);
     let ips = [
         Ipv4Addr::new(127, 0, net, 11),
