@@ -187,6 +187,33 @@ fn small_files_are_packed_replicated_freed_and_reused() {
         "only {adjacent} of 19 requester slots follow each other"
     );
 
+    // Many at once on both servers: the requester's runs, several at a
+    // time, never overlap each other or the trunk server's slots.
+    let together: Vec<(String, Vec<u8>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..8)
+            .map(|t| {
+                let s = if t % 2 == 0 { server } else { requester };
+                scope.spawn(move || {
+                    let mut c = Client::connect(s.addr);
+                    (0..20)
+                        .map(|i| {
+                            let data = content(10_000 + t * 100 + i, 100 + 37 * i);
+                            let name = upload(&mut c, sc::UPLOAD_FILE, &data, "t").unwrap();
+                            assert_eq!(name.len(), 60, "{name} is packed");
+                            (name, data)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    live.extend(together);
+    assert_disjoint(&live);
+
     let big = content(0, 16384);
     let big_name = upload(&mut Client::connect(a.addr), sc::UPLOAD_FILE, &big, "big").unwrap();
     assert!(!LogicName::parse(&big_name).unwrap().info.is_trunk());

@@ -296,7 +296,7 @@ pub struct Trunk {
     served: tokio::sync::Mutex<Option<Served>>,
     /// Idle kept-alive connections to the trunk server.
     remote: std::sync::Mutex<Vec<(SocketAddr, Link)>>,
-    /// Runs of slots asked of a peer trunk server at once, one per store
+    /// Runs of slots asked of a peer trunk server at once, a few per store
     /// path, handed out here.
     batches: std::sync::Mutex<Vec<requester::Batch>>,
     /// How much of the trunk binlog is written, and how much of that is

@@ -22,6 +22,8 @@ const MAX_IDLE_LINKS: usize = 16;
 const BATCH_SLOTS: u32 = 16;
 /// Most bytes asked at once.
 const BATCH_BYTES: u32 = 256 * 1024;
+/// Most runs kept per store path.
+const BATCHES_PER_PATH: usize = 4;
 
 /// A slot asked of a peer trunk server for several uploads: each takes
 /// the next part of it, with a header of its own. Confirmed once when it
@@ -83,37 +85,45 @@ impl Trunk {
                 .slot_call(sc::TRUNK_ALLOC_CONFIRM, errno::OK, slot)
                 .await
         });
+        // Uploads that missed together each asked: their runs are all
+        // kept, up to a few per path; the one with the least left goes.
         let displaced = {
             let mut batches = self.batches.lock().unwrap_or_else(|e| e.into_inner());
-            let old = batches
-                .iter()
-                .position(|b| b.slot.store_path == store_path)
-                .map(|i| batches.swap_remove(i));
             batches.push(Batch {
                 server: addr,
                 slot,
                 used: 0,
             });
-            old
+            let mut displaced = Vec::new();
+            while batches
+                .iter()
+                .filter(|b| b.slot.store_path == store_path)
+                .count()
+                > BATCHES_PER_PATH
+            {
+                let least = (0..batches.len())
+                    .filter(|&i| batches[i].slot.store_path == store_path)
+                    .min_by_key(|&i| batches[i].slot.slot.alloc_size - batches[i].used)
+                    .expect("more than one");
+                displaced.push(batches.swap_remove(least));
+            }
+            displaced
         };
-        if let Some(rest) = displaced.and_then(|b| b.rest()) {
+        for rest in displaced.iter().filter_map(Batch::rest) {
             self.give_back(rest);
         }
         self.take_part(store_path, need, params.slot_min_size)
     }
 
-    /// The next `need` bytes of our batch for `store_path` (all that is
-    /// left when the rest would be under `min_slot`).
+    /// The next `need` bytes of a batch for `store_path` that has them
+    /// (all that is left when the rest would be under `min_slot`).
     fn take_part(&self, store_path: u8, need: u32, min_slot: u32) -> Option<TrunkInfo> {
         let mut batches = self.batches.lock().unwrap_or_else(|e| e.into_inner());
-        let i = batches
-            .iter()
-            .position(|b| b.slot.store_path == store_path)?;
+        let i = batches.iter().position(|b| {
+            b.slot.store_path == store_path && b.slot.slot.alloc_size - b.used >= need
+        })?;
         let b = &mut batches[i];
         let left = b.slot.slot.alloc_size - b.used;
-        if left < need {
-            return None;
-        }
         let size = if left - need < min_slot.max(1) {
             left
         } else {
