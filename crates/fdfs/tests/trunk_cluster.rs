@@ -520,7 +520,7 @@ fn a_new_trunk_file_waits_until_the_trackers_know_it() {
     let ip = Ipv4Addr::new(127, 0, 0, 15);
     let metrics_port = fdfs_testkit::free_port(ip);
     let metrics_line = format!("metrics_port = {metrics_port}");
-    let (dir, mut tracker, s) = start_cluster(
+    let (dir, mut tracker, mut s) = start_cluster(
         &[
             "use_trunk_file = true",
             "slot_max_size = 16384",
@@ -541,7 +541,19 @@ fn a_new_trunk_file_waits_until_the_trackers_know_it() {
     let mut live = BTreeMap::new();
     let mut k = 0;
     wait_for_packing(&[&s], &mut live, &mut k);
-    let first = slot_of(live.keys().next().unwrap()).slot.trunk_id;
+    // A graceful restart gives back the range set aside and not handed
+    // out: the next slot follows the first one, nothing leaks.
+    let a = slot_of(live.keys().next().unwrap());
+    s.restart();
+    wait_for_packing(&[&s], &mut live, &mut k);
+    let b = live.keys().map(|n| slot_of(n)).find(|i| *i != a).unwrap();
+    assert_eq!(
+        (b.slot.trunk_id, u64::from(b.slot.offset)),
+        (a.slot.trunk_id, a.end()),
+        "the slot after a restart"
+    );
+    assert!(storage_log(&s).contains("the set-aside ranges are free again"));
+    let first = a.slot.trunk_id;
     let whole_before = whole_so_far();
 
     tracker.stop();
@@ -746,7 +758,7 @@ fn the_trunk_binlog_is_compacted_after_many_frees() {
         let i = ips.iter().position(|ip| s.addr.ip() == *ip).unwrap();
         http_get((ips[i], metrics_ports[i]), "/metrics")
     };
-    let (mut server, other) =
+    let (mut server, mut other) =
         if storage_log(&a).contains("this storage is the group's trunk server") {
             (a, b)
         } else {
@@ -820,5 +832,54 @@ fn the_trunk_binlog_is_compacted_after_many_frees() {
             wait_for_packing(&[&server], &mut live, &mut k);
         }
     }
+    // A graceful stop of the storage that is not the trunk server (the
+    // restart above may have moved the role) gives back what is left of
+    // its run of slots: the trunk server records it free.
+    let serving = |s: &StorageProc| metric(&metrics_of(s), "fdfs_storage_trunk_server") == 1.0;
+    wait_until("one trunk server", Duration::from_secs(30), || {
+        serving(&server) != serving(&other)
+    });
+    let (trunk_server, requester) = if serving(&server) {
+        (&mut server, &mut other)
+    } else {
+        (&mut other, &mut server)
+    };
+    // A fresh start (any runs it held go back), then one run: parts 0-2.
+    requester.restart();
+    let before: std::collections::BTreeSet<String> = live.keys().cloned().collect();
+    wait_for_packing(&[&*requester], &mut live, &mut k);
+    let first_part = live
+        .keys()
+        .find(|n| !before.contains(*n))
+        .map(|n| slot_of(n));
+    let mut last = first_part;
+    for _ in 0..2 {
+        k += 1;
+        let data = content(k, 100);
+        let name = upload(
+            &mut Client::connect(requester.addr),
+            sc::UPLOAD_FILE,
+            &data,
+            "r",
+        )
+        .unwrap();
+        last = Some(slot_of(&name));
+        live.insert(name, data);
+    }
+    let last = last.unwrap();
+    requester.restart();
+    let freed = format!(
+        " D {} {} {} {} {} ",
+        last.store_path,
+        last.sub_high,
+        last.sub_low,
+        last.slot.trunk_id,
+        last.end()
+    );
+    wait_until("the rest of the run freed", Duration::from_secs(20), || {
+        std::fs::read_to_string(trunk_server.base.join("data/trunk/binlog"))
+            .unwrap_or_default()
+            .contains(&freed)
+    });
     assert_everywhere(&[&server, &other], &live);
 }

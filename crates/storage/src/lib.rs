@@ -335,7 +335,7 @@ pub async fn serve_observed(
     ));
     let trunk_pusher = tokio::spawn(trunk.clone().push_binlog(shutdown.clone()));
     let svc = Arc::new(Service {
-        trunk,
+        trunk: trunk.clone(),
         quorum,
         store: store.clone(),
         sync: Arc::new(replication.receiver()),
@@ -355,6 +355,7 @@ pub async fn serve_observed(
     })
     .await;
     shutdown.trigger();
+    trunk.release().await;
     for w in workers {
         let _ = w.await;
     }

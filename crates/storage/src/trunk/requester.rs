@@ -161,6 +161,26 @@ impl Trunk {
         }
     }
 
+    /// At a graceful stop: gives back what was set aside and not handed
+    /// out (our runs of a peer's slots, or the trunk server's set-aside
+    /// ranges), so that a restart leaks no trunk space. Parts already
+    /// handed out, even to uploads still under way, are not touched.
+    pub async fn release(&self) {
+        let runs: Vec<Batch> =
+            std::mem::take(&mut *self.batches.lock().unwrap_or_else(|e| e.into_inner()));
+        for rest in runs.iter().filter_map(Batch::rest) {
+            let freed = tokio::time::timeout(self.conf.connect_timeout, self.free(rest)).await;
+            if freed.is_err() {
+                warn!("trunk: giving back {rest:?} timed out; it stays taken");
+            }
+        }
+        if self.state().serving.load(Ordering::Relaxed) {
+            if let Err(e) = self.release_set_aside().await {
+                warn!("trunk: giving back the set-aside ranges: {e}");
+            }
+        }
+    }
+
     /// Frees `rest`, never handed out, on the trunk server (in the
     /// background).
     fn give_back(self: &Arc<Self>, rest: TrunkInfo) {

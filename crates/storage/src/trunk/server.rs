@@ -258,6 +258,26 @@ impl Trunk {
         Ok(())
     }
 
+    /// The ranges set aside and not handed out are free again (a stop).
+    pub(super) async fn release_set_aside(&self) -> Result<(), TrunkError> {
+        self.with_served(
+            |_| false,
+            |t, s| {
+                let ranges = s.pool.drain_free();
+                let bytes: u64 = ranges.iter().map(|r| u64::from(r.slot.alloc_size)).sum();
+                for r in ranges {
+                    s.map.give(&r);
+                    t.record(s, SpaceOp::Freed, r)?;
+                }
+                if bytes > 0 {
+                    info!(bytes, "trunk: the set-aside ranges are free again");
+                }
+                Ok(())
+            },
+        )
+        .await
+    }
+
     /// TRUNK_ALLOC_CONFIRM: a failed upload gives its slot back; a used
     /// slot was recorded when it was given out, so there is nothing to do.
     pub async fn serve_confirm(&self, info: TrunkInfo, ok: bool) -> Result<(), TrunkError> {

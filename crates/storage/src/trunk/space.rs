@@ -190,6 +190,31 @@ impl SpaceMap {
         })
     }
 
+    /// Every free extent, which are then taken (the map keeps its files).
+    pub fn drain_free(&mut self) -> Vec<TrunkInfo> {
+        let out = self
+            .by_place
+            .iter()
+            .map(|(&(p, id, offset), &size)| {
+                let f = self.files[&(p, id)];
+                TrunkInfo {
+                    store_path: p,
+                    sub_high: f.sub_high,
+                    sub_low: f.sub_low,
+                    slot: TrunkSlot {
+                        trunk_id: id,
+                        offset,
+                        alloc_size: size,
+                    },
+                }
+            })
+            .collect();
+        self.by_place.clear();
+        self.by_size.clear();
+        self.free = 0;
+        out
+    }
+
     /// How many records [`SpaceMap::snapshot`] makes.
     pub fn snapshot_len(&self) -> usize {
         self.files.len() + self.by_place.len()
@@ -397,6 +422,19 @@ mod tests {
         for _ in 0..20 {
             assert_eq!(r.alloc(0, 300, 256), m.alloc(0, 300, 256));
         }
+    }
+
+    #[test]
+    fn draining_gives_every_free_extent_once() {
+        let mut m = SpaceMap::new();
+        m.add_file(0, 1, FILE);
+        let a = m.alloc(0, 1024, 256).unwrap();
+        m.alloc(0, 1024, 256).unwrap();
+        m.give(&a);
+        let free = m.drain_free();
+        assert_eq!(free, vec![info(1, 0, 1024), info(1, 2048, 2048)]);
+        assert_eq!((m.free_bytes(), m.alloc(0, 256, 256)), (0, None));
+        assert!(m.drain_free().is_empty());
     }
 
     #[test]
