@@ -15,6 +15,23 @@ pub struct TrunkFile {
     pub len: u32,
 }
 
+impl TrunkFile {
+    /// The range `[offset, offset + size)` of this file, trunk id `id` in
+    /// store path `store_path`.
+    fn slot(&self, store_path: u8, id: u32, offset: u32, size: u32) -> TrunkInfo {
+        TrunkInfo {
+            store_path,
+            sub_high: self.sub_high,
+            sub_low: self.sub_low,
+            slot: TrunkSlot {
+                trunk_id: id,
+                offset,
+                alloc_size: size,
+            },
+        }
+    }
+}
+
 /// Free extents of every trunk file, found best-fit.
 #[derive(Debug, Default)]
 pub struct SpaceMap {
@@ -108,17 +125,7 @@ impl SpaceMap {
             self.insert_free(p, id, offset + want, ext_size - want);
             want
         };
-        let file = self.files[&(p, id)];
-        Some(TrunkInfo {
-            store_path: p,
-            sub_high: file.sub_high,
-            sub_low: file.sub_low,
-            slot: TrunkSlot {
-                trunk_id: id,
-                offset,
-                alloc_size: take,
-            },
-        })
+        Some(self.files[&(p, id)].slot(p, id, offset, take))
     }
 
     /// Marks the range of `info` as holding a slot, whatever was free in it
@@ -195,19 +202,7 @@ impl SpaceMap {
         let out = self
             .by_place
             .iter()
-            .map(|(&(p, id, offset), &size)| {
-                let f = self.files[&(p, id)];
-                TrunkInfo {
-                    store_path: p,
-                    sub_high: f.sub_high,
-                    sub_low: f.sub_low,
-                    slot: TrunkSlot {
-                        trunk_id: id,
-                        offset,
-                        alloc_size: size,
-                    },
-                }
-            })
+            .map(|(&(p, id, offset), &size)| self.files[&(p, id)].slot(p, id, offset, size))
             .collect();
         self.by_place.clear();
         self.by_size.clear();
@@ -225,19 +220,9 @@ impl SpaceMap {
     pub fn snapshot(&self) -> Vec<(SpaceOp, TrunkInfo)> {
         let mut out = Vec::with_capacity(self.snapshot_len());
         for (&(p, id), f) in &self.files {
-            let at = |offset, size| TrunkInfo {
-                store_path: p,
-                sub_high: f.sub_high,
-                sub_low: f.sub_low,
-                slot: TrunkSlot {
-                    trunk_id: id,
-                    offset,
-                    alloc_size: size,
-                },
-            };
-            out.push((SpaceOp::Allocated, at(0, f.len)));
+            out.push((SpaceOp::Allocated, f.slot(p, id, 0, f.len)));
             for (&(_, _, o), &size) in self.by_place.range((p, id, 0)..=(p, id, u32::MAX)) {
-                out.push((SpaceOp::Freed, at(o, size)));
+                out.push((SpaceOp::Freed, f.slot(p, id, o, size)));
             }
         }
         out
