@@ -18,14 +18,9 @@ pub struct Args {
 pub async fn run(a: Args) -> anyhow::Result<()> {
     let client = super::load_client(&a.conf)?;
     let path = &a.local_file;
-    let (f, meta) = super::open_local(path).await?;
-    let size = meta.len();
-    let (mut src, bar) = super::progress_reader(f, size, "appending");
-    let r = client
-        .append_reader(&a.appender_file_id, &mut src, size)
-        .await;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    let r = super::send_local(path, "appending", async |src, size| {
+        client.append_reader(&a.appender_file_id, src, size).await
+    })
+    .await?;
     r.with_context(|| format!("appending {} to {}", path.display(), a.appender_file_id))
 }

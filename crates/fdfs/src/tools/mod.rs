@@ -309,9 +309,7 @@ pub(crate) fn progress(size: u64, what: &str) -> Option<ProgressBar> {
 }
 
 /// Opens a local regular file to send: the handle and its metadata.
-pub(crate) async fn open_local(
-    path: &Path,
-) -> anyhow::Result<(tokio::fs::File, std::fs::Metadata)> {
+async fn open_local(path: &Path) -> anyhow::Result<(tokio::fs::File, std::fs::Metadata)> {
     let f = tokio::fs::File::open(path)
         .await
         .with_context(|| format!("cannot open {}", path.display()))?;
@@ -329,7 +327,7 @@ pub(crate) async fn open_local(
 /// `f` (of `size` bytes) as a reader that moves a progress bar when the
 /// file is large and someone is watching ([`progress`]); finish the bar,
 /// if any, when the transfer ends.
-pub(crate) fn progress_reader(
+fn progress_reader(
     f: tokio::fs::File,
     size: u64,
     what: &str,
@@ -338,6 +336,24 @@ pub(crate) fn progress_reader(
         Some(bar) => (Box::new(bar.wrap_async_read(f)), Some(bar)),
         None => (Box::new(f), None),
     }
+}
+
+/// Opens the local regular file `path` and runs `op` on a reader of it and
+/// its size, with a progress bar saying `what` while it runs (see
+/// [`progress`]). The outer error is the local file's, the inner one `op`'s.
+pub(crate) async fn send_local<T, E>(
+    path: &Path,
+    what: &str,
+    op: impl AsyncFnOnce(&mut (dyn tokio::io::AsyncRead + Unpin), u64) -> Result<T, E>,
+) -> anyhow::Result<Result<T, E>> {
+    let (f, meta) = open_local(path).await?;
+    let size = meta.len();
+    let (mut src, bar) = progress_reader(f, size, what);
+    let r = op(&mut *src, size).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(r)
 }
 
 /// The symbolic name of an errno (FastDFS statuses and common socket and

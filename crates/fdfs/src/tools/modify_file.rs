@@ -21,15 +21,12 @@ pub struct Args {
 pub async fn run(a: Args) -> anyhow::Result<()> {
     let client = super::load_client(&a.conf)?;
     let path = &a.local_file;
-    let (f, meta) = super::open_local(path).await?;
-    let size = meta.len();
-    let (mut src, bar) = super::progress_reader(f, size, "modifying");
-    let r = client
-        .modify_reader(&a.appender_file_id, a.offset, &mut src, size)
-        .await;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    let r = super::send_local(path, "modifying", async |src, size| {
+        client
+            .modify_reader(&a.appender_file_id, a.offset, src, size)
+            .await
+    })
+    .await?;
     r.with_context(|| {
         format!(
             "writing {} into {} at offset {}",

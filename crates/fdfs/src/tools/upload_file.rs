@@ -33,15 +33,12 @@ pub(crate) async fn upload(
     path: &Path,
     opts: UploadOptions,
 ) -> anyhow::Result<String> {
-    let (f, meta) = super::open_local(path).await?;
-    let size = meta.len();
     let mut opts = opts;
     opts.ext = ext_of_path(path);
-    let (mut src, bar) = super::progress_reader(f, size, "uploading");
-    let id = client.upload_reader(&mut src, size, &opts).await;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    let id = super::send_local(path, "uploading", async |src, size| {
+        client.upload_reader(src, size, &opts).await
+    })
+    .await?;
     let id = id.with_context(|| format!("uploading {}", path.display()))?;
     Ok(id.to_string())
 }

@@ -24,16 +24,13 @@ pub struct Args {
 pub async fn run(a: Args) -> anyhow::Result<()> {
     let client = super::load_client(&a.conf)?;
     let path = &a.local_file;
-    let (f, meta) = super::open_local(path).await?;
-    let size = meta.len();
     let ext = a.ext.clone().unwrap_or_else(|| ext_of_path(path));
-    let (mut src, bar) = super::progress_reader(f, size, "uploading");
-    let id = client
-        .upload_slave_reader(&a.master_file_id, &a.prefix, &ext, &mut src, size)
-        .await;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    let id = super::send_local(path, "uploading", async |src, size| {
+        client
+            .upload_slave_reader(&a.master_file_id, &a.prefix, &ext, src, size)
+            .await
+    })
+    .await?;
     let id = id.with_context(|| {
         format!(
             "uploading {} as a slave of {}",
