@@ -611,22 +611,25 @@ mod tests {
         t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs()
     }
 
+    /// A log rotated past 100 bytes whose rotated files are gzipped once
+    /// `days_before` old, and never deleted.
+    fn compressing(path: &Path, days_before: u32) -> LogFile {
+        let rotation = Rotation {
+            everyday: false,
+            on_size: 100,
+            keep_days: 0,
+            compress_old: true,
+            compress_days_before: days_before,
+            ..Rotation::default()
+        };
+        LogFile::open(path, rotation).unwrap()
+    }
+
     #[test]
     fn with_days_before_0_a_rotated_file_is_gzipped_at_once() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("trackerd.log");
-        let log = LogFile::open(
-            &path,
-            Rotation {
-                everyday: false,
-                on_size: 100,
-                keep_days: 0,
-                compress_old: true,
-                compress_days_before: 0,
-                ..Rotation::default()
-            },
-        )
-        .unwrap();
+        let log = compressing(&path, 0);
         let now = unix_now();
         log.write_at(now, b"first line\n").unwrap();
         log.write_at(now, b"second line\n").unwrap();
@@ -666,18 +669,7 @@ mod tests {
             writeln!(f, "in {name}").unwrap();
             f.set_modified(two_days_ago).unwrap();
         }
-        let log = LogFile::open(
-            &path,
-            Rotation {
-                everyday: false,
-                on_size: 100,
-                keep_days: 0,
-                compress_old: true,
-                compress_days_before: 1,
-                ..Rotation::default()
-            },
-        )
-        .unwrap();
+        let log = compressing(&path, 1);
         let now = unix_now();
         log.write_at(now, &[b'a'; 60]).unwrap();
         log.write_at(now, &[b'b'; 60]).unwrap();
