@@ -315,16 +315,8 @@ impl Conn {
     /// (a reply header before [`Conn::try_sendfile`] content), so both leave
     /// in the same segments.
     pub async fn write_more(&mut self, mut b: &[u8]) -> Result<(), ConnError> {
-        use std::os::fd::AsRawFd;
         while !b.is_empty() {
-            let stream = self.stream.get_ref();
-            let sock = stream.as_raw_fd();
-            let r = stream.try_io(tokio::io::Interest::WRITABLE, || {
-                // SAFETY: a valid socket and a live buffer of that length.
-                let n = unsafe { libc::send(sock, b.as_ptr().cast(), b.len(), libc::MSG_MORE) };
-                usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
-            });
-            match r {
+            match try_send_more(self.stream.get_ref(), b) {
                 Ok(n) => b = &b[n..],
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.writable().await?,
                 Err(e) => return Err(e.into()),
@@ -345,18 +337,7 @@ impl Conn {
         offset: &mut u64,
         want: usize,
     ) -> std::io::Result<usize> {
-        use std::os::fd::AsRawFd;
-        let stream = self.stream.get_ref();
-        let (sock, fd) = (stream.as_raw_fd(), file.as_raw_fd());
-        stream.try_io(tokio::io::Interest::WRITABLE, || {
-            let mut off = libc::off_t::try_from(*offset)
-                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-            // SAFETY: valid descriptors; `off` is a live off_t.
-            let n = unsafe { libc::sendfile(sock, fd, &mut off, want) };
-            let n = usize::try_from(n).map_err(|_| std::io::Error::last_os_error())?;
-            *offset += n as u64;
-            Ok(n)
-        })
+        try_sendfile(self.stream.get_ref(), file, offset, want)
     }
 
     /// Waits until the socket takes more bytes; none for `network_timeout`
@@ -372,6 +353,57 @@ impl Conn {
     pub async fn shutdown_write(&mut self) {
         let _ = self.stream.get_mut().shutdown().await;
     }
+}
+
+/// One `send(2)` of `b` with MSG_MORE, without waiting (`WouldBlock` when
+/// the socket is full): the bytes wait in the socket for what follows (a
+/// header before [`try_sendfile`] content), so both leave in the same
+/// segments.
+pub fn try_send_more(stream: &TcpStream, b: &[u8]) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let sock = stream.as_raw_fd();
+    stream.try_io(tokio::io::Interest::WRITABLE, || {
+        // SAFETY: a valid socket and a live buffer of that length.
+        let n = unsafe { libc::send(sock, b.as_ptr().cast(), b.len(), libc::MSG_MORE) };
+        usize::try_from(n).map_err(|_| std::io::Error::last_os_error())
+    })
+}
+
+/// One `sendfile(2)` of up to `want` bytes of `file` from `*offset`
+/// (advanced by what was sent), without waiting: `WouldBlock` when the
+/// socket is full (then wait for `writable`), `Ok(0)` at the end of the
+/// file. Reading the file may wait for the disk.
+pub fn try_sendfile(
+    stream: &TcpStream,
+    file: &std::fs::File,
+    offset: &mut u64,
+    want: usize,
+) -> std::io::Result<usize> {
+    use std::os::fd::AsFd;
+    stream.try_io(tokio::io::Interest::WRITABLE, || {
+        sendfile_nowait(stream.as_fd(), file, offset, want)
+    })
+}
+
+/// `sendfile(2)` on a non-blocking socket outside the reactor (a blocking
+/// pool thread holding its own handle of the socket): sends up to `want`
+/// bytes of `file` from `*offset`, advancing it, and returns what was
+/// sent; `WouldBlock` only when nothing could be. The reactor's readiness
+/// of the socket is not touched: the caller must check it again itself.
+pub fn sendfile_nowait(
+    sock: std::os::fd::BorrowedFd<'_>,
+    file: &std::fs::File,
+    offset: &mut u64,
+    want: usize,
+) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut off = libc::off_t::try_from(*offset)
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: valid descriptors; `off` is a live off_t.
+    let n = unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut off, want) };
+    let n = usize::try_from(n).map_err(|_| std::io::Error::last_os_error())?;
+    *offset += n as u64;
+    Ok(n)
 }
 
 /// Accepts connections until `shutdown`, running `handler` for each in its
