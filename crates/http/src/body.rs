@@ -97,11 +97,35 @@ pub enum Content {
 /// read (those hand-offs were most of a small request's cost).
 pub const SMALL_FILE: u64 = 64 * 1024;
 
+/// Set on a response whose whole body is one range of an open file, so
+/// that the connection can send it with `sendfile(2)` (page cache to
+/// socket, no copy through us) instead of polling the body; the body then
+/// never starts reading.
+#[derive(Debug, Clone)]
+pub struct FileRange {
+    pub file: Arc<std::fs::File>,
+    /// Absolute offset in the file.
+    pub offset: u64,
+    pub len: u64,
+}
+
 /// Streams `segments` (literal bytes and ranges of the content, offsets
-/// relative to its start) as a body.
-pub fn content_body(content: Content, segments: Vec<Segment>) -> Body {
+/// relative to its start) as a body; with the [`FileRange`] it amounts to
+/// when it is one range of an open file.
+pub fn content_body(content: Content, segments: Vec<Segment>) -> (Body, Option<FileRange>) {
     match content {
-        Content::File { file, base } => file_body(file, base, segments),
+        Content::File { file, base } => {
+            let file = Arc::new(file);
+            let range = match segments.as_slice() {
+                [Segment::File { offset, len }] => Some(FileRange {
+                    file: file.clone(),
+                    offset: base + offset,
+                    len: *len,
+                }),
+                _ => None,
+            };
+            (file_body(file, base, segments), range)
+        }
         Content::Memory(all) => {
             let mut parts = segments.into_iter().map(|s| match s {
                 Segment::Bytes(b) => b,
@@ -113,7 +137,7 @@ pub fn content_body(content: Content, segments: Vec<Segment>) -> Body {
                     all.slice(start..end)
                 }
             });
-            match (parts.next(), parts.next()) {
+            let body = match (parts.next(), parts.next()) {
                 (None, _) => empty(),
                 (Some(one), None) => full(one),
                 (Some(a), Some(b)) => {
@@ -124,15 +148,18 @@ pub fn content_body(content: Content, segments: Vec<Segment>) -> Body {
                     parts.for_each(|p| v.extend_from_slice(&p));
                     full(v)
                 }
-            }
+            };
+            (body, None)
         }
     }
 }
 
 /// Streams `segments` (literal bytes and ranges of `file` from `base`) as a
 /// body, reading [`CHUNK`] bytes per trip to the blocking pool (positioned
-/// reads: no shared cursor) into buffers reused within the download.
-pub fn file_body(file: std::fs::File, base: u64, segments: Vec<Segment>) -> Body {
+/// reads: no shared cursor) into buffers reused within the download. The
+/// reading starts at the first poll: a body sent by `sendfile` instead is
+/// never polled and reads nothing.
+pub fn file_body(file: Arc<std::fs::File>, base: u64, segments: Vec<Segment>) -> Body {
     let total: u64 = segments
         .iter()
         .map(|s| match s {
@@ -140,10 +167,48 @@ pub fn file_body(file: std::fs::File, base: u64, segments: Vec<Segment>) -> Body
             Segment::File { len, .. } => *len,
         })
         .sum();
-    // Two chunks read ahead while hyper writes: the socket stays busy.
-    let (tx, rx) = mpsc::channel(2);
-    tokio::spawn(produce(Arc::new(file), base, segments, tx));
-    ChannelBody::new(rx, Some(total)).boxed_unsync()
+    FileBody {
+        start: Some((file, base, segments)),
+        chunks: None,
+        total,
+    }
+    .boxed_unsync()
+}
+
+/// See [`file_body`].
+struct FileBody {
+    start: Option<(Arc<std::fs::File>, u64, Vec<Segment>)>,
+    chunks: Option<ChannelBody>,
+    total: u64,
+}
+
+impl hyper::body::Body for FileBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        if let Some((file, base, segments)) = self.start.take() {
+            // Two chunks read ahead while the connection writes: the
+            // socket stays busy.
+            let (tx, rx) = mpsc::channel(2);
+            tokio::spawn(produce(file, base, segments, tx));
+            self.chunks = Some(ChannelBody::new(rx, Some(self.total)));
+        }
+        match self.chunks.as_mut() {
+            Some(c) => Pin::new(c).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.chunks {
+            Some(c) => c.size_hint(),
+            None => SizeHint::with_exact(self.total),
+        }
+    }
 }
 
 /// Chunk buffers of one download, reused once hyper has written them:

@@ -130,12 +130,15 @@ pub fn respond(
             builder = builder.status(StatusCode::PARTIAL_CONTENT);
         }
     }
-    let body = if opts.head {
-        body::empty()
+    let (body, file_range) = if opts.head {
+        (body::empty(), None)
     } else {
         body::content_body(content, segments)
     };
     let mut r = builder.body(body).expect("valid response parts");
+    if let Some(range) = file_range {
+        r.extensions_mut().insert(range);
+    }
     let h = r.headers_mut();
     if let Some(t) = content_type {
         h.insert(header::CONTENT_TYPE, t);

@@ -11,6 +11,9 @@
 //!   them, and keeps a bounded disk cache with purge.
 //! * [`observe`]: a daemon's `/metrics` and `/status` on its metrics port.
 //! * [`access_log`]: the gateway's access log, in nginx's format.
+//! * [`server`]: the accept loop both servers share; requests are read with
+//!   our own HTTP/1.1 codec ([`h1`]) so that file ranges go out with
+//!   `sendfile(2)`, and hyper takes the rare request that has a body.
 //!
 //! This crate never writes into store paths and never serves a byte from
 //! outside them: every path goes through `fdfs_proto::LogicName::parse`.
@@ -18,8 +21,10 @@
 
 pub mod access_log;
 pub mod body;
+mod conn;
 pub mod fileserve;
 pub mod gateway;
+pub mod h1;
 pub mod mime;
 pub mod observe;
 pub mod query;

@@ -1,6 +1,7 @@
 //! The accept loop shared by the storage HTTP server and the gateway:
 //! HTTP/1.1 with bounded request heads, a header read timeout, an idle
-//! read/write timeout, and a graceful stop.
+//! read/write timeout, and a graceful stop (each connection is served by
+//! [`crate::conn`]).
 //!
 //! Connections are served thread-per-core: the caller's runtime only
 //! accepts, and hands each connection, round robin, to one of a few worker
@@ -16,21 +17,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioTimer;
+use http::{Request, Response};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::body::Body;
-use crate::fileserve::text;
-use crate::timeout_io::TimeoutIo;
 
 /// Longest request target accepted (longer → 414).
 pub const MAX_URI_LEN: usize = 8 * 1024;
-/// Size of hyper's read buffer: the whole request head must fit, else 431.
+/// The whole request head must fit in this, else 431.
 pub const MAX_HEAD_LEN: usize = 16 * 1024;
 
 /// Where a request came from and arrived at.
@@ -45,8 +41,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// A request handler. Handlers never fail: errors are responses. It runs
 /// on the worker thread of its connection: `tokio::spawn` and
 /// `spawn_blocking` inside it use that worker's runtime.
-pub type Handler =
-    Arc<dyn Fn(Request<Incoming>, ConnInfo) -> BoxFuture<Response<Body>> + Send + Sync>;
+/// Requests carry no body: no handler reads one (see [`crate::conn`]).
+pub type Handler = Arc<dyn Fn(Request<()>, ConnInfo) -> BoxFuture<Response<Body>> + Send + Sync>;
 
 /// Timeouts and threads of the accept loop.
 #[derive(Debug, Clone, Copy)]
@@ -105,7 +101,7 @@ fn start_worker(
                                 // Registers it with this thread's reactor.
                                 match tokio::net::TcpStream::from_std(stream) {
                                     Ok(s) => {
-                                        conns.spawn(serve_conn(s, info, limits, handler.clone(), stop.clone()));
+                                        conns.spawn(crate::conn::serve_conn(s, info, limits, handler.clone(), stop.clone()));
                                     }
                                     Err(e) => {
                                         tracing::warn!(peer = %info.peer, error = %e, "cannot register connection");
@@ -200,80 +196,4 @@ pub async fn serve(
         let _ = d.await;
     }
     Ok(())
-}
-/// Length of the request target as sent (`uri.to_string().len()` without
-/// building the string on every request).
-fn uri_len(u: &http::Uri) -> usize {
-    let pq = u.path_and_query().map_or(0, |p| p.as_str().len());
-    match (u.scheme_str(), u.authority()) {
-        (Some(s), Some(a)) => s.len() + 3 + a.as_str().len() + pq,
-        (None, Some(a)) => a.as_str().len() + pq,
-        _ => pq,
-    }
-}
-
-async fn serve_conn(
-    stream: tokio::net::TcpStream,
-    info: ConnInfo,
-    limits: Limits,
-    handler: Handler,
-    mut stop: watch::Receiver<bool>,
-) {
-    let io = TimeoutIo::new(stream, limits.idle_timeout);
-    let svc = service_fn(move |req: Request<Incoming>| {
-        let handler = handler.clone();
-        async move {
-            if uri_len(req.uri()) > MAX_URI_LEN {
-                tracing::info!(peer = %info.peer, "request target too long");
-                return Ok::<_, std::convert::Infallible>(text(
-                    StatusCode::URI_TOO_LONG,
-                    "URI too long",
-                ));
-            }
-            Ok(handler(req, info).await)
-        }
-    });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(MAX_HEAD_LEN)
-        .keep_alive(true);
-    let conn = builder.serve_connection(io, svc);
-    tokio::pin!(conn);
-    let mut stopping = false;
-    loop {
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(peer = %info.peer, error = %e, "connection ended");
-                }
-                return;
-            }
-            _ = stop.changed(), if !stopping => {
-                stopping = true;
-                conn.as_mut().graceful_shutdown();
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::uri_len;
-
-    #[test]
-    fn uri_len_is_the_length_of_the_target() {
-        for t in [
-            "/group1/M00/00/00/a.jpg",
-            "/group1/M00/00/00/a.jpg?token=x&ts=1",
-            "*",
-            "http://example.com:8888/group1/M00/00/00/a.jpg?x=1",
-            "http://example.com",
-            "example.com:443",
-        ] {
-            let u: http::Uri = t.parse().unwrap();
-            assert_eq!(uri_len(&u), u.to_string().len(), "{t}");
-        }
-    }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fdfs_http::body::full;
+use fdfs_http::body::{full, ChannelBody};
 use fdfs_http::server::{self, Handler, Limits};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
@@ -27,10 +27,19 @@ fn limits(workers: usize, drain: Duration) -> Limits {
 }
 
 /// Answers with the name of the thread serving the request; `/sleep/<ms>`
-/// waits that long first.
+/// waits that long first; `/stream` answers "abcdef" in three pieces of a
+/// body whose length is not known in advance.
 fn handler() -> Handler {
-    Arc::new(|req: Request<hyper::body::Incoming>, _info| {
+    Arc::new(|req: Request<()>, _info| {
         Box::pin(async move {
+            if req.uri().path() == "/stream" {
+                let (tx, rx) = tokio::sync::mpsc::channel(4);
+                for piece in ["ab", "cd", "ef"] {
+                    tx.try_send(Ok(Bytes::from_static(piece.as_bytes())))
+                        .unwrap();
+                }
+                return Response::new(ChannelBody::new(rx, None).boxed_unsync());
+            }
             if let Some(ms) = req.uri().path().strip_prefix("/sleep/") {
                 let ms: u64 = ms.parse().unwrap_or(0);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -174,4 +183,43 @@ async fn stop_drops_responses_that_outlive_the_drain_timeout() {
         .expect("the client sees the connection end")
         .unwrap();
     assert!(r.is_err(), "the cut response is not complete: {r:?}");
+}
+
+/// The raw bytes the server sends for `req` until it closes.
+async fn raw_exchange(addr: std::net::SocketAddr, req: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(req).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("the server closes")
+        .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test]
+async fn a_body_of_unknown_length_is_chunked_for_1_1_and_closed_for_1_0() {
+    let srv = start(1, Duration::from_secs(5)).await;
+    let mut s = connect(srv.addr).await;
+    assert_eq!(
+        send(&mut s, "/stream").await.unwrap(),
+        (StatusCode::OK, "abcdef".to_owned())
+    );
+    let r = raw_exchange(
+        srv.addr,
+        b"GET /stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(r.contains("\r\ntransfer-encoding: chunked\r\n"), "{r}");
+    assert!(
+        r.ends_with("\r\n\r\n2\r\nab\r\n2\r\ncd\r\n2\r\nef\r\n0\r\n\r\n"),
+        "{r}"
+    );
+    let r = raw_exchange(srv.addr, b"GET /stream HTTP/1.0\r\n\r\n").await;
+    assert!(!r.contains("content-length"), "{r}");
+    assert!(!r.contains("transfer-encoding"), "{r}");
+    assert!(r.ends_with("\r\n\r\nabcdef"), "{r}");
+    let _ = srv.stop.send(());
+    let _ = srv.task.await;
 }

@@ -283,7 +283,7 @@ impl Gateway {
         r
     }
 
-    async fn handle(&self, req: Request<Incoming>, info: ConnInfo) -> Response<Body> {
+    async fn handle(&self, req: Request<()>, info: ConnInfo) -> Response<Body> {
         let path = req.uri().path();
         if path == "/healthz" {
             return if self.tracker_reachable().await {
@@ -374,7 +374,7 @@ impl Gateway {
         text(StatusCode::BAD_GATEWAY, "no storage answered")
     }
 
-    fn purge(&self, req: &Request<Incoming>, rest: &str, info: ConnInfo) -> Response<Body> {
+    fn purge(&self, req: &Request<()>, rest: &str, info: ConnInfo) -> Response<Body> {
         let peer = canonical(info.peer.ip());
         if !self.inner.conf.purge_allow.allows(peer) {
             tracing::info!(peer = %peer, "purge refused");
@@ -396,12 +396,7 @@ impl Gateway {
         }
     }
 
-    fn serve_cached(
-        &self,
-        req: &Request<Incoming>,
-        key: &str,
-        head: bool,
-    ) -> Option<Response<Body>> {
+    fn serve_cached(&self, req: &Request<()>, key: &str, head: bool) -> Option<Response<Body>> {
         // Inline, as before: a cache hit is the page cache, and a small
         // body comes with the header read (see `Cache::lookup_content`).
         let (meta, content) = self.inner.cache.as_ref()?.lookup_content(key, !head)?;
@@ -442,7 +437,7 @@ impl Gateway {
 
     async fn try_upstream(
         &self,
-        req: &Request<Incoming>,
+        req: &Request<()>,
         addr: SocketAddr,
         info: ConnInfo,
         cacheable: bool,

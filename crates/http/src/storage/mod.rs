@@ -78,7 +78,7 @@ impl StorageHttp {
 
 async fn handle(
     cfg: &StorageHttpConfig,
-    req: Request<Incoming>,
+    req: Request<()>,
     info: ConnInfo,
     our_port: u16,
 ) -> Response<Body> {
@@ -311,7 +311,7 @@ async fn token_failure(
 /// §10.2 steps 3–6: the file is not here.
 async fn not_here(
     cfg: &StorageHttpConfig,
-    req: Request<Incoming>,
+    req: Request<()>,
     info: ConnInfo,
     our_port: u16,
     rp: &RequestPath,
@@ -421,7 +421,7 @@ const FORWARD_RESP: &[header::HeaderName] = &[
 
 async fn proxy(
     cfg: &StorageHttpConfig,
-    req: &Request<Incoming>,
+    req: &Request<()>,
     target: SocketAddr,
     path_and_query: &str,
 ) -> Result<Response<Body>, crate::HttpError> {
