@@ -369,4 +369,53 @@ mod tests {
         assert!(!may_have_body(&Method::GET, StatusCode::NOT_MODIFIED));
         assert!(may_have_body(&Method::GET, StatusCode::PARTIAL_CONTENT));
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever a client sends, the parser answers without panicking,
+            /// and a head it takes ends inside what was sent.
+            #[test]
+            fn any_bytes_parse_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                if let Parsed::Request { head_len, .. } = parse_request(&bytes) {
+                    prop_assert!(head_len <= bytes.len());
+                }
+            }
+
+            /// A request built from parts comes back as those parts, with
+            /// whatever follows it left in the buffer.
+            #[test]
+            fn built_requests_come_back(
+                method in prop::sample::select(vec!["GET", "HEAD", "PURGE", "DELETE"]),
+                path in "/[a-zA-Z0-9/._-]{0,60}",
+                query in proptest::option::of("[a-z0-9=&]{1,30}"),
+                headers in proptest::collection::vec(("x-[a-z]{1,10}", "[ -~&&[^ ]][ -~]{0,20}[!-~]"), 0..8),
+                minor in 0u8..2,
+                tail in proptest::collection::vec(any::<u8>(), 0..64),
+            ) {
+                let target = match &query { Some(q) => format!("{path}?{q}"), None => path.clone() };
+                let mut raw = format!("{method} {target} HTTP/1.{minor}\r\n");
+                for (k, v) in &headers {
+                    raw.push_str(&format!("{k}: {v}\r\n"));
+                }
+                raw.push_str("\r\n");
+                let head_end = raw.len();
+                let mut bytes = raw.into_bytes();
+                bytes.extend_from_slice(&tail);
+                let Parsed::Request { req, head_len, .. } = parse_request(&bytes) else {
+                    return Err(TestCaseError::fail("not parsed"));
+                };
+                prop_assert_eq!(head_len, head_end);
+                prop_assert_eq!(req.method().as_str(), method);
+                prop_assert_eq!(req.uri().path(), path.as_str());
+                prop_assert_eq!(req.uri().query(), query.as_deref());
+                prop_assert_eq!(req.version(), if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 });
+                for (k, v) in &headers {
+                    prop_assert!(req.headers().get_all(k.as_str()).iter().any(|x| x.as_bytes() == v.as_bytes()));
+                }
+            }
+        }
+    }
 }
