@@ -394,6 +394,21 @@ fn appender_metadata_and_slave_tools() {
     );
     assert!(err.contains("\"novalue\" is not name=value"), "{err}");
     assert_eq!(get(&nid), "only=\n");
+    // Clearing leaves none: get-metadata then answers ENOENT, as the
+    // server does for a file without metadata.
+    ok(&run_in(
+        &work,
+        BIN,
+        &["set-metadata", conf, &nid, "--clear"],
+    ));
+    fails(
+        &run_in(&work, BIN, &["get-metadata", conf, &nid]),
+        2,
+        "ENOENT",
+    );
+    let usage = run_in(&work, BIN, &["set-metadata", conf, &nid, "a=b", "--clear"]);
+    assert!(!usage.status.success(), "pairs and --clear together");
+    ok(&run_in(&work, BIN, &["set-metadata", conf, &nid, "only="]));
     // A missing file.
     fails(
         &run_in(&work, BIN, &["set-metadata", conf, &aid, "a=b"]),

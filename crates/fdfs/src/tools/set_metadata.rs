@@ -1,11 +1,11 @@
-//! `fdfs set-metadata`: replace (or merge into) a file's metadata.
+//! `fdfs set-metadata`: replace, merge into or clear a file's metadata.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use fdfs_client::{MetaOp, MetaPair};
 
-/// `fdfs set-metadata <conf> <file_id> <name=value>... [--merge]`
+/// `fdfs set-metadata <conf> <file_id> (<name=value>... [--merge] | --clear)`
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// client.conf with the tracker_server lines
@@ -13,12 +13,15 @@ pub struct Args {
     /// group/Mxx/HH/HH/name
     pub file_id: String,
     /// The entries, each `name=value` (the value may be empty or contain `=`)
-    #[arg(required = true, value_name = "name=value")]
+    #[arg(required_unless_present = "clear", value_name = "name=value")]
     pub pairs: Vec<String>,
     /// Merge into the existing metadata (same names get the new values)
     /// instead of replacing it all
-    #[arg(long)]
+    #[arg(long, conflicts_with = "clear")]
     pub merge: bool,
+    /// Remove all of the file's metadata (an overwrite with no entries)
+    #[arg(long, conflicts_with = "pairs")]
+    pub clear: bool,
 }
 
 /// `name=value`, split at the first `=`; the name may not be empty.
@@ -39,6 +42,8 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (op, how) = if a.merge {
         (MetaOp::Merge, "merging")
+    } else if a.clear {
+        (MetaOp::Overwrite, "clearing")
     } else {
         (MetaOp::Overwrite, "setting")
     };
