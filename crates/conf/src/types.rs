@@ -209,6 +209,14 @@ pub struct TrackerConf {
     pub trunk_file_size: u64,
     /// Slots are multiples of this (0: no alignment).
     pub trunk_alloc_alignment_size: u64,
+    /// `trunk_create_file_advance`: the trunk server makes trunk files
+    /// ahead of demand, at `trunk_create_file_time_base` (local) and every
+    /// `trunk_create_file_interval` after it, until the group's free trunk
+    /// space reaches `trunk_create_file_space_threshold` bytes.
+    pub trunk_create_file_advance: bool,
+    pub trunk_create_file_time_base: TimeOfDay,
+    pub trunk_create_file_interval: Duration,
+    pub trunk_create_file_space_threshold: u64,
     pub use_storage_id: bool,
     pub storage_ids_filename: PathBuf,
     /// `id_type_in_filename`: true = id, false = ip.

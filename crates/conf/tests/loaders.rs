@@ -385,6 +385,36 @@ fn tracker_values_and_adjustments() {
 }
 
 #[test]
+fn tracker_trunk_create_file_keys() {
+    let (t, _) = tracker("base_path=/t\n").unwrap();
+    assert!(!t.trunk_create_file_advance);
+    assert_eq!(
+        t.trunk_create_file_time_base,
+        TimeOfDay { hour: 2, minute: 0 }
+    );
+    assert_eq!(t.trunk_create_file_interval, Duration::from_secs(86400));
+    assert_eq!(t.trunk_create_file_space_threshold, 0);
+    let (t, w) = tracker(
+        "base_path=/t\ntrunk_create_file_advance=true\ntrunk_create_file_time_base=00:30\n\
+         trunk_create_file_interval=3600\ntrunk_create_file_space_threshold=20G\n",
+    )
+    .unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    assert!(t.trunk_create_file_advance);
+    assert_eq!(
+        t.trunk_create_file_time_base,
+        TimeOfDay {
+            hour: 0,
+            minute: 30
+        }
+    );
+    assert_eq!(t.trunk_create_file_interval, Duration::from_secs(3600));
+    assert_eq!(t.trunk_create_file_space_threshold, 20 << 30);
+    let e = err_of(tracker("base_path=/t\ntrunk_create_file_time_base=24:00\n"));
+    assert!(e.contains("trunk_create_file_time_base"), "{e}");
+}
+
+#[test]
 fn includes_relative_and_back_to_global() {
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir(dir.path().join("sub")).unwrap();

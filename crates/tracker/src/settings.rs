@@ -123,6 +123,10 @@ impl Settings {
             slot_max_size: c.slot_max_size,
             trunk_file_size: c.trunk_file_size,
             trunk_alloc_alignment_size: c.trunk_alloc_alignment_size,
+            trunk_create_file_advance: c.trunk_create_file_advance,
+            trunk_create_file_time_base: c.trunk_create_file_time_base,
+            trunk_create_file_interval: c.trunk_create_file_interval.as_secs(),
+            trunk_create_file_space_threshold: c.trunk_create_file_space_threshold,
             store_slave_file_use_link: c.store_slave_file_use_link,
             stat_layout: c.stat_layout,
             ..Settings::default()
@@ -275,6 +279,23 @@ trunk_compress_binlog_min_interval=86400\ntrunk_compress_binlog_interval=86400\n
 trunk_compress_binlog_time_base=03:00\ntrunk_binlog_max_backups=7\nstore_slave_file_use_link=0\n";
         assert_eq!(text, golden);
         assert_eq!(text.len(), 740);
+    }
+
+    #[test]
+    fn the_make_ahead_keys_of_tracker_conf_reach_the_storages() {
+        let conf = TrackerConf::from_str(
+            "base_path=/t\nuse_trunk_file=true\ntrunk_create_file_advance=true\n\
+             trunk_create_file_time_base=00:00\ntrunk_create_file_interval=2\n\
+             trunk_create_file_space_threshold=12MB\n",
+            std::path::Path::new("tracker.conf"),
+        )
+        .unwrap();
+        let params = Settings::from_conf(&conf).parameters();
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).unwrap().1.clone();
+        assert_eq!(get("trunk_create_file_advance"), "1");
+        assert_eq!(get("trunk_create_file_time_base"), "00:00");
+        assert_eq!(get("trunk_create_file_interval"), "2");
+        assert_eq!(get("trunk_create_file_space_threshold"), "12582912");
     }
 
     #[test]
