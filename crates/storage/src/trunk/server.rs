@@ -353,7 +353,11 @@ impl Trunk {
             .map_err(|e| TrunkError::Invalid(e.to_string()))
     }
 
-    /// Creates the next trunk file in store path `store_path`.
+    /// Creates the next trunk file in store path `store_path`, all free,
+    /// and records it in the trunk binlog at once (taken whole, then
+    /// freed, as a snapshot does): a file made ahead of demand has no
+    /// slot given out that would record it, and must not be forgotten by
+    /// a restart or the next trunk server.
     fn new_trunk_file(
         &self,
         s: &mut Served,
@@ -434,6 +438,8 @@ impl Trunk {
                     len: params.file_size,
                 },
             );
+            self.record(s, SpaceOp::Allocated, info)?;
+            self.record(s, SpaceOp::Freed, info)?;
             info!(trunk_file = %path.display(), "trunk: new trunk file");
             return Ok(());
         }
