@@ -883,3 +883,109 @@ fn the_trunk_binlog_is_compacted_after_many_frees() {
     });
     assert_everywhere(&[&server, &other], &live);
 }
+
+/// Trunk files on a storage's disk (`data/HH/HH/NNNNNN`), by trunk id.
+fn trunk_files_on_disk(s: &StorageProc) -> BTreeMap<u32, std::path::PathBuf> {
+    let data = s.base.join("data");
+    files_under(&data)
+        .into_iter()
+        .filter_map(|p| {
+            let rel = p.strip_prefix(&data).ok()?.to_str()?.to_owned();
+            let parts: Vec<&str> = rel.split('/').collect();
+            let hex = |x: &str| x.len() == 2 && x.bytes().all(|b| b.is_ascii_hexdigit());
+            let [hi, lo, name] = parts[..] else {
+                return None;
+            };
+            let digits = name.len() == 6 && name.bytes().all(|b| b.is_ascii_digit());
+            (hex(hi) && hex(lo) && digits).then(|| (name.parse().unwrap(), p))
+        })
+        .collect()
+}
+
+/// With `trunk_create_file_advance`, the trunk server makes trunk files
+/// at the time base and every interval after it, with no upload asking,
+/// until its free trunk space reaches the threshold (12 MB: three 4 MB
+/// files), then no more. The tracker knows of them, a restart keeps them
+/// (trunk binlog) without making more, and an upload lands in one.
+#[test]
+fn trunk_files_are_made_ahead_up_to_the_threshold() {
+    let ip = Ipv4Addr::new(127, 0, 0, 17);
+    let (dir, _tracker, mut s) = start_cluster(
+        &[
+            "use_trunk_file = true",
+            "slot_max_size = 16384",
+            "trunk_file_size = 4194304",
+            "trunk_create_file_advance = true",
+            "trunk_create_file_time_base = 00:00",
+            "trunk_create_file_interval = 1",
+            "trunk_create_file_space_threshold = 12MB",
+        ],
+        StorageOpts::on(ip),
+    );
+    let _dir = dir;
+    wait_until("trunk files made ahead", Duration::from_secs(20), || {
+        trunk_files_on_disk(&s).len() >= 3
+    });
+    // Runs every second: a few more find enough free trunk space.
+    std::thread::sleep(Duration::from_secs(3));
+    let made = trunk_files_on_disk(&s);
+    assert_eq!(made.len(), 3, "stops at the threshold: {made:?}");
+    for path in made.values() {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).unwrap();
+        assert_eq!(m.len(), 4194304, "{}", path.display());
+        assert!(
+            m.blocks() * 512 >= 4194304,
+            "{} preallocated",
+            path.display()
+        );
+    }
+    let log = storage_log(&s);
+    assert!(log.contains("trunk files made ahead of demand"), "{log}");
+    // In the trunk binlog (a restart must know them), and known to the
+    // tracker, which shows the free trunk space.
+    let trunk_binlog = std::fs::read_to_string(s.base.join("data/trunk/binlog")).unwrap();
+    for id in made.keys() {
+        let whole = format!(" {id} 0 4194304");
+        let ops: Vec<&str> = trunk_binlog
+            .lines()
+            .filter(|l| l.ends_with(&whole))
+            .filter_map(|l| l.split(' ').nth(1))
+            .collect();
+        assert_eq!(
+            ops,
+            ["A", "D"],
+            "{id}: taken, then freed, in\n{trunk_binlog}"
+        );
+    }
+    let newest = *made.keys().last().unwrap();
+    let monitor = || {
+        let out = std::process::Command::new(BIN)
+            .arg("monitor")
+            .arg(&s.conf)
+            .args(["list", "group1"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_until("the tracker knows", Duration::from_secs(10), || {
+        let list = monitor();
+        list.contains(&format!("current trunk file id = {newest}"))
+            && list.contains("trunk free space = 12 MB")
+    });
+
+    // A restart rebuilds the map from the trunk binlog: still enough.
+    s.restart();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(trunk_files_on_disk(&s), made, "none more after a restart");
+
+    // An upload lands in a file made ahead.
+    let mut live = BTreeMap::new();
+    let mut k = 0;
+    wait_for_packing(&[&s], &mut live, &mut k);
+    for name in live.keys() {
+        let id = slot_of(name).slot.trunk_id;
+        assert!(made.contains_key(&id), "{name} in trunk file {id}");
+    }
+    assert_everywhere(&[&s], &live);
+}

@@ -334,6 +334,7 @@ pub async fn serve_observed(
         },
     ));
     let trunk_pusher = tokio::spawn(trunk.clone().push_binlog(shutdown.clone()));
+    let trunk_ahead = tokio::spawn(trunk.clone().make_ahead_on_schedule(shutdown.clone()));
     let svc = Arc::new(Service {
         trunk: trunk.clone(),
         quorum,
@@ -355,6 +356,8 @@ pub async fn serve_observed(
     })
     .await;
     shutdown.trigger();
+    // No trunk file is made once the set-aside space is given back.
+    let _ = trunk_ahead.await;
     trunk.release().await;
     for w in workers {
         let _ = w.await;

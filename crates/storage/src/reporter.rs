@@ -430,6 +430,15 @@ impl Reporter {
                 "trackers use trunk files: small files are packed"
             );
         }
+        let ahead = trunk.advance;
+        if trunk.enabled && ahead.enabled && (ahead != was.advance || !was.enabled) {
+            info!(
+                time_base = %format_args!("{:02}:{:02}", ahead.time_base.hour, ahead.time_base.minute),
+                interval_secs = ahead.interval,
+                threshold_mb = ahead.threshold / (1024 * 1024),
+                "trackers want trunk files made ahead of demand (by the trunk server)"
+            );
+        }
         if let Some(v) = get("reserved_storage_space") {
             match fdfs_conf::value::parse_reserved(v) {
                 Ok(r) => self.store.set_reserved(r),

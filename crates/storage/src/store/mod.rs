@@ -656,6 +656,16 @@ impl Store {
         idx < self.paths.len() && self.has_space(idx, size)
     }
 
+    /// The writable store path with the most free disk among those with
+    /// room for `size` more bytes above their reserved space.
+    pub fn roomiest_path(&self, size: u64) -> Option<usize> {
+        (0..self.paths.len())
+            .filter(|&i| !self.paths[i].readonly && self.has_space(i, size))
+            .filter_map(|i| Some((space(&self.cfg.store_paths[i]).ok()?.1, i)))
+            .max_by_key(|&(free, i)| (free, std::cmp::Reverse(i)))
+            .map(|(_, i)| i)
+    }
+
     fn next_subdir(&self, b64: &str) -> (u8, u8) {
         let sc = self.cfg.subdir_count;
         if self.cfg.distribute_mode == 1 {

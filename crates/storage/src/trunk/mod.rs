@@ -20,6 +20,7 @@
 //! When no trunk server is known or it does not answer, the file is stored
 //! whole: an upload never fails for want of a slot.
 
+mod advance;
 mod binlog;
 mod requester;
 mod server;
@@ -32,6 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use fdfs_conf::TimeOfDay;
 use fdfs_proto::errno;
 use fdfs_proto::server::StorageBrief;
 use fdfs_proto::trunk::HEADER_LEN;
@@ -50,6 +52,8 @@ pub struct TrunkParams {
     /// 0: no alignment.
     pub alignment: u32,
     pub file_size: u32,
+    /// `trunk_create_file_*`: trunk files made ahead of demand.
+    pub advance: AdvanceParams,
 }
 
 impl Default for TrunkParams {
@@ -60,8 +64,64 @@ impl Default for TrunkParams {
             slot_max_size: 8 * 1024 * 1024,
             alignment: 0,
             file_size: 64 * 1024 * 1024,
+            advance: AdvanceParams::default(),
         }
     }
+}
+
+/// When the trunk server makes trunk files before uploads need them
+/// (`trunk_create_file_advance` and its time base, interval and
+/// threshold, CONFIG.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdvanceParams {
+    pub enabled: bool,
+    /// The first run of the local day...
+    pub time_base: TimeOfDay,
+    /// ...then one every this many seconds (never 0).
+    pub interval: u32,
+    /// Trunk files are made until the free trunk space (all store paths)
+    /// reaches this many bytes; 0: none are.
+    pub threshold: u64,
+}
+
+impl Default for AdvanceParams {
+    fn default() -> Self {
+        AdvanceParams {
+            enabled: false,
+            time_base: TimeOfDay { hour: 2, minute: 0 },
+            interval: 86400,
+            threshold: 0,
+        }
+    }
+}
+
+impl AdvanceParams {
+    /// From PARAMETER_REQ's pairs; missing or bad values keep the defaults.
+    fn from_params(get: &impl Fn(&str) -> Option<String>) -> AdvanceParams {
+        let d = AdvanceParams::default();
+        let num = |k: &str| get(k).and_then(|v| v.trim().parse::<u64>().ok());
+        AdvanceParams {
+            enabled: get("trunk_create_file_advance").is_some_and(|v| is_true(&v)),
+            time_base: get("trunk_create_file_time_base")
+                .and_then(|v| fdfs_conf::value::parse_time(&v).ok())
+                .unwrap_or(d.time_base),
+            interval: num("trunk_create_file_interval")
+                .filter(|&v| v > 0)
+                .map_or(d.interval, |v| v.min(u64::from(u32::MAX)) as u32),
+            threshold: num("trunk_create_file_space_threshold").unwrap_or(d.threshold),
+        }
+    }
+
+    /// The unix time of the first run after `now` (local time of day).
+    pub fn next_run(&self, now: i64) -> i64 {
+        let base = u32::from(self.time_base.hour) * 3600 + u32::from(self.time_base.minute) * 60;
+        fdfs_runtime::clock::next_local_time_every(now, base, self.interval)
+    }
+}
+
+/// A boolean of PARAMETER_REQ (`1`, or `true`).
+fn is_true(v: &str) -> bool {
+    v == "1" || v == "true"
 }
 
 impl TrunkParams {
@@ -74,7 +134,7 @@ impl TrunkParams {
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map_or(dflt, |v| v.min(u64::from(u32::MAX)) as u32)
         };
-        let enabled = get("use_trunk_file").is_some_and(|v| v == "1" || v == "true");
+        let enabled = get("use_trunk_file").is_some_and(|v| is_true(&v));
         let file_size = num("trunk_file_size", d.file_size).max(4 * 1024 * 1024);
         let alignment = num("trunk_alloc_alignment_size", 0);
         let slot_min_size = num("slot_min_size", d.slot_min_size)
@@ -90,6 +150,7 @@ impl TrunkParams {
             slot_max_size,
             alignment,
             file_size,
+            advance: AdvanceParams::from_params(&get),
         }
     }
 
@@ -355,6 +416,49 @@ impl Trunk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> TrunkParams {
+        TrunkParams::from_params(|k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn the_trackers_make_ahead_settings_are_read() {
+        assert_eq!(params(&[]).advance, AdvanceParams::default());
+        let a = params(&[
+            ("use_trunk_file", "1"),
+            ("trunk_create_file_advance", "1"),
+            ("trunk_create_file_time_base", "00:30"),
+            ("trunk_create_file_interval", "3600"),
+            ("trunk_create_file_space_threshold", "21474836480"),
+        ])
+        .advance;
+        assert_eq!(
+            a,
+            AdvanceParams {
+                enabled: true,
+                time_base: TimeOfDay {
+                    hour: 0,
+                    minute: 30
+                },
+                interval: 3600,
+                threshold: 20 << 30,
+            }
+        );
+        // Bad values keep the defaults; an interval of 0 would never wait.
+        let a = params(&[
+            ("trunk_create_file_advance", "0"),
+            ("trunk_create_file_time_base", "25:00"),
+            ("trunk_create_file_interval", "0"),
+            ("trunk_create_file_space_threshold", "20G"),
+        ])
+        .advance;
+        assert_eq!(a, AdvanceParams::default());
+    }
 
     #[tokio::test]
     async fn a_trunk_file_is_known_once_every_tracker_in_session_acknowledged_it() {

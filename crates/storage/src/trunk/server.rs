@@ -48,6 +48,14 @@ pub(super) struct Served {
     checked: std::time::Instant,
 }
 
+impl Served {
+    /// Free trunk space: the map's, and the set-aside ranges not handed
+    /// out yet (what REPORT_TRUNK_FREE tells).
+    fn free_bytes(&self) -> u64 {
+        self.map.free_bytes() + self.pool.free_bytes()
+    }
+}
+
 impl Trunk {
     /// Runs `f` on the trunk server's state, loading it first when we just
     /// became trunk server. `f` runs inline when `cheap` says it only
@@ -96,7 +104,7 @@ impl Trunk {
         } else {
             crate::service::blocking(|| work(served))
         };
-        let free = (served.map.free_bytes() + served.pool.free_bytes()) / (1024 * 1024);
+        let free = served.free_bytes() / (1024 * 1024);
         self.state().free_mb.store(free as i64, Ordering::Relaxed);
         self.state()
             .binlog_lines
@@ -247,7 +255,7 @@ impl Trunk {
             .map
             .alloc_upto(store_path, need, most, params.slot_min_size)
         else {
-            return self.new_trunk_file(s, store_path, params);
+            return self.new_trunk_file(s, store_path, params).map(drop);
         };
         self.record(s, SpaceOp::Allocated, range)?;
         let len = s
@@ -353,6 +361,35 @@ impl Trunk {
             .map_err(|e| TrunkError::Invalid(e.to_string()))
     }
 
+    /// Made ahead of demand: one new trunk file, in the writable store
+    /// path with the most free disk, when the free trunk space is under
+    /// `threshold`. `None` when there is enough. The lock is held for one
+    /// file, so uploads go on between files.
+    pub(super) async fn make_ahead(&self, threshold: u64) -> Result<Option<TrunkInfo>, TrunkError> {
+        let params = self.state().params();
+        // Enough free space is only a look at memory: inline.
+        self.with_served(
+            |s| s.free_bytes() >= threshold,
+            |t, s| {
+                if s.free_bytes() >= threshold {
+                    return Ok(None);
+                }
+                let path = t
+                    .store
+                    .roomiest_path(u64::from(params.file_size))
+                    .and_then(|i| u8::try_from(i).ok())
+                    .ok_or_else(|| {
+                        TrunkError::NoSpace(
+                            "no writable store path has room for a new trunk file above its reserved space"
+                                .into(),
+                        )
+                    })?;
+                t.new_trunk_file(s, path, &params).map(Some)
+            },
+        )
+        .await
+    }
+
     /// Creates the next trunk file in store path `store_path`, all free,
     /// and records it in the trunk binlog at once (taken whole, then
     /// freed, as a snapshot does): a file made ahead of demand has no
@@ -363,7 +400,7 @@ impl Trunk {
         s: &mut Served,
         store_path: u8,
         params: &TrunkParams,
-    ) -> Result<(), TrunkError> {
+    ) -> Result<TrunkInfo, TrunkError> {
         // Free space inside trunk files may be used beyond the reserve, a
         // new trunk file may not.
         if !self
@@ -441,7 +478,7 @@ impl Trunk {
             self.record(s, SpaceOp::Allocated, info)?;
             self.record(s, SpaceOp::Freed, info)?;
             info!(trunk_file = %path.display(), "trunk: new trunk file");
-            return Ok(());
+            return Ok(info);
         }
         Err(TrunkError::NoSpace(
             "1024 trunk file ids in a row already exist".into(),
