@@ -38,7 +38,7 @@ const COALESCE: usize = 16 * 1024;
 const INLINE_SENDFILE: u64 = 64 * 1024;
 /// ...a bigger one in calls of up to this much on the blocking pool (1 MiB
 /// calls tripled the p99 of small-file requests served beside cold large
-/// downloads: each call also runs the loopback receive of what it sent).
+/// downloads, bench/http_cold_tail.sh; 256 KiB calls did not).
 const POOL_SENDFILE: u64 = 256 * 1024;
 /// How often a send waiting for room in the socket tries again anyway.
 const RECHECK: Duration = Duration::from_millis(50);
