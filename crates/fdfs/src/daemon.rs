@@ -70,11 +70,13 @@ fn run_storage(args: &DaemonArgs) -> anyhow::Result<()> {
             Ok((prepared, http, metrics))
         },
         |(prepared, http, metrics), shutdown| async move {
+            let mut http_stats = None;
             if let Some((cfg, listener)) = http {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
                 let stop = shutdown.clone();
+                let server = fdfs_http::storage::StorageHttp::new(cfg);
+                http_stats = Some(server.stats());
                 tokio::spawn(async move {
-                    let server = fdfs_http::storage::StorageHttp::new(cfg);
                     if let Err(e) = server
                         .serve(listener, async move { stop.wait().await })
                         .await
@@ -86,7 +88,7 @@ fn run_storage(args: &DaemonArgs) -> anyhow::Result<()> {
             let stop = shutdown.clone();
             fdfs_storage::serve_observed(prepared, shutdown, move |observer| {
                 if let Some(l) = metrics {
-                    spawn_metrics(l, StoragePages(observer), stop);
+                    spawn_metrics(l, StoragePages(observer, http_stats), stop);
                 }
             })
             .await?;
@@ -216,11 +218,22 @@ impl fdfs_http::observe::Observed for TrackerPages {
     }
 }
 
-struct StoragePages(Arc<fdfs_storage::observe::Observer>);
+/// A storage's pages: its own state, and what its built-in HTTP answered
+/// when it runs one.
+struct StoragePages(
+    Arc<fdfs_storage::observe::Observer>,
+    Option<Arc<fdfs_http::storage::HttpStats>>,
+);
 
 impl fdfs_http::observe::Observed for StoragePages {
     fn metrics(&self) -> String {
-        self.0.metrics()
+        let mut page = self.0.metrics();
+        if let Some(http) = &self.1 {
+            let mut e = fdfs_runtime::metrics::Exposition::new();
+            http.write(&mut e);
+            page.push_str(&e.finish());
+        }
+        page
     }
     fn status(&self) -> String {
         self.0.status()

@@ -57,13 +57,17 @@ fn tracker_and_storage_show_their_state() {
     );
     let sip = random_loopback();
     let smetrics = SocketAddr::from((sip, free_port(sip)));
+    let shttp = SocketAddr::from((sip, free_port(sip)));
     let storage = StorageProc::start(
         BIN,
         dir.path(),
         sip,
         "group1",
         &[tracker.addr],
-        &[&format!("metrics_port = {}", smetrics.port())],
+        &[
+            &format!("metrics_port = {}", smetrics.port()),
+            &format!("http.server_port = {}", shttp.port()),
+        ],
     );
     let ip = sip.to_string();
     let active = format!(
@@ -83,11 +87,40 @@ fn tracker_and_storage_show_their_state() {
     }
     .encode(&mut body);
     body.extend_from_slice(&data);
-    let (st, _) = Wire::connect(storage.addr)
+    let (st, reply) = Wire::connect(storage.addr)
         .unwrap()
         .call(sc::UPLOAD_FILE, &body)
         .unwrap();
     assert_eq!(st, 0);
+    // Its built-in HTTP counts what it answers: the file twice (whole,
+    // then a range), and a name it does not have.
+    let group = String::from_utf8_lossy(&reply[..16])
+        .trim_end_matches('\0')
+        .to_owned();
+    let url = format!("/{group}/{}", String::from_utf8_lossy(&reply[16..]));
+    let (code, got) = http(shttp, "GET", &url);
+    assert_eq!((code, got.len()), (200, 3000));
+    assert_eq!(http(shttp, "GET", "/group1/M00/00/00/nothing.jpg").0, 400);
+    let (code, page) = http(smetrics, "GET", "/metrics");
+    assert_eq!(code, 200);
+    assert_eq!(
+        sample(&page, "fdfs_storage_http_responses{code=\"200\"}"),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, "fdfs_storage_http_responses{code=\"400\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&page, "fdfs_storage_http_responses{code=\"404\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&page, "fdfs_storage_http_content_bytes"),
+        Some(3000.0)
+    );
+    assert!(page.contains("# TYPE fdfs_storage_http_responses counter\n"));
     let (code, page) = http(smetrics, "GET", "/metrics");
     assert_eq!(code, 200);
     assert_eq!(

@@ -21,12 +21,14 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fdfs_conf::ResponseMode;
 use fdfs_proto::file_id::{FileKind, SourceServer};
 use fdfs_proto::{trunk, LogicName};
+use fdfs_runtime::metrics::Exposition;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -44,13 +46,75 @@ use crate::token::{check_token, TokenError};
 #[derive(Clone, Debug)]
 pub struct StorageHttp {
     inner: Arc<StorageHttpConfig>,
+    stats: Arc<HttpStats>,
+}
+
+/// Status codes counted on their own; the rest count as "other".
+const COUNTED: [u16; 12] = [200, 206, 302, 304, 400, 403, 404, 405, 416, 500, 502, 503];
+
+/// What the storage HTTP server answered, for the storage's `/metrics`.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    /// By status: [`COUNTED`], then other.
+    responses: [AtomicU64; COUNTED.len() + 1],
+    /// Content bytes of the 200 and 206 answers to GET.
+    content_bytes: AtomicU64,
+}
+
+impl HttpStats {
+    fn record(&self, method: &Method, resp: &Response<Body>) {
+        let code = resp.status().as_u16();
+        let i = COUNTED
+            .iter()
+            .position(|&c| c == code)
+            .unwrap_or(COUNTED.len());
+        self.responses[i].fetch_add(1, Ordering::Relaxed);
+        if method == Method::GET && matches!(code, 200 | 206) {
+            let len = resp
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            self.content_bytes.fetch_add(len, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds the families `fdfs_storage_http_responses` (by code) and
+    /// `fdfs_storage_http_content_bytes` to `e`.
+    pub fn write(&self, e: &mut Exposition) {
+        let help = "HTTP requests answered by the storage, by status code.";
+        for (i, n) in self.responses.iter().enumerate() {
+            let code = COUNTED
+                .get(i)
+                .map_or_else(|| "other".to_owned(), u16::to_string);
+            e.counter(
+                "fdfs_storage_http_responses",
+                help,
+                &[("code", &code)],
+                n.load(Ordering::Relaxed) as f64,
+            );
+        }
+        e.counter(
+            "fdfs_storage_http_content_bytes",
+            "File bytes in the storage's HTTP answers to GET (200 and 206), as announced.",
+            &[],
+            self.content_bytes.load(Ordering::Relaxed) as f64,
+        );
+    }
 }
 
 impl StorageHttp {
     pub fn new(cfg: StorageHttpConfig) -> StorageHttp {
         StorageHttp {
             inner: Arc::new(cfg),
+            stats: Arc::default(),
         }
+    }
+
+    /// Its counters (shared: they go on counting while it serves).
+    pub fn stats(&self) -> Arc<HttpStats> {
+        self.stats.clone()
     }
 
     /// Serves HTTP on `listener` until `shutdown` completes; then stops
@@ -68,9 +132,15 @@ impl StorageHttp {
             drain_timeout: cfg.network_timeout,
             workers: cfg.workers,
         };
+        let stats = self.stats.clone();
         let handler: server::Handler = Arc::new(move |req, info| {
-            let cfg = cfg.clone();
-            Box::pin(async move { handle(&cfg, req, info, our_port).await })
+            let (cfg, stats) = (cfg.clone(), stats.clone());
+            Box::pin(async move {
+                let method = req.method().clone();
+                let resp = handle(&cfg, req, info, our_port).await;
+                stats.record(&method, &resp);
+                resp
+            })
         });
         server::serve(listener, shutdown, limits, handler).await
     }
