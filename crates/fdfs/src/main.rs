@@ -71,7 +71,8 @@ fn main() -> ExitCode {
     if let Some(code) = tools::run_as(&argv0, args.clone()) {
         return code;
     }
-    match Cli::parse_from(args).command {
+    let cli = Cli::try_parse_from(args).unwrap_or_else(|e| tools::usage_exit(e));
+    match cli.command {
         Command::Tracker(a) => daemon::tracker(a, "fdfs tracker"),
         Command::Storage(a) => daemon::storage(a, "fdfs storage"),
         Command::Tool(t) => tools::run(t),

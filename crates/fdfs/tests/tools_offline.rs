@@ -213,6 +213,13 @@ fn install_links_every_name_and_the_links_dispatch() {
         text(&out.stdout).trim(),
         crc32fast::hash(b"abc").to_string()
     );
+    // A usage error of an installed name exits EINVAL (22), not 2, which
+    // is ENOENT for our tools.
+    let out = Command::new(bin.join("fdfs_crc32"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(22), "{}", text(&out.stderr));
 
     // A regular file in the way is not replaced without --force.
     let other = dir.path().join("other");
@@ -422,5 +429,33 @@ fn tools_that_send_a_local_file_refuse_what_is_not_a_regular_file() {
             "{args:?}: {}",
             text(&out.stderr)
         );
+    }
+}
+
+#[test]
+fn usage_errors_exit_einval_and_help_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["download-file"][..],
+        &["upload-file", "--no-such-flag", "c", "f"],
+        &["no-such-command"],
+    ] {
+        let out = run(dir.path(), args);
+        assert_eq!(
+            out.status.code(),
+            Some(22),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(!text(&out.stderr).is_empty());
+    }
+    for args in [
+        &["--help"][..],
+        &["download-file", "--help"],
+        &["--version"],
+    ] {
+        let out = run(dir.path(), args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(!text(&out.stdout).is_empty());
     }
 }

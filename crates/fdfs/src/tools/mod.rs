@@ -209,9 +209,25 @@ fn parse_standalone<T: clap::Args + clap::FromArgMatches>(
     } else {
         cmd
     };
-    let m = T::augment_args(cmd).get_matches_from(args);
-    T::from_arg_matches(&m).unwrap_or_else(|e| e.exit())
+    let m = T::augment_args(cmd)
+        .try_get_matches_from(args)
+        .unwrap_or_else(|e| usage_exit(e));
+    T::from_arg_matches(&m).unwrap_or_else(|e| usage_exit(e))
 }
+
+/// Ends the program on a command line clap did not take: help and version
+/// go to stdout with status 0; a usage error goes to stderr with status
+/// EINVAL (22), not clap's 2, which our tools use for ENOENT.
+pub fn usage_exit(e: clap::Error) -> ! {
+    if !e.use_stderr() {
+        e.exit();
+    }
+    let _ = e.print();
+    std::process::exit(EINVAL_EXIT);
+}
+
+/// The exit status of a usage error (EINVAL).
+pub const EINVAL_EXIT: i32 = 22;
 
 fn init_logging() {
     // Client warnings (a tracker skipped...) go to stderr; RUST_LOG overrides.
