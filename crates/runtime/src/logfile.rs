@@ -293,11 +293,14 @@ impl Keeper {
         self.wake.notify_all();
     }
 
-    /// The thread: a pass when asked and every day at `delete_at`, until
-    /// stopped. It wakes at least every minute to follow the wall clock.
+    /// The thread: a pass as it starts (a daemon that was down at
+    /// `delete_at` still gets one that day), when asked, and every day at
+    /// `delete_at`, until stopped. It wakes at least every minute to follow
+    /// the wall clock.
     fn run(&self) {
         let mut s = self.lock();
         s.next_daily = next_local_time_of_day(unix_now(), self.rotation.delete_at);
+        s.requested = true;
         loop {
             if s.stop {
                 return;
@@ -456,6 +459,21 @@ impl Keeper {
         while s.requested || s.running {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             assert!(!left.is_zero(), "the housekeeping pass did not end");
+            s = self
+                .wake
+                .wait_timeout(s, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits until the thread has made its first pass.
+    fn first_pass(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut s = self.lock();
+        while s.passes == 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(!left.is_zero(), "no pass at the start");
             s = self
                 .wake
                 .wait_timeout(s, left)
@@ -697,6 +715,35 @@ mod tests {
             std::fs::read_to_string(d.path().join("trackerd.log.bak")).unwrap(),
             "in trackerd.log.bak\n"
         );
+    }
+
+    #[test]
+    fn a_pass_runs_as_the_log_starts() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("trackerd.log");
+        let now = SystemTime::now();
+        for (name, age) in [
+            ("trackerd.log.20000101.gz", 20),
+            ("trackerd.log.20000102", 3),
+        ] {
+            let f = File::create(d.path().join(name)).unwrap();
+            f.set_modified(now - Duration::from_secs(86400) * age)
+                .unwrap();
+        }
+        let log = LogFile::open(
+            &path,
+            Rotation {
+                keep_days: 15,
+                compress_old: true,
+                ..Rotation::default()
+            },
+        )
+        .unwrap();
+        (&log).write_all(b"started\n").unwrap();
+        // No daily pass is due (delete_at is hours away or just passed):
+        // this is the one the thread makes as it starts.
+        log.keeper.first_pass();
+        assert_eq!(rotated(d.path()), ["trackerd.log.20000102.gz"]);
     }
 
     #[test]
