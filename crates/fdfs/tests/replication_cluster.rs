@@ -35,10 +35,12 @@ const FILES_BEFORE_NEW_SERVER: usize = 1000;
 const STORAGE_EXTRA: &[&str] = &["sync_wait_msec = 50", "write_mark_file_freq = 10"];
 
 struct Cluster {
-    dir: TestDir,
     tracker: TrackerProc,
     net: u8,
     port: u16,
+    /// Last: fields drop in order, and the folder must go after the
+    /// processes writing into it.
+    dir: TestDir,
 }
 
 impl Cluster {

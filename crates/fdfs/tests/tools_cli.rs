@@ -16,10 +16,12 @@ use fdfs_testkit::{wait_until, TestDir, TrackerProc, Wire};
 const BIN: &str = env!("CARGO_BIN_EXE_fdfs");
 
 struct Cluster {
-    dir: TestDir,
     _tracker: TrackerProc,
     storage: StorageProc,
     conf: PathBuf,
+    /// Last: fields drop in order, and the folder must go after the
+    /// processes writing into it.
+    dir: TestDir,
 }
 
 fn cluster() -> Cluster {
