@@ -46,6 +46,7 @@ library's own lower-level classes:
 """
 
 import argparse
+import http.client
 import importlib
 import os
 import sys
@@ -191,7 +192,57 @@ class FastdfsClient(Listings):
         return self.c.delete_file(as_text(file_id))
 
 
-def run(lib):
+def check_http(servers, fid, body):
+    """The file through each storage's built-in HTTP, with Python's own
+    http.client: whole downloads on one kept connection, a range, HEAD, a
+    conditional request, and a name that is not there."""
+    path = "/" + fid
+    for host, port in servers:
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        for _ in range(2):
+            conn.request("GET", path)
+            r = conn.getresponse()
+            got = r.read()
+            check(r.status == 200, f"HTTP GET {host}:{port}{path}: {r.status}")
+            same_bytes(got, body, f"HTTP GET from {host}:{port}")
+        etag = r.getheader("ETag")
+        conn.request("GET", path, headers={"Range": "bytes=1000-5999"})
+        r = conn.getresponse()
+        got = r.read()
+        check(r.status == 206, f"HTTP range: {r.status}")
+        check(
+            r.getheader("Content-Range") == f"bytes 1000-5999/{len(body)}",
+            f"Content-Range {r.getheader('Content-Range')!r}",
+        )
+        same_bytes(got, body[1000:6000], "HTTP range 1000-5999")
+        conn.request("HEAD", path)
+        r = conn.getresponse()
+        r.read()
+        check(r.status == 200, f"HTTP HEAD: {r.status}")
+        check(r.getheader("Content-Length") == str(len(body)), "HTTP HEAD Content-Length")
+        conn.request("GET", path, headers={"If-None-Match": etag})
+        r = conn.getresponse()
+        check(r.status == 304 and r.read() == b"", f"HTTP If-None-Match: {r.status}")
+        conn.close()
+        # HTTP/1.0 without keep-alive: the server closes after the answer.
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        conn._http_vsn, conn._http_vsn_str = 10, "HTTP/1.0"
+        conn.request("GET", path)
+        r = conn.getresponse()
+        same_bytes(r.read(), body, "HTTP/1.0 GET")
+        conn.close()
+        # Not a file name at all (a real but missing name could send the
+        # storage to the source server it names).
+        bad = path[: path.rindex("/") + 1] + "nothing.bin"
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        conn.request("GET", bad)
+        r = conn.getresponse()
+        r.read()
+        check(r.status == 400, f"HTTP GET of a name that is not one: {r.status}")
+        conn.close()
+
+
+def run(lib, http=None):
     # Every byte value, not a repeating short pattern, across several reads.
     body = bytes(((i * 31) + (i // 251)) & 0xFF for i in range(300_000))
 
@@ -231,6 +282,9 @@ def run(lib):
     want = b"part1-part2-" + body[:70_000]
     same_bytes(lib.download(aid), want, "appender after two appends")
     same_bytes(lib.download(aid, 6, 6), b"part2-", "appender range")
+
+    if http:
+        check_http(http, fid_text, body)
 
     # Delete both; a download afterwards must fail with ENOENT.
     for f in (fid, aid):
@@ -299,6 +353,11 @@ def main():
     ap.add_argument("--conf", help="client.conf with tracker_server")
     ap.add_argument("--tracker", help="HOST:PORT of a tracker (a client.conf is written)")
     ap.add_argument(
+        "--http",
+        metavar="IP:PORT,...",
+        help="also read the file through these storages' HTTP",
+    )
+    ap.add_argument(
         "--list",
         metavar="GROUP=IP:PORT,...",
         help="also check the listings: the group and its storages (needs stat_layout = 6.10)",
@@ -335,7 +394,12 @@ def main():
                     f"tracker_server = {args.tracker}\n"
                 )
         lib = Py3Fdfs(conf) if args.library == "py3fdfs" else FastdfsClient(conf)
-        run(lib)
+        http_servers = []
+        if args.http:
+            for item in args.http.split(","):
+                host, _, port = item.rpartition(":")
+                http_servers.append((host, int(port)))
+        run(lib, http_servers)
         if listing:
             run_listings(lib, *listing)
     print(f"python interop ({PIP[args.library]}): {CHECKS} checks passed")

@@ -50,12 +50,21 @@ fn start_storages(dir: &TestDir, tracker: &TrackerProc) -> Vec<StorageProc> {
     let a = random_loopback();
     let [_, _, c, d] = a.octets();
     let b = Ipv4Addr::new(127, 0, c, if d >= 250 { 2 } else { d + 1 });
-    let port = loop {
+    let free_on_both = || loop {
         let p = free_port(a);
         if std::net::TcpListener::bind((b, p)).is_ok() {
             break p;
         }
     };
+    let port = free_on_both();
+    // Their built-in HTTP too (one port as well), for the script's --http.
+    let http_port = loop {
+        let p = free_on_both();
+        if p != port {
+            break p;
+        }
+    };
+    let http = format!("http.server_port = {http_port}");
     [a, b]
         .into_iter()
         .map(|ip| {
@@ -66,11 +75,28 @@ fn start_storages(dir: &TestDir, tracker: &TrackerProc) -> Vec<StorageProc> {
                 port,
                 "group1",
                 &[tracker.addr],
-                &[],
+                &[&http],
                 &[],
             )
         })
         .collect()
+}
+
+/// Where the storages of [`start_storages`] serve HTTP (from their conf).
+fn http_addrs(storages: &[StorageProc]) -> String {
+    storages
+        .iter()
+        .map(|s| {
+            let conf = std::fs::read_to_string(&s.conf).unwrap();
+            let port = conf
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("http.server_port"))
+                .and_then(|v| v.trim().trim_start_matches('=').trim().parse::<u16>().ok())
+                .expect("http.server_port in storage.conf");
+            format!("{}:{port}", s.addr.ip())
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Starts a cluster whose tracker gets `tracker_extra` lines, runs the
@@ -105,7 +131,8 @@ fn run_against_cluster(library: &str, tracker_extra: &[&str], listing: bool) {
     let mut cmd = Command::new("python3");
     cmd.arg(script())
         .args(["--library", library])
-        .args(["--tracker", &tracker.addr.to_string()]);
+        .args(["--tracker", &tracker.addr.to_string()])
+        .args(["--http", &http_addrs(&storages)]);
     if listing {
         let addrs: Vec<String> = storages.iter().map(|s| s.addr.to_string()).collect();
         cmd.args(["--list", &format!("group1={}", addrs.join(","))]);
