@@ -483,7 +483,7 @@ impl Store {
     /// A buffer for the content of a new file of `size` bytes when it is
     /// to be journaled whole (no fsync of its own): `durable_sync =
     /// journal`, not an appender, small. `None` otherwise.
-    pub(crate) fn journal_image(&self, kind: FileKind, size: u64) -> Option<Vec<u8>> {
+    pub(crate) fn journal_image_buffer(&self, kind: FileKind, size: u64) -> Option<Vec<u8>> {
         // A journaled trunk slot is written unsynced; the redo refills it.
         let journaled = self.journal.is_some()
             && matches!(
@@ -793,7 +793,7 @@ impl Store {
             UploadKind::Appender => FileKind::Appender,
             _ => FileKind::Normal,
         };
-        let mut image = self.journal_image(kind_of_file, size);
+        let mut image = self.journal_image_buffer(kind_of_file, size);
         let journaled = image.is_some();
         // A file that may go into a trunk slot is kept in memory when it is
         // small: it gets a staging file (an inode) only if no slot takes it.

@@ -205,7 +205,7 @@ pub fn begin_file(store: &Store, name: &str, size: u64, update: bool) -> Result<
         }
         _ => None,
     };
-    let image = store.journal_image(logic.kind, size);
+    let image = store.journal_image_buffer(logic.kind, size);
     // An update is compared with the file it replaces, and a packed file
     // not journaled is copied into its slot: both from a named file. A
     // journaled packed create goes into its slot from memory, with no
