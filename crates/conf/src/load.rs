@@ -69,7 +69,6 @@ const TRACKER_ACCEPTED: &[&str] = &[
     "trunk_compress_binlog_min_interval",
     "trunk_compress_binlog_interval",
     "trunk_compress_binlog_time_base",
-    "trunk_binlog_max_backups",
 ];
 
 const STORAGE_ACCEPTED: &[&str] = &[
@@ -418,6 +417,7 @@ fn build_tracker(ini: &IniFile, w: &mut Vec<Warning>) -> Result<TrackerConf, Con
         )?,
         trunk_create_file_interval: r.period("trunk_create_file_interval", 86400)?,
         trunk_create_file_space_threshold: r.bytes("trunk_create_file_space_threshold", 0)?,
+        trunk_binlog_max_backups: r.int("trunk_binlog_max_backups", 0u32, 0, 10_000)?,
         use_storage_id,
         storage_ids_filename,
         id_type_in_filename_is_id,

@@ -217,6 +217,9 @@ pub struct TrackerConf {
     pub trunk_create_file_time_base: TimeOfDay,
     pub trunk_create_file_interval: Duration,
     pub trunk_create_file_space_threshold: u64,
+    /// `trunk_binlog_max_backups`: copies of the trunk binlog kept from
+    /// before its compactions (0: none).
+    pub trunk_binlog_max_backups: u32,
     pub use_storage_id: bool,
     pub storage_ids_filename: PathBuf,
     /// `id_type_in_filename`: true = id, false = ip.

@@ -729,7 +729,16 @@ fn free_trunk_space_is_used_beyond_the_reserve() {
 #[test]
 fn the_trunk_binlog_is_compacted_after_many_frees() {
     let dir = tempfile::tempdir().unwrap();
-    let tracker = start_trunk_tracker(dir.path());
+    let tracker = start_tracker(
+        dir.path(),
+        &[
+            "use_trunk_file = true",
+            "slot_min_size = 256",
+            "slot_max_size = 16384",
+            "trunk_file_size = 4194304",
+            "trunk_binlog_max_backups = 1",
+        ],
+    );
     let (net, port) = fdfs_testkit::group_net_and_port(20, 60, &[11, 12]);
     let ips = [
         Ipv4Addr::new(127, 0, net, 11),
@@ -793,6 +802,27 @@ fn the_trunk_binlog_is_compacted_after_many_frees() {
     assert!(storage_log(&server).contains("the trunk binlog is compacted"));
     let n = lines(&server);
     assert!(n < 1000, "{n} lines in the trunk binlog after compaction");
+    // trunk_binlog_max_backups = 1: the binlog from before the last
+    // compaction is kept beside it, and only that one.
+    let backups: Vec<_> = std::fs::read_dir(server.base.join("data/trunk"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("binlog."))
+                .is_some_and(|r| r.len() >= 14 && r[..14].bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    let kept = std::fs::read_to_string(&backups[0])
+        .unwrap()
+        .lines()
+        .count();
+    assert!(
+        kept >= 4096,
+        "the backup holds the long binlog: {kept} lines"
+    );
     let m = metrics_of(&server);
     assert!(
         metric(&m, "fdfs_storage_trunk_binlog_compactions") >= 1.0,

@@ -127,6 +127,7 @@ impl Settings {
             trunk_create_file_time_base: c.trunk_create_file_time_base,
             trunk_create_file_interval: c.trunk_create_file_interval.as_secs(),
             trunk_create_file_space_threshold: c.trunk_create_file_space_threshold,
+            trunk_binlog_max_backups: c.trunk_binlog_max_backups,
             store_slave_file_use_link: c.store_slave_file_use_link,
             stat_layout: c.stat_layout,
             ..Settings::default()
@@ -296,6 +297,15 @@ trunk_compress_binlog_time_base=03:00\ntrunk_binlog_max_backups=7\nstore_slave_f
         assert_eq!(get("trunk_create_file_time_base"), "00:00");
         assert_eq!(get("trunk_create_file_interval"), "2");
         assert_eq!(get("trunk_create_file_space_threshold"), "12582912");
+        assert_eq!(get("trunk_binlog_max_backups"), "0");
+        let conf = TrackerConf::from_str(
+            "base_path=/t\ntrunk_binlog_max_backups=7\n",
+            std::path::Path::new("tracker.conf"),
+        )
+        .unwrap();
+        let params = Settings::from_conf(&conf).parameters();
+        let get = |k: &str| params.iter().find(|(n, _)| n == k).unwrap().1.clone();
+        assert_eq!(get("trunk_binlog_max_backups"), "7");
     }
 
     #[test]

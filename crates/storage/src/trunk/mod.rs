@@ -54,6 +54,9 @@ pub struct TrunkParams {
     pub file_size: u32,
     /// `trunk_create_file_*`: trunk files made ahead of demand.
     pub advance: AdvanceParams,
+    /// `trunk_binlog_max_backups`: the trunk binlog as it was before each
+    /// compaction, this many of the newest kept beside it (0: none).
+    pub binlog_max_backups: u32,
 }
 
 impl Default for TrunkParams {
@@ -65,6 +68,7 @@ impl Default for TrunkParams {
             alignment: 0,
             file_size: 64 * 1024 * 1024,
             advance: AdvanceParams::default(),
+            binlog_max_backups: 0,
         }
     }
 }
@@ -151,6 +155,7 @@ impl TrunkParams {
             alignment,
             file_size,
             advance: AdvanceParams::from_params(&get),
+            binlog_max_backups: num("trunk_binlog_max_backups", 0).min(10_000),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -535,6 +535,10 @@ impl Trunk {
             let _ = fs::remove_file(&tmp);
             TrunkError::io(format!("writing {}", tmp.display()), e)
         })?;
+        let backups = self.state().params().binlog_max_backups;
+        if backups > 0 {
+            back_up_binlog(&path, ts, backups);
+        }
         // Odd while the file changes: a push that saw it odd, or another
         // value than before it opened the file, starts over.
         self.binlog_generation.fetch_add(1, Ordering::SeqCst);
@@ -651,5 +655,120 @@ impl Trunk {
         };
         self.compact_if_due(&mut served)?;
         Ok(served)
+    }
+}
+
+/// Keeps the trunk binlog about to be compacted as
+/// `binlog.YYYYMMDDHHMMSS` (a hard link: no copy), and the newest `keep`
+/// of those. A backup that fails is logged and the compaction goes on.
+fn back_up_binlog(path: &Path, ts: u32, keep: u32) {
+    let stamp = fdfs_runtime::clock::LocalTime::at(i64::from(ts)).map_or_else(
+        || ts.to_string(),
+        |t| {
+            format!(
+                "{}{:02}{:02}{:02}",
+                t.date_compact(),
+                t.hour,
+                t.minute,
+                t.second
+            )
+        },
+    );
+    let name = |n: u32| {
+        let base = format!("{}.{stamp}", path.display());
+        PathBuf::from(if n == 0 { base } else { format!("{base}_{n}") })
+    };
+    // Several compactions in one second get _1, _2...
+    let backup = (0..100).map(name).find(|p| !p.exists());
+    let linked = backup
+        .ok_or_else(|| io::Error::other("100 backups in one second"))
+        .and_then(|b| {
+            fs::hard_link(path, &b)?;
+            Ok(b)
+        });
+    match linked {
+        Ok(b) => {
+            info!(backup = %b.display(), "trunk: the trunk binlog is kept before its compaction")
+        }
+        Err(e) => warn!(error = %e, "trunk: cannot keep a backup of the trunk binlog"),
+    }
+    let Some(dir) = path.parent() else { return };
+    let prefix = format!(
+        "{}.",
+        path.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    );
+    let mut olds: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix(&prefix))
+                    .is_some_and(|rest| {
+                        rest.len() >= 14 && rest[..14].bytes().all(|b| b.is_ascii_digit())
+                    })
+            })
+            .collect(),
+        Err(_) => return,
+    };
+    // Oldest first (the names sort by time; _N after the plain one).
+    olds.sort();
+    let extra = olds.len().saturating_sub(keep as usize);
+    for old in &olds[..extra] {
+        if let Err(e) = fs::remove_file(old) {
+            warn!(file = %old.display(), error = %e, "trunk: cannot delete an old trunk binlog backup");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::back_up_binlog;
+
+    #[test]
+    fn backups_keep_the_binlog_as_it_was_and_only_the_newest() {
+        let d = tempfile::tempdir().unwrap();
+        let binlog = d.path().join("binlog");
+        let backups = || {
+            let mut v: Vec<(String, String)> = std::fs::read_dir(d.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p != &binlog)
+                .map(|p| {
+                    let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                    (name, std::fs::read_to_string(&p).unwrap())
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let t0 = 1_800_000_000u32;
+        for (i, ts) in [t0, t0 + 60, t0 + 60, t0 + 120].into_iter().enumerate() {
+            std::fs::write(&binlog, format!("version {i}\n")).unwrap();
+            back_up_binlog(&binlog, ts, 3);
+            // Then the compaction replaces the binlog (a new inode): the
+            // backup must keep the old content.
+            let tmp = d.path().join("binlog.compact");
+            std::fs::write(&tmp, "compacted\n").unwrap();
+            std::fs::rename(&tmp, &binlog).unwrap();
+        }
+        let b = backups();
+        assert_eq!(b.len(), 3, "{b:?}");
+        // The oldest went; two in one second got _1.
+        assert_eq!(
+            b.iter().map(|(_, c)| c.as_str()).collect::<Vec<_>>(),
+            ["version 1\n", "version 2\n", "version 3\n"]
+        );
+        assert!(b[1].0.ends_with("_1"), "{b:?}");
+        assert!(b.iter().all(|(n, _)| n.len() >= "binlog.".len() + 14));
+        // Unrelated files beside it are left alone.
+        std::fs::write(d.path().join("binlog.compact.old"), "x").unwrap();
+        back_up_binlog(&binlog, t0 + 180, 1);
+        let b = backups();
+        assert_eq!(b.len(), 2, "{b:?}");
+        assert_eq!(b[0].1, "compacted\n");
+        assert_eq!(b[1].0, "binlog.compact.old");
     }
 }
