@@ -71,10 +71,13 @@ fn run_storage(args: &DaemonArgs) -> anyhow::Result<()> {
         },
         |(prepared, http, metrics), shutdown| async move {
             let mut http_stats = None;
-            if let Some((cfg, listener)) = http {
+            if let Some((cfg, listener, access_log)) = http {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
                 let stop = shutdown.clone();
-                let server = fdfs_http::storage::StorageHttp::new(cfg);
+                let mut server = fdfs_http::storage::StorageHttp::new(cfg);
+                if let Some(log) = access_log {
+                    server = server.with_access_log(log);
+                }
                 http_stats = Some(server.stats());
                 tokio::spawn(async move {
                     if let Err(e) = server
@@ -98,14 +101,22 @@ fn run_storage(args: &DaemonArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the storage's built-in HTTP needs before the fork.
+type StorageHttpParts = (
+    fdfs_http::storage::StorageHttpConfig,
+    std::net::TcpListener,
+    Option<fdfs_http::access_log::AccessLog>,
+);
+
 /// The storage's built-in HTTP (what nginx + fastdfs-nginx-module did) on
 /// `http.server_port` of storage.conf; 0 = off. A `mod_fastdfs.conf` beside
 /// storage.conf (the FastDFS layout of /etc/fdfs) sets the response mode,
-/// tokens and MIME types.
+/// tokens and MIME types. With `use_access_log`, its requests go to
+/// `logs/http_access.log` (nginx's format) beside `storage_access.log`.
 fn storage_http(
     conf: &fdfs_conf::StorageConf,
     conf_path: &std::path::Path,
-) -> anyhow::Result<Option<(fdfs_http::storage::StorageHttpConfig, std::net::TcpListener)>> {
+) -> anyhow::Result<Option<StorageHttpParts>> {
     if conf.http_server_port == 0 {
         return Ok(None);
     }
@@ -124,7 +135,18 @@ fn storage_http(
     let listener = std::net::TcpListener::bind(addr)
         .with_context(|| format!("cannot listen for HTTP on {addr}"))?;
     listener.set_nonblocking(true)?;
-    Ok(Some((cfg, listener)))
+    let access_log = match &conf.access_log {
+        Some(a) => {
+            let logs = conf.daemon.base_path.join("logs");
+            let path = logs.join("http_access.log");
+            std::fs::create_dir_all(&logs)
+                .and_then(|()| fdfs_http::access_log::AccessLog::open(&path, a.rotation.keep_days))
+                .map(Some)
+                .with_context(|| format!("cannot open {}", path.display()))?
+        }
+        None => None,
+    };
+    Ok(Some((cfg, listener, access_log)))
 }
 
 fn report(prog: &str, e: anyhow::Error) -> ExitCode {

@@ -67,6 +67,7 @@ fn tracker_and_storage_show_their_state() {
         &[
             &format!("metrics_port = {}", smetrics.port()),
             &format!("http.server_port = {}", shttp.port()),
+            "use_access_log = true",
         ],
     );
     let ip = sip.to_string();
@@ -121,6 +122,17 @@ fn tracker_and_storage_show_their_state() {
         Some(3000.0)
     );
     assert!(page.contains("# TYPE fdfs_storage_http_responses counter\n"));
+    // use_access_log: the HTTP requests are in logs/http_access.log, in
+    // nginx's combined format.
+    let log = std::fs::read_to_string(storage.base.join("logs/http_access.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(
+        lines[0].starts_with("127.0.0.1 - - [")
+            && lines[0].contains(&format!("\"GET {url} HTTP/1.0\" 200 3000 \"-\" \"-\" ")),
+        "{log}"
+    );
+    assert!(lines[1].contains("\" 400 "), "{log}");
     let (code, page) = http(smetrics, "GET", "/metrics");
     assert_eq!(code, 200);
     assert_eq!(

@@ -35,6 +35,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
+use crate::access_log::AccessLog;
 use crate::body::{self, Body, Content};
 use crate::fileserve::{self, text, FileMeta, ServeOpts};
 use crate::query;
@@ -47,6 +48,7 @@ use crate::token::{check_token, TokenError};
 pub struct StorageHttp {
     inner: Arc<StorageHttpConfig>,
     stats: Arc<HttpStats>,
+    access_log: Option<Arc<AccessLog>>,
 }
 
 /// Status codes counted on their own; the rest count as "other".
@@ -109,7 +111,15 @@ impl StorageHttp {
         StorageHttp {
             inner: Arc::new(cfg),
             stats: Arc::default(),
+            access_log: None,
         }
+    }
+
+    /// Writes a line per request to `log` (nginx's combined format, as the
+    /// nginx that served storages in the deployment guide wrote).
+    pub fn with_access_log(mut self, log: AccessLog) -> StorageHttp {
+        self.access_log = Some(Arc::new(log));
+        self
     }
 
     /// Its counters (shared: they go on counting while it serves).
@@ -133,12 +143,17 @@ impl StorageHttp {
             workers: cfg.workers,
         };
         let stats = self.stats.clone();
+        let log = self.access_log.clone();
         let handler: server::Handler = Arc::new(move |req, info| {
-            let (cfg, stats) = (cfg.clone(), stats.clone());
+            let (cfg, stats, log) = (cfg.clone(), stats.clone(), log.clone());
             Box::pin(async move {
                 let method = req.method().clone();
+                let started = log.as_ref().map(|_| AccessLog::start(&req, info.peer));
                 let resp = handle(&cfg, req, info, our_port).await;
                 stats.record(&method, &resp);
+                if let (Some(log), Some(started)) = (&log, started) {
+                    log.write(started, &resp);
+                }
                 resp
             })
         });
