@@ -717,28 +717,41 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_pass_runs_as_the_log_starts() {
-        let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("trackerd.log");
+    /// Files `(name, age in days)` in `dir`, each holding "in <name>".
+    fn aged_files(dir: &Path, files: &[(&str, u32)]) {
         let now = SystemTime::now();
-        for (name, age) in [
-            ("trackerd.log.20000101.gz", 20),
-            ("trackerd.log.20000102", 3),
-        ] {
-            let f = File::create(d.path().join(name)).unwrap();
-            f.set_modified(now - Duration::from_secs(86400) * age)
+        for (name, age) in files {
+            let mut f = File::create(dir.join(name)).unwrap();
+            writeln!(f, "in {name}").unwrap();
+            f.set_modified(now - Duration::from_secs(86400) * *age)
                 .unwrap();
         }
-        let log = LogFile::open(
-            &path,
+    }
+
+    fn open_keeping_15_days_compressed(path: &Path) -> LogFile {
+        LogFile::open(
+            path,
             Rotation {
                 keep_days: 15,
                 compress_old: true,
                 ..Rotation::default()
             },
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pass_runs_as_the_log_starts() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("trackerd.log");
+        aged_files(
+            d.path(),
+            &[
+                ("trackerd.log.20000101.gz", 20),
+                ("trackerd.log.20000102", 3),
+            ],
+        );
+        let log = open_keeping_15_days_compressed(&path);
         (&log).write_all(b"started\n").unwrap();
         // No daily pass is due (delete_at is hours away or just passed):
         // this is the one the thread makes as it starts.
@@ -750,33 +763,22 @@ mod tests {
     fn the_daily_pass_deletes_old_gz_files_and_redoes_an_unfinished_compression() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("trackerd.log");
-        let day = Duration::from_secs(86400);
-        let now = SystemTime::now();
-        for (name, age) in [
-            ("trackerd.log.20000101.gz", 20),
-            ("trackerd.log.20000102.gz", 3),
-            ("trackerd.log.20000103", 3),
-            // A crash in the middle of compressing 20000103.
-            ("trackerd.log.20000103.gz.tmp", 3),
-            // One whose plain file is gone.
-            ("trackerd.log.20000104.gz.tmp", 3),
-            ("trackerd.log.20000105", 3),
-        ] {
-            let mut f = File::create(d.path().join(name)).unwrap();
-            writeln!(f, "in {name}").unwrap();
-            f.set_modified(now - day * age).unwrap();
-        }
+        aged_files(
+            d.path(),
+            &[
+                ("trackerd.log.20000101.gz", 20),
+                ("trackerd.log.20000102.gz", 3),
+                ("trackerd.log.20000103", 3),
+                // A crash in the middle of compressing 20000103.
+                ("trackerd.log.20000103.gz.tmp", 3),
+                // One whose plain file is gone.
+                ("trackerd.log.20000104.gz.tmp", 3),
+                ("trackerd.log.20000105", 3),
+            ],
+        );
         // Compressing this one fails: its .tmp name is taken by a directory.
         std::fs::create_dir(d.path().join("trackerd.log.20000105.gz.tmp")).unwrap();
-        let log = LogFile::open(
-            &path,
-            Rotation {
-                keep_days: 15,
-                compress_old: true,
-                ..Rotation::default()
-            },
-        )
-        .unwrap();
+        let log = open_keeping_15_days_compressed(&path);
         // A quiet log: one line, no rotation.
         (&log).write_all(b"started\n").unwrap();
         log.keeper.daily_pass_now();
