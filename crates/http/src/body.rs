@@ -97,12 +97,15 @@ pub enum Content {
 /// read (those hand-offs were most of a small request's cost).
 pub const SMALL_FILE: u64 = 64 * 1024;
 
-/// Set on a response whose whole body is one range of an open file, so
+/// Set on a response whose whole body is one range of an open file (after
+/// a few bytes of its own, at most), so
 /// that the connection can send it with `sendfile(2)` (page cache to
 /// socket, no copy through us) instead of polling the body; the body then
 /// never starts reading.
 #[derive(Debug, Clone)]
 pub struct FileRange {
+    /// Bytes sent before the range (an FLV header), often none.
+    pub prefix: Bytes,
     pub file: Arc<std::fs::File>,
     /// Absolute offset in the file.
     pub offset: u64,
@@ -117,13 +120,18 @@ pub fn content_body(content: Content, segments: Vec<Segment>) -> (Body, Option<F
         Content::File { file, base } => {
             let file = Arc::new(file);
             let range = match segments.as_slice() {
-                [Segment::File { offset, len }] => Some(FileRange {
-                    file: file.clone(),
-                    offset: base + offset,
-                    len: *len,
-                }),
+                [Segment::File { offset, len }] => Some((Bytes::new(), *offset, *len)),
+                [Segment::Bytes(prefix), Segment::File { offset, len }] => {
+                    Some((prefix.clone(), *offset, *len))
+                }
                 _ => None,
-            };
+            }
+            .map(|(prefix, offset, len)| FileRange {
+                prefix,
+                file: file.clone(),
+                offset: base + offset,
+                len,
+            });
             (file_body(file, base, segments), range)
         }
         Content::Memory(all) => {

@@ -199,8 +199,9 @@ impl Conn {
         match framing {
             Framing::None => self.write_all(&head).await?,
             Framing::Length(len) => match parts.extensions.get::<FileRange>() {
-                Some(range) if range.len == len && len > 0 => {
+                Some(range) if range.prefix.len() as u64 + range.len == len && range.len > 0 => {
                     drop(body);
+                    head.extend_from_slice(&range.prefix);
                     self.send_more(&head).await?;
                     self.send_file(range).await?;
                 }

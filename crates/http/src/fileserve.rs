@@ -39,6 +39,33 @@ pub struct ServeOpts {
     pub multi_range: bool,
     /// `filename` query parameter: Content-Disposition attachment.
     pub download_name: Option<String>,
+    /// FLV pseudo-streaming (`flv_support`, `?start=&end=`).
+    pub flv_seek: Option<FlvSeek>,
+}
+
+/// An FLV seek: the file from byte `start` (to `end`, exclusive, when
+/// given) after a fresh FLV header, so a player can start mid-file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlvSeek {
+    pub start: u64,
+    pub end: Option<u64>,
+}
+
+/// The 13 bytes an FLV seek answer starts with (PROTOCOL.md §10.4): the
+/// FLV file header and a zero "previous tag size".
+pub const FLV_HEADER: &[u8; 13] = b"FLV\x01\x01\0\0\0\x09\0\0\0\x09";
+
+impl FlvSeek {
+    /// From the `start` and `end` query parameters: a seek when `start` is
+    /// a byte offset above 0 (0 is the whole file, which has its own
+    /// header); `None` otherwise.
+    pub fn from_params(start: Option<&str>, end: Option<&str>) -> Option<FlvSeek> {
+        let start = start?.trim().parse::<u64>().ok().filter(|&s| s > 0)?;
+        let end = end
+            .and_then(|e| e.trim().parse::<u64>().ok())
+            .filter(|&e| e > 0);
+        Some(FlvSeek { start, end })
+    }
 }
 
 /// Builds the response for `content` (an open file or the bytes already
@@ -49,6 +76,9 @@ pub fn respond(
     content: Content,
     opts: &ServeOpts,
 ) -> Response<Body> {
+    if let Some(seek) = opts.flv_seek {
+        return flv_seek(meta, content, seek, opts.head);
+    }
     let etag = meta.etag();
     let lm = meta.last_modified_http();
     if not_modified(req, &etag, &lm, meta.last_modified) {
@@ -199,6 +229,45 @@ fn not_modified(req: &HeaderMap, etag: &str, lm: &str, mtime: u64) -> bool {
         }
     }
     false
+}
+
+/// An FLV seek answer: 200, the FLV header, then bytes `start..end` of the
+/// file; 416 when that is empty. Ranges and conditional requests do not
+/// apply: the answer is not the file.
+fn flv_seek(meta: &FileMeta, content: Content, seek: FlvSeek, head: bool) -> Response<Body> {
+    let end = seek.end.map_or(meta.size, |e| e.min(meta.size));
+    if seek.start >= end {
+        return unsatisfiable(meta.size);
+    }
+    let len = end - seek.start;
+    let (body, file_range) = if head {
+        (body::empty(), None)
+    } else {
+        body::content_body(
+            content,
+            vec![
+                Segment::Bytes(Bytes::from_static(FLV_HEADER)),
+                Segment::File {
+                    offset: seek.start,
+                    len,
+                },
+            ],
+        )
+    };
+    let mut r = Response::new(body);
+    if let Some(range) = file_range {
+        r.extensions_mut().insert(range);
+    }
+    let h = r.headers_mut();
+    if let Some(t) = &meta.content_type {
+        h.insert(header::CONTENT_TYPE, t.clone());
+    }
+    h.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(FLV_HEADER.len() as u64 + len),
+    );
+    set_owned(h, header::LAST_MODIFIED, meta.last_modified_http());
+    r
 }
 
 /// 416 with `Content-Range: bytes */size`.

@@ -628,3 +628,68 @@ async fn numeric_source_ids_map_through_the_peer_list() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn flv_seek_starts_mid_file_after_a_header() {
+    const FLV_HEADER: &[u8] = b"FLV\x01\x01\0\0\0\x09\0\0\0\x09";
+    let dir = tempfile::tempdir().unwrap();
+    let ts = now() - 100;
+    let src = Ipv4Addr::new(10, 9, 8, 7);
+    // One read whole on open, one big enough to go out with sendfile.
+    let small = pattern(3000);
+    let big: Vec<u8> = pattern(300_000).iter().map(|b| b ^ 0x33).collect();
+    let small_name = logic_name(src, ts, 3000, "flv", (0, 0));
+    let big_name = logic_name(src, ts, 300_000, "FLV", (0, 1));
+    let other = logic_name(src, ts, 3000, "mp4", (0, 2));
+    place(dir.path(), &small_name, &small);
+    place(dir.path(), &big_name, &big);
+    place(dir.path(), &other, &small);
+    let mut c = cfg(dir.path());
+    c.flv_extension = Some("flv".into());
+    let srv = start_storage(bind([127, 0, 0, 1], 0).await, c);
+    let with_header = |b: &[u8]| [FLV_HEADER, b].concat();
+
+    for (name, content) in [(&small_name, &small), (&big_name, &big)] {
+        let url = format!("/{GROUP}/{name}");
+        let r = get(srv.addr, &format!("{url}?start=1000"), &[]).await;
+        assert_eq!(r.status, 200);
+        assert!(r.body[..] == with_header(&content[1000..])[..], "{name}");
+        assert_eq!(
+            r.header("content-length"),
+            (13 + content.len() - 1000).to_string()
+        );
+        assert_eq!(r.header("accept-ranges"), "");
+        let r = get(srv.addr, &format!("{url}?start=1000&end=2500"), &[]).await;
+        assert_eq!(r.status, 200);
+        assert!(
+            r.body[..] == with_header(&content[1000..2500])[..],
+            "{name}"
+        );
+        // A Range header does not apply to a seek.
+        let r = get(
+            srv.addr,
+            &format!("{url}?start=10"),
+            &[("range", "bytes=0-9")],
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        assert!(r.body[..] == with_header(&content[10..])[..]);
+        // start=0 is the whole file, which has its own header.
+        let r = get(srv.addr, &format!("{url}?start=0"), &[]).await;
+        assert!(r.body[..] == content[..]);
+        // Past the end: nothing to send.
+        let r = get(srv.addr, &format!("{url}?start={}", content.len()), &[]).await;
+        assert_eq!(r.status, 416);
+        let h = request_from(None, srv.addr, "HEAD", &format!("{url}?start=2000"), &[]).await;
+        assert_eq!(h.status, 200);
+        assert!(h.body.is_empty());
+        assert_eq!(
+            h.header("content-length"),
+            (13 + content.len() - 2000).to_string()
+        );
+    }
+    // Other extensions ignore start.
+    let r = get(srv.addr, &format!("/{GROUP}/{other}?start=1000"), &[]).await;
+    assert!(r.body[..] == small[..]);
+    srv.stop().await;
+}

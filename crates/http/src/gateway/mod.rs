@@ -410,6 +410,8 @@ impl Gateway {
             head,
             multi_range: true,
             download_name: None,
+            // A seek answer from a storage is cached under its own URL.
+            flv_seek: None,
         };
         let mut r = fileserve::respond(req.headers(), &fm, content, &opts);
         // Content-Disposition from a `filename` parameter is part of the key,

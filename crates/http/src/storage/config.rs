@@ -60,6 +60,9 @@ pub struct StorageHttpConfig {
     pub need_find_content_type: bool,
     pub token: Option<TokenConf>,
     pub multi_range_enabled: bool,
+    /// `flv_support` and `flv_extension` of mod_fastdfs.conf: files with
+    /// this extension seek with `?start=` (PROTOCOL.md §10.4); None: off.
+    pub flv_extension: Option<String>,
     /// Group members for the "is the source one of ours" check and for
     /// mapping numeric source IDs to addresses. None: the source IP in the
     /// file ID is trusted as is.
@@ -100,6 +103,7 @@ impl StorageHttpConfig {
             need_find_content_type: true,
             token: None,
             multi_range_enabled: true,
+            flv_extension: None,
             peers: None,
             workers: 0,
         }
@@ -125,6 +129,9 @@ impl StorageHttpConfig {
             c.storage_sync_file_max_delay = m.storage_sync_file_max_delay;
             c.connect_timeout = m.connect_timeout;
             c.network_timeout = m.network_timeout;
+            if m.flv_support && !m.flv_extension.is_empty() {
+                c.flv_extension = Some(m.flv_extension.clone());
+            }
             c.apply_http_conf(&m.http)?;
             if m.use_storage_id {
                 let mut ids = StorageIds::load(&m.storage_ids_filename)
@@ -230,6 +237,7 @@ mod tests {
             &format!(
                 "base_path = {0}\ngroup_name = group2\nurl_have_group_name = false\n\
                  response_mode = redirect\nstorage_sync_file_max_delay = 120\n\
+                 flv_support = true\nflv_extension = f4v\n\
                  store_path0 = {0}/a\n#include http.conf\n",
                 d.path().display()
             ),
@@ -240,6 +248,7 @@ mod tests {
         assert!(!c.url_have_group_name);
         assert_eq!(c.response_mode, ResponseMode::Redirect);
         assert_eq!(c.storage_sync_file_max_delay, Duration::from_secs(120));
+        assert_eq!(c.flv_extension.as_deref(), Some("f4v"));
         assert_eq!(c.mime.lookup("tst"), "image/x-test");
         assert_eq!(c.mime.lookup("jpg"), "application/x-default");
         assert!(!c.multi_range_enabled);

@@ -37,7 +37,7 @@ use tokio::net::TcpListener;
 
 use crate::access_log::AccessLog;
 use crate::body::{self, Body, Content};
-use crate::fileserve::{self, text, FileMeta, ServeOpts};
+use crate::fileserve::{self, text, FileMeta, FlvSeek, ServeOpts};
 use crate::query;
 use crate::server::{self, ConnInfo, Limits};
 use crate::timeout_io::TimeoutIo;
@@ -216,6 +216,11 @@ async fn handle(
         download_name: query::get(&q, "filename")
             .filter(|n| !n.is_empty())
             .map(str::to_owned),
+        flv_seek: cfg
+            .flv_extension
+            .as_deref()
+            .filter(|ext| logic.ext().eq_ignore_ascii_case(ext))
+            .and_then(|_| FlvSeek::from_params(query::get(&q, "start"), query::get(&q, "end"))),
     };
     let content_type = if cfg.need_find_content_type {
         cfg.mime.lookup_value(logic.ext())
