@@ -693,3 +693,26 @@ async fn flv_seek_starts_mid_file_after_a_header() {
     assert!(r.body[..] == small[..]);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn an_alias_prefix_is_taken_off_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = pattern(1000);
+    let logic = logic_name(Ipv4Addr::new(10, 9, 8, 7), now() - 100, 1000, "jpg", (0, 0));
+    place(dir.path(), &logic, &content);
+    let mut c = cfg(dir.path());
+    c.alias_prefix = Some("/fastdfs".into());
+    let srv = start_storage(bind([127, 0, 0, 1], 0).await, c);
+    for path in [
+        format!("/fastdfs/{GROUP}/{logic}"),
+        format!("/{GROUP}/{logic}"),
+    ] {
+        let r = get(srv.addr, &path, &[]).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.body, content);
+    }
+    // Not the prefix: "fastdfsx" reads as another group.
+    let r = get(srv.addr, &format!("/fastdfsx/{GROUP}/{logic}"), &[]).await;
+    assert_eq!(r.status, 404);
+    srv.stop().await;
+}

@@ -63,6 +63,10 @@ pub struct StorageHttpConfig {
     /// `flv_support` and `flv_extension` of mod_fastdfs.conf: files with
     /// this extension seek with `?start=` (PROTOCOL.md §10.4); None: off.
     pub flv_extension: Option<String>,
+    /// `if_alias_prefix`: a URL path prefix (e.g. `/fastdfs`, for a proxy
+    /// that forwards `/fastdfs/group1/M00/...` as is) taken off before the
+    /// path is read; None: none.
+    pub alias_prefix: Option<String>,
     /// Group members for the "is the source one of ours" check and for
     /// mapping numeric source IDs to addresses. None: the source IP in the
     /// file ID is trusted as is.
@@ -104,6 +108,7 @@ impl StorageHttpConfig {
             token: None,
             multi_range_enabled: true,
             flv_extension: None,
+            alias_prefix: None,
             peers: None,
             workers: 0,
         }
@@ -123,12 +128,16 @@ impl StorageHttpConfig {
         if storage.http_server_port != 0 {
             c.peer_http_port = Some(storage.http_server_port);
         }
+        c.set_alias_prefix(&storage.if_alias_prefix);
         if let Some(m) = module {
             c.url_have_group_name = m.url_have_group_name;
             c.response_mode = m.response_mode;
             c.storage_sync_file_max_delay = m.storage_sync_file_max_delay;
             c.connect_timeout = m.connect_timeout;
             c.network_timeout = m.network_timeout;
+            if !m.if_alias_prefix.is_empty() {
+                c.set_alias_prefix(&m.if_alias_prefix);
+            }
             if m.flv_support && !m.flv_extension.is_empty() {
                 c.flv_extension = Some(m.flv_extension.clone());
             }
@@ -141,6 +150,13 @@ impl StorageHttpConfig {
             }
         }
         Ok(c)
+    }
+
+    /// `if_alias_prefix`, as `/prefix` without a trailing slash; an empty
+    /// one (or `/`) is none.
+    fn set_alias_prefix(&mut self, prefix: &str) {
+        let p = prefix.trim().trim_matches('/');
+        self.alias_prefix = (!p.is_empty()).then(|| format!("/{p}"));
     }
 
     /// Applies http.conf: MIME table, tokens, multi-range.
@@ -237,7 +253,7 @@ mod tests {
             &format!(
                 "base_path = {0}\ngroup_name = group2\nurl_have_group_name = false\n\
                  response_mode = redirect\nstorage_sync_file_max_delay = 120\n\
-                 flv_support = true\nflv_extension = f4v\n\
+                 flv_support = true\nflv_extension = f4v\nif_alias_prefix = fastdfs/\n\
                  store_path0 = {0}/a\n#include http.conf\n",
                 d.path().display()
             ),
@@ -249,6 +265,7 @@ mod tests {
         assert_eq!(c.response_mode, ResponseMode::Redirect);
         assert_eq!(c.storage_sync_file_max_delay, Duration::from_secs(120));
         assert_eq!(c.flv_extension.as_deref(), Some("f4v"));
+        assert_eq!(c.alias_prefix.as_deref(), Some("/fastdfs"));
         assert_eq!(c.mime.lookup("tst"), "image/x-test");
         assert_eq!(c.mime.lookup("jpg"), "application/x-default");
         assert!(!c.multi_range_enabled);

@@ -177,7 +177,13 @@ async fn handle(
             return r;
         }
     };
-    let rp = match parse_request_path(req.uri().path(), &cfg.group_name, cfg.url_have_group_name) {
+    let path = cfg
+        .alias_prefix
+        .as_deref()
+        .and_then(|p| req.uri().path().strip_prefix(p))
+        .filter(|rest| rest.starts_with('/'))
+        .unwrap_or(req.uri().path());
+    let rp = match parse_request_path(path, &cfg.group_name, cfg.url_have_group_name) {
         Ok(p) => p,
         Err(PathError::OtherGroup(g)) => {
             tracing::info!(peer = %info.peer, group = %g, "request for another group");
