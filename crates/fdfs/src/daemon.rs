@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use clap::Parser;
@@ -71,7 +71,12 @@ fn run_storage(args: &DaemonArgs) -> anyhow::Result<()> {
         },
         |(prepared, http, metrics), shutdown| async move {
             let mut http_stats = None;
-            if let Some((cfg, listener, access_log)) = http {
+            // Filled once the storage runs: the group as its trackers list it.
+            let observed: Arc<OnceLock<Arc<fdfs_storage::observe::Observer>>> = Arc::default();
+            if let Some((mut cfg, listener, access_log)) = http {
+                if cfg.peers.is_none() {
+                    cfg.peers = Some(group_members_of(observed.clone()));
+                }
                 let listener = tokio::net::TcpListener::from_std(listener)?;
                 let stop = shutdown.clone();
                 let mut server = fdfs_http::storage::StorageHttp::new(cfg);
@@ -90,6 +95,7 @@ fn run_storage(args: &DaemonArgs) -> anyhow::Result<()> {
             }
             let stop = shutdown.clone();
             fdfs_storage::serve_observed(prepared, shutdown, move |observer| {
+                let _ = observed.set(observer.clone());
                 if let Some(l) = metrics {
                     spawn_metrics(l, StoragePages(observer, http_stats), stop);
                 }
@@ -99,6 +105,27 @@ fn run_storage(args: &DaemonArgs) -> anyhow::Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// The storage HTTP's view of the group (for "is the source server one of
+/// ours" before it proxies or redirects): the members the storage's
+/// trackers list, none until it runs.
+fn group_members_of(
+    observed: Arc<OnceLock<Arc<fdfs_storage::observe::Observer>>>,
+) -> fdfs_http::storage::PeerSource {
+    Arc::new(move || {
+        observed.get().map_or_else(Vec::new, |o| {
+            o.group_members()
+                .into_iter()
+                .filter_map(|(id, ip)| {
+                    Some(fdfs_http::storage::PeerAddr {
+                        id,
+                        ip: ip.parse().ok()?,
+                    })
+                })
+                .collect()
+        })
+    })
 }
 
 /// What the storage's built-in HTTP needs before the fork.

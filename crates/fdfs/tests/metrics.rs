@@ -28,6 +28,23 @@ fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     (code, body)
 }
 
+/// The name of a file uploaded a moment ago to 127.0.99.99, a server of no
+/// group here.
+fn stranger_file_name() -> String {
+    use fdfs_proto::file_id::{ext_part, LogicName, NameInfo, SourceServer};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as u32;
+    let info = NameInfo {
+        source: SourceServer::Ip(Ipv4Addr::new(127, 0, 99, 99)),
+        timestamp: now,
+        size_field: NameInfo::size_field_for(10, false, 7),
+        crc32: 0x1234_5678,
+    };
+    LogicName::build(0, 0, 0, info, None, &ext_part("jpg", 1).unwrap()).to_string()
+}
+
 /// The value of the sample line that starts with `prefix` (name and labels).
 fn sample(page: &str, prefix: &str) -> Option<f64> {
     page.lines()
@@ -133,6 +150,23 @@ fn tracker_and_storage_show_their_state() {
         "{log}"
     );
     assert!(lines[1].contains("\" 400 "), "{log}");
+
+    // A recent file said to come from a server that is not in the group
+    // (the storage knows its group from the tracker): not found here, and
+    // the storage does not proxy to the address the name gives.
+    // (It learns its group with a heartbeat reply: give it a few.)
+    let stranger = stranger_file_name();
+    wait_for("a 404 for a stranger's file", 10, || {
+        http(shttp, "GET", &format!("/group1/{stranger}")).0 == 404
+    });
+    assert!(
+        storage
+            .proc
+            .log_text()
+            .contains("source is not a member of the group"),
+        "{}",
+        storage.proc.log_text()
+    );
     let (code, page) = http(smetrics, "GET", "/metrics");
     assert_eq!(code, 200);
     assert_eq!(

@@ -31,6 +31,18 @@ pub struct Observer {
 }
 
 impl Observer {
+    /// The servers of our group, ourselves included, as the trackers last
+    /// listed them: (storage id, IP).
+    pub fn group_members(&self) -> Vec<(String, String)> {
+        self.state
+            .group_servers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|s| (s.id.clone(), s.ip.clone()))
+            .collect()
+    }
+
     /// The `/metrics` page.
     pub fn metrics(&self) -> String {
         let mut e = Exposition::new();
