@@ -98,10 +98,9 @@ pub enum Content {
 pub const SMALL_FILE: u64 = 64 * 1024;
 
 /// Set on a response whose whole body is one range of an open file (after
-/// a few bytes of its own, at most), so
-/// that the connection can send it with `sendfile(2)` (page cache to
-/// socket, no copy through us) instead of polling the body; the body then
-/// never starts reading.
+/// a few bytes of its own, at most), so that the connection can send it
+/// with `sendfile(2)` (page cache to socket, no copy through us) instead of
+/// polling the body; the body then never starts reading.
 #[derive(Debug, Clone)]
 pub struct FileRange {
     /// Bytes sent before the range (an FLV header), often none.

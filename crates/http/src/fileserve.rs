@@ -160,15 +160,7 @@ pub fn respond(
             builder = builder.status(StatusCode::PARTIAL_CONTENT);
         }
     }
-    let (body, file_range) = if opts.head {
-        (body::empty(), None)
-    } else {
-        body::content_body(content, segments)
-    };
-    let mut r = builder.body(body).expect("valid response parts");
-    if let Some(range) = file_range {
-        r.extensions_mut().insert(range);
-    }
+    let mut r = with_content(builder, opts.head, content, segments);
     let h = r.headers_mut();
     if let Some(t) = content_type {
         h.insert(header::CONTENT_TYPE, t);
@@ -240,24 +232,14 @@ fn flv_seek(meta: &FileMeta, content: Content, seek: FlvSeek, head: bool) -> Res
         return unsatisfiable(meta.size);
     }
     let len = end - seek.start;
-    let (body, file_range) = if head {
-        (body::empty(), None)
-    } else {
-        body::content_body(
-            content,
-            vec![
-                Segment::Bytes(Bytes::from_static(FLV_HEADER)),
-                Segment::File {
-                    offset: seek.start,
-                    len,
-                },
-            ],
-        )
-    };
-    let mut r = Response::new(body);
-    if let Some(range) = file_range {
-        r.extensions_mut().insert(range);
-    }
+    let segments = vec![
+        Segment::Bytes(Bytes::from_static(FLV_HEADER)),
+        Segment::File {
+            offset: seek.start,
+            len,
+        },
+    ];
+    let mut r = with_content(Response::builder(), head, content, segments);
     let h = r.headers_mut();
     if let Some(t) = &meta.content_type {
         h.insert(header::CONTENT_TYPE, t.clone());
@@ -267,6 +249,27 @@ fn flv_seek(meta: &FileMeta, content: Content, seek: FlvSeek, head: bool) -> Res
         HeaderValue::from(FLV_HEADER.len() as u64 + len),
     );
     set_owned(h, header::LAST_MODIFIED, meta.last_modified_http());
+    r
+}
+
+/// The response of `builder` with `segments` of `content` as its body
+/// (none for HEAD), and the [`body::FileRange`] a connection can send with
+/// `sendfile` when there is one.
+fn with_content(
+    builder: http::response::Builder,
+    head: bool,
+    content: Content,
+    segments: Vec<Segment>,
+) -> Response<Body> {
+    let (body, file_range) = if head {
+        (body::empty(), None)
+    } else {
+        body::content_body(content, segments)
+    };
+    let mut r = builder.body(body).expect("valid response parts");
+    if let Some(range) = file_range {
+        r.extensions_mut().insert(range);
+    }
     r
 }
 
