@@ -77,6 +77,12 @@ fn run_storage(args: &DaemonArgs) -> anyhow::Result<()> {
                 if cfg.peers.is_none() {
                     cfg.peers = Some(group_members_of(observed.clone()));
                 }
+                if cfg.params_from_tracker {
+                    let o = observed.clone();
+                    cfg.max_delay_source = Some(Arc::new(move || {
+                        o.get().and_then(|o| o.sync_file_max_delay())
+                    }));
+                }
                 let listener = tokio::net::TcpListener::from_std(listener)?;
                 let stop = shutdown.clone();
                 let mut server = fdfs_http::storage::StorageHttp::new(cfg);

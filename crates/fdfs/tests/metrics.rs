@@ -28,9 +28,27 @@ fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
     (code, body)
 }
 
-/// The name of a file uploaded a moment ago to 127.0.99.99, a server of no
-/// group here.
-fn stranger_file_name() -> String {
+/// `line` without its terminal colour codes (`ESC [ ... m`).
+fn without_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The name of a file uploaded `age` seconds ago to 127.0.99.99, a server
+/// of no group here.
+fn stranger_file_name(age: u32) -> String {
     use fdfs_proto::file_id::{ext_part, LogicName, NameInfo, SourceServer};
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -38,7 +56,7 @@ fn stranger_file_name() -> String {
         .as_secs() as u32;
     let info = NameInfo {
         source: SourceServer::Ip(Ipv4Addr::new(127, 0, 99, 99)),
-        timestamp: now,
+        timestamp: now - age,
         size_field: NameInfo::size_field_for(10, false, 7),
         crc32: 0x1234_5678,
     };
@@ -70,7 +88,10 @@ fn tracker_and_storage_show_their_state() {
         BIN,
         dir.path(),
         tip,
-        &[&format!("metrics_port = {}", tmetrics.port())],
+        &[
+            &format!("metrics_port = {}", tmetrics.port()),
+            "storage_sync_file_max_delay = 60",
+        ],
     );
     let sip = random_loopback();
     let smetrics = SocketAddr::from((sip, free_port(sip)));
@@ -155,7 +176,7 @@ fn tracker_and_storage_show_their_state() {
     // (the storage knows its group from the tracker): not found here, and
     // the storage does not proxy to the address the name gives.
     // (It learns its group with a heartbeat reply: give it a few.)
-    let stranger = stranger_file_name();
+    let stranger = stranger_file_name(0);
     wait_for("a 404 for a stranger's file", 10, || {
         http(shttp, "GET", &format!("/group1/{stranger}")).0 == 404
     });
@@ -164,6 +185,20 @@ fn tracker_and_storage_show_their_state() {
             .proc
             .log_text()
             .contains("source is not a member of the group"),
+        "{}",
+        storage.proc.log_text()
+    );
+    // Two minutes old with the tracker's storage_sync_file_max_delay of 60
+    // s (not mod_fastdfs's default of a day): it should have been here.
+    let (code, _) = http(shttp, "GET", &format!("/group1/{}", stranger_file_name(120)));
+    assert_eq!(code, 404);
+    assert!(
+        storage
+            .proc
+            .log_text()
+            .lines()
+            .map(without_colours)
+            .any(|l| l.contains("file not found") && l.contains("old=true")),
         "{}",
         storage.proc.log_text()
     );

@@ -43,6 +43,14 @@ impl Observer {
             .collect()
     }
 
+    /// The trackers' `storage_sync_file_max_delay`, once one has said it.
+    pub fn sync_file_max_delay(&self) -> Option<std::time::Duration> {
+        match self.state.sync_file_max_delay.load(Ordering::Relaxed) {
+            0 => None,
+            secs => Some(std::time::Duration::from_secs(secs)),
+        }
+    }
+
     /// The `/metrics` page.
     pub fn metrics(&self) -> String {
         let mut e = Exposition::new();

@@ -88,6 +88,10 @@ pub struct ReporterState {
     pub follow_changelog: std::sync::atomic::AtomicBool,
     /// The trunk server and the trunk settings (`use_trunk_file`).
     pub trunk: crate::trunk::TrunkState,
+    /// The trackers' `storage_sync_file_max_delay` in seconds (0 until one
+    /// said): how long a new file may take to reach every server of the
+    /// group.
+    pub sync_file_max_delay: std::sync::atomic::AtomicU64,
 }
 
 impl ReporterState {
@@ -409,6 +413,13 @@ impl Reporter {
             why: e.to_string(),
         })?;
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        if let Some(secs) =
+            get("storage_sync_file_max_delay").and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            self.state
+                .sync_file_max_delay
+                .store(secs, Ordering::Relaxed);
+        }
         let trunk = crate::trunk::TrunkParams::from_params(|k| get(k).map(str::to_owned));
         if trunk.enabled {
             self.store.set_trunk_file_size(u64::from(trunk.file_size));

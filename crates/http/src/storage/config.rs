@@ -32,6 +32,9 @@ pub struct PeerAddr {
 /// tracker reporter. Called on each not-yet-synced miss.
 pub type PeerSource = Arc<dyn Fn() -> Vec<PeerAddr> + Send + Sync>;
 
+/// Supplies the trackers' `storage_sync_file_max_delay`, if known yet.
+pub type MaxDelaySource = Arc<dyn Fn() -> Option<Duration> + Send + Sync>;
+
 /// Configuration of [`crate::storage::StorageHttp`].
 #[derive(Clone)]
 pub struct StorageHttpConfig {
@@ -48,6 +51,14 @@ pub struct StorageHttpConfig {
     /// A missing file created longer ago than this should have been synced
     /// already: 404 instead of asking its source.
     pub storage_sync_file_max_delay: Duration,
+    /// Where the trackers' `storage_sync_file_max_delay` comes from, when
+    /// it is taken from them (no mod_fastdfs.conf, or its
+    /// `load_fdfs_parameters_from_tracker = true`); until it gives one,
+    /// `storage_sync_file_max_delay` above applies.
+    pub max_delay_source: Option<MaxDelaySource>,
+    /// mod_fastdfs.conf's `load_fdfs_parameters_from_tracker` (true
+    /// without that file: the storage has them from its trackers anyway).
+    pub params_from_tracker: bool,
     pub connect_timeout: Duration,
     /// Idle read/write timeout for clients and for proxied fetches.
     pub network_timeout: Duration,
@@ -99,6 +110,8 @@ impl StorageHttpConfig {
             response_mode: ResponseMode::Proxy,
             peer_http_port: None,
             storage_sync_file_max_delay: Duration::from_secs(86400),
+            max_delay_source: None,
+            params_from_tracker: true,
             connect_timeout: Duration::from_secs(10),
             network_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
@@ -133,6 +146,7 @@ impl StorageHttpConfig {
             c.url_have_group_name = m.url_have_group_name;
             c.response_mode = m.response_mode;
             c.storage_sync_file_max_delay = m.storage_sync_file_max_delay;
+            c.params_from_tracker = m.load_fdfs_parameters_from_tracker;
             c.connect_timeout = m.connect_timeout;
             c.network_timeout = m.network_timeout;
             if !m.if_alias_prefix.is_empty() {

@@ -14,7 +14,9 @@
 mod config;
 mod path;
 
-pub use config::{peers_from_ids, PeerAddr, PeerSource, StorageHttpConfig, TokenConf};
+pub use config::{
+    peers_from_ids, MaxDelaySource, PeerAddr, PeerSource, StorageHttpConfig, TokenConf,
+};
 pub use path::{parse_request_path, PathError, RequestPath};
 
 use std::future::Future;
@@ -424,7 +426,12 @@ async fn not_here(
     };
     let is_local = source_ip.is_some_and(|ip| is_local_ip(cfg, ip, info.local.ip()));
     let ts = u64::from(logic.info.timestamp);
-    let old = ts > 0 && unix_now().saturating_sub(ts) > cfg.storage_sync_file_max_delay.as_secs();
+    let max_delay = cfg
+        .max_delay_source
+        .as_ref()
+        .and_then(|f| f())
+        .unwrap_or(cfg.storage_sync_file_max_delay);
+    let old = ts > 0 && unix_now().saturating_sub(ts) > max_delay.as_secs();
     if is_local || old {
         tracing::info!(file = %logic, is_local, old, "file not found");
         return text(StatusCode::NOT_FOUND, "file not found");
