@@ -171,6 +171,16 @@ fn tracker_and_storage_show_their_state() {
         "{log}"
     );
     assert!(lines[1].contains("\" 400 "), "{log}");
+    // An outside logrotate moves the log away; SIGHUP, and the next line
+    // goes to a new file at the path.
+    let access = storage.base.join("logs/http_access.log");
+    std::fs::rename(&access, access.with_extension("log.1")).unwrap();
+    let pid = storage.proc.pid().unwrap() as i32;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    wait_for("a new http_access.log after SIGHUP", 10, || {
+        http(shttp, "GET", &url);
+        std::fs::read_to_string(&access).is_ok_and(|t| t.contains(" 200 3000 "))
+    });
 
     // A recent file said to come from a server that is not in the group
     // (the storage knows its group from the tracker): not found here, and
@@ -190,7 +200,11 @@ fn tracker_and_storage_show_their_state() {
     );
     // Two minutes old with the tracker's storage_sync_file_max_delay of 60
     // s (not mod_fastdfs's default of a day): it should have been here.
-    let (code, _) = http(shttp, "GET", &format!("/group1/{}", stranger_file_name(120)));
+    let (code, _) = http(
+        shttp,
+        "GET",
+        &format!("/group1/{}", stranger_file_name(120)),
+    );
     assert_eq!(code, 404);
     assert!(
         storage

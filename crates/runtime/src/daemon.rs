@@ -361,15 +361,21 @@ impl Signals {
     }
 }
 
-async fn watch_signals(mut signals: Signals, log: Arc<LogFile>, shutdown: Shutdown) {
+/// `_log` is the daemon's log, held open while signals are watched;
+/// SIGHUP reaches it, and every other log file, through
+/// [`crate::logfile::reopen_all`].
+async fn watch_signals(mut signals: Signals, _log: Arc<LogFile>, shutdown: Shutdown) {
     loop {
         tokio::select! {
             _ = signals.term.recv() => info!("SIGTERM received, shutting down"),
             _ = signals.int.recv() => info!("SIGINT received, shutting down"),
             _ = signals.hup.recv() => {
-                match log.reopen() {
-                    Ok(()) => info!(path = %log.path().display(), "SIGHUP received, log file reopened"),
-                    Err(e) => error!(path = %log.path().display(), "SIGHUP received, cannot reopen the log file: {e}"),
+                // The daemon's log and the others (access logs) alike.
+                for (path, r) in crate::logfile::reopen_all() {
+                    match r {
+                        Ok(()) => info!(path = %path.display(), "SIGHUP received, log file reopened"),
+                        Err(e) => error!(path = %path.display(), "SIGHUP received, cannot reopen the log file: {e}"),
+                    }
                 }
                 continue;
             }

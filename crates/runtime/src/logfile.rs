@@ -85,8 +85,31 @@ impl Rotation {
 pub struct LogFile {
     path: PathBuf,
     rotation: Rotation,
-    state: Mutex<State>,
+    /// Shared with [`OPEN`], for [`reopen_all`].
+    state: Arc<Mutex<State>>,
     keeper: Arc<Keeper>,
+}
+
+/// Every log file of the process, so that one SIGHUP reopens them all (an
+/// outside logrotate moves each of them).
+static OPEN: Mutex<Vec<(PathBuf, std::sync::Weak<Mutex<State>>)>> = Mutex::new(Vec::new());
+
+/// Opens every log file of the process at its path again; what each gave.
+pub fn reopen_all() -> Vec<(PathBuf, io::Result<()>)> {
+    let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+    open.retain(|(_, w)| w.strong_count() > 0);
+    open.iter()
+        .filter_map(|(path, w)| Some((path, w.upgrade()?)))
+        .map(|(path, state)| (path.clone(), reopen_state(path, &state)))
+        .collect()
+}
+
+fn reopen_state(path: &Path, state: &Mutex<State>) -> io::Result<()> {
+    let (file, size) = open_append(path)?;
+    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+    st.file = file;
+    st.size = size;
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -113,14 +136,18 @@ fn with_ext(path: &Path, ext: &str) -> PathBuf {
 impl LogFile {
     pub fn open(path: &Path, rotation: Rotation) -> io::Result<LogFile> {
         let (file, size) = open_append(path)?;
+        let state = Arc::new(Mutex::new(State {
+            file,
+            size,
+            next_daily: next_local_time_of_day(unix_now(), rotation.at),
+        }));
+        OPEN.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((path.to_owned(), Arc::downgrade(&state)));
         Ok(LogFile {
             path: path.to_owned(),
             rotation,
-            state: Mutex::new(State {
-                file,
-                size,
-                next_daily: next_local_time_of_day(unix_now(), rotation.at),
-            }),
+            state,
             keeper: Arc::new(Keeper {
                 path: path.to_owned(),
                 rotation,
@@ -137,11 +164,7 @@ impl LogFile {
 
     /// Opens the file at the path again (after logrotate moved it).
     pub fn reopen(&self) -> io::Result<()> {
-        let (file, size) = open_append(&self.path)?;
-        let mut st = self.lock();
-        st.file = file;
-        st.size = size;
-        Ok(())
+        reopen_state(&self.path, &self.state)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -738,6 +761,37 @@ mod tests {
             },
         )
         .unwrap()
+    }
+
+    #[test]
+    fn reopen_all_reopens_every_open_log_at_its_path() {
+        let d = tempfile::tempdir().unwrap();
+        let paths = [d.path().join("a.log"), d.path().join("b.log")];
+        let logs: Vec<LogFile> = paths
+            .iter()
+            .map(|p| LogFile::open(p, Rotation::default()).unwrap())
+            .collect();
+        let gone = LogFile::open(&d.path().join("gone.log"), Rotation::default()).unwrap();
+        drop(gone);
+        // An outside logrotate moves them away; then SIGHUP.
+        for p in &paths {
+            std::fs::rename(p, p.with_extension("log.1")).unwrap();
+        }
+        let done = reopen_all();
+        for p in &paths {
+            assert!(
+                done.iter().any(|(q, r)| q == p && r.is_ok()),
+                "{p:?} in {done:?}"
+            );
+        }
+        assert!(
+            !done.iter().any(|(q, _)| q.ends_with("gone.log")),
+            "a closed log is not reopened: {done:?}"
+        );
+        for (log, p) in logs.iter().zip(&paths) {
+            (&*log).write_all(b"after\n").unwrap();
+            assert_eq!(std::fs::read_to_string(p).unwrap(), "after\n");
+        }
     }
 
     #[test]
