@@ -70,35 +70,12 @@ fn run_storage(args: &DaemonArgs) -> anyhow::Result<()> {
             Ok((prepared, http, metrics))
         },
         |(prepared, http, metrics), shutdown| async move {
-            let mut http_stats = None;
-            // Filled once the storage runs: the group as its trackers list it.
-            let observed: Arc<OnceLock<Arc<fdfs_storage::observe::Observer>>> = Arc::default();
-            if let Some((mut cfg, listener, access_log)) = http {
-                if cfg.peers.is_none() {
-                    cfg.peers = Some(group_members_of(observed.clone()));
-                }
-                if cfg.params_from_tracker {
-                    let o = observed.clone();
-                    cfg.max_delay_source = Some(Arc::new(move || {
-                        o.get().and_then(|o| o.sync_file_max_delay())
-                    }));
-                }
-                let listener = tokio::net::TcpListener::from_std(listener)?;
-                let stop = shutdown.clone();
-                let mut server = fdfs_http::storage::StorageHttp::new(cfg);
-                if let Some(log) = access_log {
-                    server = server.with_access_log(log);
-                }
-                http_stats = Some(server.stats());
-                tokio::spawn(async move {
-                    if let Err(e) = server
-                        .serve(listener, async move { stop.wait().await })
-                        .await
-                    {
-                        tracing::error!(error = %e, "storage HTTP stopped");
-                    }
-                });
-            }
+            // Filled once the storage runs: what its HTTP server asks of it.
+            let observed: Observed = Arc::default();
+            let http_stats = match http {
+                Some(parts) => Some(spawn_storage_http(parts, observed.clone(), &shutdown)?),
+                None => None,
+            };
             let stop = shutdown.clone();
             fdfs_storage::serve_observed(prepared, shutdown, move |observer| {
                 let _ = observed.set(observer.clone());
@@ -113,12 +90,47 @@ fn run_storage(args: &DaemonArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The running storage, once it runs.
+type Observed = Arc<OnceLock<Arc<fdfs_storage::observe::Observer>>>;
+
+/// Starts the storage's built-in HTTP server. What it needs of the storage
+/// itself (the group's members, the trackers' `storage_sync_file_max_delay`)
+/// it reads from `observed`; its counters go to the storage's `/metrics`.
+fn spawn_storage_http(
+    (mut cfg, listener, access_log): StorageHttpParts,
+    observed: Observed,
+    shutdown: &fdfs_runtime::Shutdown,
+) -> anyhow::Result<Arc<fdfs_http::storage::HttpStats>> {
+    if cfg.peers.is_none() {
+        cfg.peers = Some(group_members_of(observed.clone()));
+    }
+    if cfg.params_from_tracker {
+        cfg.max_delay_source = Some(Arc::new(move || {
+            observed.get().and_then(|o| o.sync_file_max_delay())
+        }));
+    }
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let mut server = fdfs_http::storage::StorageHttp::new(cfg);
+    if let Some(log) = access_log {
+        server = server.with_access_log(log);
+    }
+    let stats = server.stats();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(e) = server
+            .serve(listener, async move { stop.wait().await })
+            .await
+        {
+            tracing::error!(error = %e, "storage HTTP stopped");
+        }
+    });
+    Ok(stats)
+}
+
 /// The storage HTTP's view of the group (for "is the source server one of
 /// ours" before it proxies or redirects): the members the storage's
 /// trackers list, none until it runs.
-fn group_members_of(
-    observed: Arc<OnceLock<Arc<fdfs_storage::observe::Observer>>>,
-) -> fdfs_http::storage::PeerSource {
+fn group_members_of(observed: Observed) -> fdfs_http::storage::PeerSource {
     Arc::new(move || {
         observed.get().map_or_else(Vec::new, |o| {
             o.group_members()
