@@ -108,7 +108,11 @@ fn old_layouts_on_the_wire_and_through_the_monitor() {
         .call(tc::SERVER_LIST_ONE_GROUP, &group16("group1"))
         .unwrap();
     assert_eq!(st, 0);
-    assert_eq!(one, all);
+    // The same record, but for the space figures (17..33): a storage report
+    // between the two calls may change them.
+    let without_space = |r: &[u8]| [&r[..17], &r[33..]].concat();
+    assert_eq!(one.len(), all.len());
+    assert_eq!(without_space(&one), without_space(&all));
     let (st, _) = w
         .call(tc::SERVER_LIST_ONE_GROUP, &group16("nogroup"))
         .unwrap();
