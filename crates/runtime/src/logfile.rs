@@ -475,63 +475,61 @@ fn gzip(plain: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 impl Keeper {
-    /// Waits until no pass is asked for or under way.
-    fn settle(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let mut s = self.lock();
-        while s.requested || s.running {
+    /// Waits, holding `s` between looks, while `busy` holds; fails the test
+    /// with `what` past `deadline`. Looks at least every 10 ms (the thread
+    /// does not signal every change).
+    fn wait_while<'a>(
+        &'a self,
+        mut s: MutexGuard<'a, Sched>,
+        deadline: std::time::Instant,
+        what: &str,
+        busy: impl Fn(&Sched) -> bool,
+    ) -> MutexGuard<'a, Sched> {
+        while busy(&s) {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            assert!(!left.is_zero(), "the housekeeping pass did not end");
+            assert!(!left.is_zero(), "{what}");
             s = self
                 .wake
-                .wait_timeout(s, left)
+                .wait_timeout(s, left.min(Duration::from_millis(10)))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+        s
+    }
+
+    fn deadline() -> std::time::Instant {
+        std::time::Instant::now() + Duration::from_secs(20)
+    }
+
+    /// Waits until no pass is asked for or under way.
+    fn settle(&self) {
+        drop(self.wait_while(
+            self.lock(),
+            Self::deadline(),
+            "the housekeeping pass did not end",
+            |s| s.requested || s.running,
+        ));
     }
 
     /// Waits until the thread has made its first pass.
     fn first_pass(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let mut s = self.lock();
-        while s.passes == 0 {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            assert!(!left.is_zero(), "no pass at the start");
-            s = self
-                .wake
-                .wait_timeout(s, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        drop(
+            self.wait_while(self.lock(), Self::deadline(), "no pass at the start", |s| {
+                s.passes == 0
+            }),
+        );
     }
 
     /// Makes the daily pass due now, as if the clock reached `delete_at`,
     /// and waits until the thread has done it.
     fn daily_pass_now(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let mut s = self.lock();
+        let deadline = Self::deadline();
         // The thread sets its first due time as it starts.
-        while s.next_daily == 0 {
-            assert!(std::time::Instant::now() < deadline, "no thread");
-            s = self
-                .wake
-                .wait_timeout(s, Duration::from_millis(10))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        let mut s = self.wait_while(self.lock(), deadline, "no thread", |s| s.next_daily == 0);
         let before = s.passes;
         s.next_daily = 1;
         self.wake.notify_all();
-        while s.passes == before {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            assert!(!left.is_zero(), "no daily pass");
-            s = self
-                .wake
-                .wait_timeout(s, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        drop(s);
+        drop(self.wait_while(s, deadline, "no daily pass", |s| s.passes == before));
         self.settle();
     }
 }
